@@ -1,0 +1,57 @@
+"""The public Python API; the `foundry` command mirrors it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from .validation import FoundryInputError
+
+OFFICIAL_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build an untrained model from a named preset ('vit-s', 'small', 'tiny', or a student
+    preset such as 'foundry-s16'), with config fields overridden by keyword."""
+    from .models.backbone import PointTransformer
+    from .models.presets import PRESETS, preset_config
+
+    if name in PRESETS:
+        return PointTransformer(preset_config(name, **overrides))
+    try:
+        from .models.student import STUDENT_PRESETS, create_student
+    except ImportError:
+        STUDENT_PRESETS = {}
+    if name in STUDENT_PRESETS:
+        return create_student(name, **overrides)
+    raise KeyError(f"unknown model preset {name!r}; available: {sorted(PRESETS) + sorted(STUDENT_PRESETS)}")
+
+
+def load(path_or_name: str | Path, **kwargs) -> nn.Module:
+    """A ready model in eval mode on the CPU from a shipped name, a Foundry checkpoint
+    (.safetensors), or an official Point-MAE / Point-BERT / Point-JEPA / PointGPT file."""
+    from .hub import resolve, shipped_models
+    from .models.checkpoint import load_checkpoint
+
+    shipped = resolve(str(path_or_name))
+    if shipped is not None:
+        return load_checkpoint(shipped)
+    path = Path(path_or_name)
+    if not path.exists():
+        names = sorted(shipped_models())
+        raise FoundryInputError(
+            f"no model named or found at {str(path_or_name)!r}. Shipped models: {names or 'none installed'}; "
+            "or give the path of a .safetensors checkpoint or an official .pth file"
+        )
+    if path.suffix in OFFICIAL_SUFFIXES:
+        from .models.official import load_official
+
+        return load_official(path, **kwargs).eval()
+    return load_checkpoint(path)
+
+
+def save(model: nn.Module, path, **kwargs):
+    """Save any Foundry model as a self-describing safetensors checkpoint."""
+    from .models.checkpoint import save_checkpoint
+
+    return save_checkpoint(model, path, **kwargs)

@@ -1,0 +1,1 @@
+"""Sub-commands of the `foundry` CLI, one module each."""

@@ -1,0 +1,83 @@
+"""Configuration of the point-cloud transformer backbone (teachers and the random floor)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+CONFIG_VERSION = 1
+
+POOLINGS = ("mean+max", "cls+max", "max", "mean", "cls")
+
+
+@dataclass
+class BackboneConfig:
+    """Everything needed to rebuild a backbone; stored inside every checkpoint.
+
+    The options cover how the published teachers differ (see docs): qkv bias (Point-JEPA yes,
+    Point-MAE no), a cls token and cls+max pooling (Point-MAE/BERT/GPT fine-tuning) or mean+max
+    (Point-JEPA), a reduce layer after the tokenizer (Point-BERT 256 -> 384), sinusoidal
+    positions and a causal mask (PointGPT).
+    """
+
+    name: str = "custom"
+    num_points: int = 1024  # nominal input size (MACs are reported at this size)
+    num_groups: int = 64
+    group_size: int = 32
+    width: int = 384
+    depth: int = 12
+    heads: int = 6
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = False
+    drop_path: float = 0.1
+    norm_eps: float = 1e-5
+    tokenizer_hidden: tuple = (128, 256, 512)
+    tokenizer_width: int | None = None  # None: the tokenizer outputs `width` directly
+    pos_embed: str = "mlp"  # "mlp" | "sincos"
+    pos_hidden: int = 128
+    pos_every_block: bool = True
+    cls_token: bool = False
+    pooling: str = "mean+max"
+    causal: bool = False
+    patch_order: str = "fps"  # "fps" (FPS order) | "morton" (PointGPT-style z-order sort)
+    fps_start: str = "first"
+    fps_backend: str = "torch"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.tokenizer_hidden = tuple(self.tokenizer_hidden)
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.pooling.startswith("cls") and not self.cls_token:
+            raise ValueError(f"pooling {self.pooling!r} needs cls_token=True")
+        if self.pos_embed not in ("mlp", "sincos"):
+            raise ValueError(f"pos_embed must be 'mlp' or 'sincos', got {self.pos_embed!r}")
+        if self.patch_order not in ("fps", "morton"):
+            raise ValueError(f"patch_order must be 'fps' or 'morton', got {self.patch_order!r}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+        if self.group_size < 1 or self.num_groups < 1:
+            raise ValueError("num_groups and group_size must be positive")
+
+    @property
+    def feature_dim(self) -> int:
+        return self.width if self.pooling in ("max", "mean", "cls") else 2 * self.width
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["tokenizer_hidden"] = list(self.tokenizer_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BackboneConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown backbone config keys {sorted(unknown)}")
+        return cls(**d)
+
+    def replace(self, **overrides) -> "BackboneConfig":
+        known = {f.name for f in dataclasses.fields(self)}
+        bad = set(overrides) - known
+        if bad:
+            raise ValueError(f"unknown config option(s) {sorted(bad)}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)

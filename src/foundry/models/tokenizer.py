@@ -1,0 +1,79 @@
+"""Patch tokenizers: a mini-PointNet per patch, and position embeddings for patch centres."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class PointNetPatchEmbed(nn.Module):
+    """Mini-PointNet over each patch (Point-MAE / Point-BERT / Point-JEPA tokenizer).
+
+    per-point MLP 3 -> h1 -> h2, max-pool, concatenate the pooled feature to every point
+    (2*h2), MLP 2*h2 -> h3 -> out, max-pool: one `out`-d token per patch. The standard
+    teacher shape is (h1, h2, h3) = (128, 256, 512); smaller tuples give the slim tokenizer.
+    BatchNorm follows the first layer of each MLP, as in the published models.
+    """
+
+    def __init__(self, out_dim: int, hidden: tuple[int, int, int] = (128, 256, 512)):
+        super().__init__()
+        h1, h2, h3 = hidden
+        self.hidden = tuple(hidden)
+        self.out_dim = out_dim
+        self.conv1a = nn.Linear(3, h1)
+        self.bn1 = nn.BatchNorm1d(h1)
+        self.conv1b = nn.Linear(h1, h2)
+        self.conv2a = nn.Linear(2 * h2, h3)
+        self.bn2 = nn.BatchNorm1d(h3)
+        self.conv2b = nn.Linear(h3, out_dim)
+
+    @staticmethod
+    def _bn(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return bn(x.reshape(-1, shape[-1])).reshape(shape)
+
+    def forward(self, neighborhoods: torch.Tensor) -> torch.Tensor:
+        """(B, G, K, 3) relative patch points -> (B, G, out_dim) tokens."""
+        x = torch.relu(self._bn(self.bn1, self.conv1a(neighborhoods)))
+        x = self.conv1b(x)  # (B, G, K, h2)
+        pooled = x.max(dim=2, keepdim=True).values
+        x = torch.cat([pooled.expand_as(x), x], dim=-1)
+        x = torch.relu(self._bn(self.bn2, self.conv2a(x)))
+        x = self.conv2b(x)
+        return x.max(dim=2).values
+
+
+class MlpPositionEmbed(nn.Module):
+    """Position of a patch centre: Linear(3, hidden) - GELU - Linear(hidden, dim)."""
+
+    def __init__(self, dim: int, hidden: int = 128):
+        super().__init__()
+        self.fc1 = nn.Linear(3, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, centers: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(centers)))
+
+
+class SinCosPositionEmbed(nn.Module):
+    """Fixed sinusoidal embedding of xyz (PointGPT style): each axis gets dim/6 frequencies,
+    each frequency a sine and a cosine; the remainder of `dim` is zero-padded. No weights."""
+
+    def __init__(self, dim: int, temperature: float = 10000.0, scale: float = 2 * math.pi):
+        super().__init__()
+        self.dim = dim
+        self.per_axis = max(1, dim // 6)
+        self.temperature = temperature
+        self.scale = scale
+
+    def forward(self, centers: torch.Tensor) -> torch.Tensor:
+        f = torch.arange(self.per_axis, device=centers.device, dtype=torch.float32)
+        freqs = self.temperature ** (f / self.per_axis)
+        x = centers.float().unsqueeze(-1) * self.scale / freqs  # (..., 3, F)
+        emb = torch.cat([x.sin(), x.cos()], dim=-1).flatten(-2)  # (..., 6F)
+        pad = self.dim - emb.shape[-1]
+        if pad > 0:
+            emb = torch.nn.functional.pad(emb, (0, pad))
+        return emb.to(centers.dtype)

@@ -1,0 +1,93 @@
+"""Farthest point sampling (FPS) in plain PyTorch, with an optional `fpsample` CPU backend.
+
+The plain version is vectorised over the batch: the only Python loop is over the samples
+being picked, which is inherent to FPS. Memory is O(B * N).
+"""
+from __future__ import annotations
+
+import torch
+
+_BACKENDS = ("torch", "fpsample")
+
+
+def farthest_point_sample(
+    points: torch.Tensor,
+    num_samples: int,
+    *,
+    start: str = "first",
+    generator: torch.Generator | None = None,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """Pick `num_samples` indices per cloud that spread the samples as far apart as possible.
+
+    Args:
+        points: (B, N, 3) float tensor.
+        num_samples: how many indices to pick per cloud (<= N).
+        start: "first" starts every cloud at index 0 (deterministic, the Point-MAE convention);
+            "random" starts at a random index drawn from `generator` (seeded by the caller).
+        backend: "torch" (default, any device) or "fpsample" (CPU only, needs the optional
+            `fpsample` package; imported lazily).
+
+    Returns:
+        (B, num_samples) int64 indices into the second dimension of `points`.
+    """
+    if points.dim() != 3 or points.shape[-1] != 3:
+        raise ValueError(f"farthest_point_sample expects (B, N, 3) points, got shape {tuple(points.shape)}")
+    batch, n, _ = points.shape
+    if not 0 < num_samples <= n:
+        raise ValueError(f"cannot pick {num_samples} samples from clouds of {n} points")
+    if start not in ("first", "random"):
+        raise ValueError(f"start must be 'first' or 'random', got {start!r}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown FPS backend {backend!r}; choose one of {_BACKENDS}")
+
+    if start == "random":
+        first = torch.randint(0, n, (batch,), generator=generator, device="cpu").to(points.device)
+    else:
+        first = torch.zeros(batch, dtype=torch.long, device=points.device)
+
+    if backend == "fpsample":
+        return _fps_fpsample(points, num_samples, first)
+    return _fps_torch(points, num_samples, first)
+
+
+def _fps_torch(points: torch.Tensor, num_samples: int, first: torch.Tensor) -> torch.Tensor:
+    batch, n, _ = points.shape
+    pts = points.detach().float()
+    idx = torch.empty(batch, num_samples, dtype=torch.long, device=points.device)
+    min_dist = torch.full((batch, n), float("inf"), device=points.device)
+    rows = torch.arange(batch, device=points.device)
+    current = first
+    for i in range(num_samples):
+        idx[:, i] = current
+        last = pts[rows, current].unsqueeze(1)  # (B, 1, 3)
+        dist = (pts - last).pow(2).sum(-1)  # (B, N)
+        min_dist = torch.minimum(min_dist, dist)
+        current = min_dist.argmax(dim=1)
+    return idx
+
+
+def _fps_fpsample(points: torch.Tensor, num_samples: int, first: torch.Tensor) -> torch.Tensor:
+    try:
+        import fpsample  # optional accelerator, never imported at module top level
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "FPS backend 'fpsample' needs the optional package: pip install fpsample "
+            "(or use backend='torch')"
+        ) from exc
+    import numpy as np
+
+    arr = points.detach().float().cpu().numpy()
+    out = np.empty((arr.shape[0], num_samples), dtype=np.int64)
+    for b in range(arr.shape[0]):
+        out[b] = fpsample.fps_sampling(arr[b], num_samples, start_idx=int(first[b]))
+    return torch.from_numpy(out).to(points.device)
+
+
+def fpsample_available() -> bool:
+    """True when the optional `fpsample` package can be imported."""
+    try:
+        import fpsample  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,51 @@
+"""k-nearest-neighbour search and gathering in plain PyTorch, chunked to bound memory."""
+from __future__ import annotations
+
+import torch
+
+
+def gather_points(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Batched gather along the point axis.
+
+    values: (B, N, C); index: (B, ...) int64 into N. Returns (B, ..., C).
+    """
+    batch = values.shape[0]
+    flat = index.reshape(batch, -1)
+    out = torch.gather(values, 1, flat.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+    return out.reshape(*index.shape, values.shape[-1])
+
+
+def knn(
+    queries: torch.Tensor,
+    points: torch.Tensor,
+    k: int,
+    *,
+    chunk_size: int | None = None,
+    max_chunk_elements: int = 1 << 26,
+) -> torch.Tensor:
+    """Indices of the k nearest `points` to each query, nearest first.
+
+    queries: (B, M, 3), points: (B, N, 3). Returns (B, M, k) int64.
+    The (M, N) distance matrix is built `chunk_size` queries at a time so memory stays
+    bounded on large clouds (by default about `max_chunk_elements` floats per chunk).
+    """
+    if queries.dim() != 3 or points.dim() != 3 or queries.shape[0] != points.shape[0]:
+        raise ValueError(
+            f"knn expects (B, M, 3) queries and (B, N, 3) points, got {tuple(queries.shape)} and {tuple(points.shape)}"
+        )
+    batch, m, _ = queries.shape
+    n = points.shape[1]
+    if not 0 < k <= n:
+        raise ValueError(f"cannot take k={k} neighbours from clouds of {n} points")
+    if chunk_size is None:
+        chunk_size = max(1, max_chunk_elements // max(1, batch * n))
+    q = queries.detach().float()
+    p = points.detach().float()
+    p_sq = p.pow(2).sum(-1).unsqueeze(1)  # (B, 1, N)
+    out = []
+    for start in range(0, m, chunk_size):
+        qc = q[:, start : start + chunk_size]
+        # squared distances via the expansion |q|^2 - 2 q.p + |p|^2 (one matmul per chunk)
+        dist = qc.pow(2).sum(-1, keepdim=True) - 2.0 * qc @ p.transpose(1, 2) + p_sq
+        out.append(dist.topk(k, dim=-1, largest=False, sorted=True).indices)
+    return torch.cat(out, dim=1)
