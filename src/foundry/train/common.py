@@ -1,0 +1,377 @@
+"""Training plumbing shared by `foundry pretrain` and `foundry distill`.
+
+- `make_fabric`: a Lightning Fabric with the right precision for the machine (bf16-mixed on CUDA,
+  32-true on CPU); DDP through `strategy="ddp"` or by running under torchrun.
+- `cosine_with_warmup`: linear warm-up then cosine decay, as a LambdaLR stepped once per step.
+- `RunLogger`: metrics.csv (one row per `log` call, columns grow as new metrics appear) and
+  TensorBoard, written on rank 0 only.
+- `save_training_state` / `load_training_state`: one atomic file with everything needed to
+  continue a run exactly (model, optimizer, scheduler, epoch, step, RNG states), refusing a file
+  from a run with another configuration.
+- `unlabelled_mix`: one dataset of point clouds from several sources ("modelnet10:train",
+  "kicadpart:train", "synthetic:5000", a folder path, "folder:split").
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.checkpoint import atomic_write
+from ..validation import FoundryInputError
+
+STATE_FORMAT = "foundry-training-state"
+STATE_VERSION = 1
+SPLITS = ("train", "test", "val", "valid", "trainval", "all")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fabric and distributed helpers
+# ---------------------------------------------------------------------------------------------
+def default_precision() -> str:
+    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def make_fabric(devices="auto", precision: str | None = None, strategy: str = "auto", accelerator: str = "auto"):
+    """A (not yet launched) Lightning Fabric: bf16-mixed autocast on CUDA, 32-true on CPU by
+    default. Under torchrun, Fabric picks up the process group from the environment; call
+    `fabric.launch()` before use."""
+    from lightning.fabric import Fabric
+
+    return Fabric(accelerator=accelerator, devices=devices, precision=precision or default_precision(),
+                  strategy=strategy)
+
+
+def is_rank_zero() -> bool:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
+
+
+def unwrap(obj):
+    """The plain module/optimizer inside Fabric or DDP wrappers."""
+    for _ in range(4):
+        if hasattr(obj, "_original_module"):
+            obj = obj._original_module
+        elif isinstance(obj, nn.parallel.DistributedDataParallel):
+            obj = obj.module
+        elif type(obj).__name__ == "_FabricOptimizer":
+            obj = obj.optimizer
+        else:
+            break
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate schedule
+# ---------------------------------------------------------------------------------------------
+def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0):
+    """LambdaLR: linear warm-up from lr/warmup to lr over `warmup_steps`, then cosine decay to
+    `min_lr_ratio * lr` at `total_steps` (held there afterwards). Call `.step()` once per step."""
+    warmup_steps = max(0, int(warmup_steps))
+    total_steps = max(1, int(total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------------------------
+class RunLogger:
+    """Append metrics to `out_dir/metrics.csv` and TensorBoard (`out_dir/tb`), rank 0 only.
+
+    The CSV has a `step` column and one column per metric name seen so far; a new name rewrites
+    the (small) file with the wider header. `resume_step`: when continuing a run, rows logged
+    after that step (by the interrupted process, after its last checkpoint) are dropped, so the
+    file reads like one uninterrupted run.
+    """
+
+    def __init__(self, out_dir, *, resume_step: int | None = None, tensorboard: bool = True):
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / "metrics.csv"
+        self.enabled = is_rank_zero()
+        self.columns: list[str] = ["step"]
+        self.rows: list[dict] = []
+        self._tb = None
+        if not self.enabled:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            if resume_step is None:
+                self.path.unlink()
+            else:
+                with open(self.path, newline="") as f:
+                    reader = csv.DictReader(f)
+                    self.columns = list(reader.fieldnames or ["step"])
+                    self.rows = [r for r in reader if r.get("step") not in (None, "") and int(float(r["step"])) <= resume_step]
+                self._rewrite()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                purge = None if resume_step is None else resume_step + 1
+                self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=purge)
+            except Exception as exc:  # tensorboard missing or broken: CSV still works
+                print(f"[foundry] TensorBoard logging disabled ({exc})")
+                self._tb = None
+
+    def _rewrite(self) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
+        w.writeheader()
+        for r in self.rows:
+            w.writerow(r)
+        text = buf.getvalue()
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                f.write(text)
+
+        atomic_write(self.path, write)
+
+    def log(self, step: int, **metrics) -> None:
+        if not self.enabled:
+            return
+        row = {"step": int(step)}
+        for k, v in metrics.items():
+            if isinstance(v, torch.Tensor):
+                v = v.detach().float().item()
+            row[k] = v
+        self.rows.append(row)
+        new = [k for k in row if k not in self.columns]
+        if new:
+            self.columns += new
+            self._rewrite()
+        else:
+            with open(self.path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(row)
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self._tb.add_scalar(k, v, int(step))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+            self._tb = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Training state (resume)
+# ---------------------------------------------------------------------------------------------
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _jsonable(d: dict) -> dict:
+    """Normalise a run config (tuples -> lists etc.) so saved and current configs compare equal."""
+    return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+
+def save_training_state(path, *, model, optimizer, scheduler, epoch: int, step: int, run_config: dict,
+                        extra: dict | None = None) -> None:
+    """Atomically write everything needed to continue a run exactly. Only rank 0 writes."""
+    if not is_rank_zero():
+        return
+    state = {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "run_config": json.dumps(_jsonable(run_config), sort_keys=True),
+        "epoch": int(epoch),
+        "step": int(step),
+        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "optimizer": unwrap(optimizer).state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": _rng_state(),
+        "extra": extra or {},
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def read_training_state(path) -> dict:
+    """Load a training-state file (CPU tensors) with clear errors for missing or foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise FoundryInputError(f"no training state to resume at {path}; start the run without --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FoundryInputError(
+            f"cannot read training state {path} ({exc}); the file is corrupt or not a Foundry training state"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise FoundryInputError(f"{path} is not a Foundry training state (was it written by foundry pretrain/distill?)")
+    return state
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    saved, current = _jsonable(saved), _jsonable(current)
+    out = []
+    for k in sorted(set(saved) | set(current)):
+        a, b = saved.get(k, "<absent>"), current.get(k, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{d}" for d in config_differences(a, b)]
+        elif a != b:
+            out.append(f"{k}: checkpoint {a!r} vs now {b!r}")
+    return out
+
+
+def load_training_state(path, model, optimizer, scheduler, run_config: dict):
+    """Restore model, optimizer, scheduler and RNG states from `path`; returns (epoch, step, extra).
+
+    Raises FoundryInputError, naming the differing settings, when the file was written by a run
+    with another configuration (model shape, objective, data, batch size, ...).
+    """
+    state = read_training_state(path)
+    diffs = config_differences(json.loads(state["run_config"]), run_config)
+    if diffs:
+        shown = "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} in all)" if len(diffs) > 8 else "")
+        raise FoundryInputError(
+            f"cannot resume from {path}: it belongs to a run with other settings ({shown}). "
+            "Resume with the original settings, or start a new run in another --out folder"
+        )
+    from ..models.checkpoint import load_state_strict
+
+    load_state_strict(unwrap(model), state["model"], source=str(path))
+    if optimizer is not None and state.get("optimizer") is not None:
+        unwrap(optimizer).load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    return int(state["epoch"]), int(state["step"]), state.get("extra", {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Unlabelled data
+# ---------------------------------------------------------------------------------------------
+def parse_spec(spec: str) -> tuple[str, str]:
+    """'modelnet10:train' -> ('modelnet10', 'train'); 'synthetic:500' -> ('synthetic:500', 'train');
+    a bare name or folder -> (spec, 'train')."""
+    spec = str(spec).strip()
+    if not spec:
+        raise FoundryInputError("empty data spec; use e.g. 'modelnet10:train', 'synthetic:1000' or a folder path")
+    if spec.startswith("synthetic"):
+        return spec, "train"
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and tail in SPLITS:
+        return head, tail
+    return spec, "train"
+
+
+class UnlabelledMix(torch.utils.data.Dataset):
+    """Point clouds from several sources, as (P, 3) float32 tensors with P = the smallest cloud
+    size over the sources (each bigger cloud is cut to P points by a fixed, seeded permutation).
+
+    Items are dicts {"points", "source", "index"}; `sources` lists (spec, count)."""
+
+    def __init__(self, clouds: list[np.ndarray], specs: list[str], seed: int = 0):
+        self.clouds = clouds
+        self.specs = specs
+        self.seed = int(seed)
+        self.points_per_cloud = min(c.shape[1] for c in clouds)
+        self.offsets = np.cumsum([0] + [len(c) for c in clouds])
+        self.sources = [(s, len(c)) for s, c in zip(specs, clouds)]
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        src = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        cloud = self.clouds[src][i - self.offsets[src]]
+        if cloud.shape[0] > self.points_per_cloud:
+            rng = np.random.default_rng((self.seed, i))
+            cloud = cloud[np.sort(rng.permutation(cloud.shape[0])[: self.points_per_cloud])]
+        return {"points": torch.from_numpy(np.ascontiguousarray(cloud, dtype=np.float32)), "source": src, "index": i}
+
+    def describe(self) -> str:
+        return ", ".join(f"{s} ({n} clouds)" for s, n in self.sources) + f"; {self.points_per_cloud} points each"
+
+
+def _check_clouds(points, spec: str) -> np.ndarray:
+    arr = np.asarray(points)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise FoundryInputError(
+            f"data source {spec!r} gave point clouds of shape {arr.shape}, expected (clouds, points, 3); "
+            "check that the folder holds point clouds in a supported layout (foundry check-data)"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise FoundryInputError(f"data source {spec!r} is empty (shape {arr.shape}); check the path and split")
+    arr = arr.astype(np.float32, copy=False)
+    finite = np.isfinite(arr).all(axis=(1, 2))
+    if not finite.all():
+        bad = np.nonzero(~finite)[0][:10].tolist()
+        raise FoundryInputError(
+            f"data source {spec!r} has NaN/Inf coordinates in cloud(s) {bad}; clean or drop them (foundry check-data)"
+        )
+    return arr
+
+
+def unlabelled_mix(specs: Iterable[str] | str, num_points: int, seed: int = 0) -> UnlabelledMix:
+    """One dataset of unlabelled point clouds from `specs` ("modelnet10:train", "kicadpart:train",
+    "synthetic:N", a folder path, or "folder:split"). Labels are ignored. Each cloud has at least
+    `num_points` points (the training loop draws `num_points` of them at random every step)."""
+    if isinstance(specs, str):
+        specs = [specs]
+    specs = [str(s) for s in specs]
+    if not specs:
+        raise FoundryInputError("no training data given; pass --data (e.g. --data modelnet10:train --data synthetic:1000)")
+    from ..data import load_arrays
+
+    clouds = []
+    for spec in specs:
+        name, split = parse_spec(spec)
+        try:
+            arrays = load_arrays(name, split)
+        except FoundryInputError:
+            raise
+        except (FileNotFoundError, OSError, KeyError, ValueError) as exc:
+            raise FoundryInputError(f"cannot read data source {spec!r}: {exc}") from exc
+        arr = _check_clouds(arrays["points"], spec)
+        if arr.shape[1] < num_points:
+            raise FoundryInputError(
+                f"data source {spec!r} has {arr.shape[1]} points per cloud, fewer than the {num_points} "
+                "points the model is trained on; lower --points or use denser clouds"
+            )
+        clouds.append(arr)
+    return UnlabelledMix(clouds, specs, seed)
