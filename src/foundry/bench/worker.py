@@ -1,0 +1,205 @@
+"""One measurement in a fresh process: time and peak memory of a model call at one input size.
+
+Run as `python -m foundry.bench.worker '<json request>'`; prints one JSON line. A fresh process
+per measurement keeps peak-memory figures clean and lets the caller enforce a time limit and a
+memory cap (an allocation over the cap fails inside torch and is reported as out of memory).
+
+Peak memory on CPU is the kernel's resident-set high-water mark (VmHWM in /proc/self/status),
+reset just before the call by writing 5 to /proc/self/clear_refs, minus the resident set right
+before the call: the extra RAM the call itself needed (weights and input excluded). Where that
+reset is not possible we fall back to ru_maxrss and flag the figure ("rss_method").
+On CUDA: torch.cuda.max_memory_allocated() minus memory_allocated() before the call (tensors
+only; the CUDA context and allocator cache are not included).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+
+def build_model(spec: str, **overrides):
+    """A model in eval mode from a preset name (untrained) or anything `foundry.load` accepts."""
+    from ..api import create_model, load
+    from ..hub import resolve
+
+    if resolve(str(spec)) is None:
+        try:
+            return create_model(str(spec), **overrides).eval()
+        except KeyError:
+            pass
+    return load(spec).eval()
+
+
+def auto_num_groups(num_points: int, default: int, group_size: int, ratio: int = 16,
+                    max_groups: int | None = None) -> int:
+    """Patch count growing with the cloud: N // ratio, at least the model's own count, at most
+    `max_groups` and at most N."""
+    g = max(default, num_points // ratio)
+    if max_groups:
+        g = min(g, max_groups)
+    return max(1, min(g, num_points))
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _set_memory_cap(gb: float | None) -> None:
+    if not gb:
+        return
+    limit = int(gb * (1 << 30))
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def run(req: dict) -> dict:
+    import torch
+
+    threads = int(req.get("threads") or 1)
+    torch.set_num_threads(threads)
+    from .flops import _accepts, random_cloud
+    from .hooks import GroupingRecorder
+    from .latency import device_sync
+
+    device = torch.device(req.get("device", "cpu"))
+    model = build_model(req["model"]).to(device)
+    n = int(req["points"])
+    batch = int(req.get("batch", 1))
+    method = req.get("method", "forward_features")
+    fn = getattr(model, method)
+    cfg = model.config
+    default_g = int(getattr(cfg, "num_groups", 64))
+    k = int(getattr(cfg, "group_size", 32))
+    g = req.get("num_groups")
+    if g == "auto":
+        g = auto_num_groups(n, default_g, k, int(req.get("group_ratio", 16)), req.get("max_groups"))
+    kwargs = {}
+    note = None
+    if g is not None and int(g) != default_g:
+        if _accepts(fn, "num_groups"):
+            kwargs["num_groups"] = int(g)
+        else:
+            note = f"{type(model).__name__}.{method} does not accept num_groups; ran with its own {default_g}"
+            g = default_g
+    g = int(g) if g is not None else default_g
+    points = random_cloud(batch, n, int(req.get("seed", 0)), device)
+    sync = device_sync(device)
+    out = {"model": req["model"], "kind": getattr(model, "kind", "backbone"), "points": n, "batch": batch,
+           "num_groups": g, "group_size": k, "method": method, "device": str(device), "threads": threads,
+           "torch": torch.__version__, "nominal_coverage": g * k / n}
+    if note:
+        out["note"] = note
+
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    rss_before = _status_kb("VmRSS")
+    reset_ok = _reset_hwm()
+    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rec = GroupingRecorder(keep_indices=True)
+    t0 = time.perf_counter()
+    with torch.no_grad(), rec.watch(sync=sync if device.type == "cuda" else None):
+        fn(points, **kwargs)
+    sync()
+    first = time.perf_counter() - t0
+    if reset_ok and rss_before is not None:
+        hwm = _status_kb("VmHWM")
+        out["peak_extra_mb"] = (hwm - rss_before) / 1024
+        out["rss_method"] = "VmHWM after reset (clear_refs) minus VmRSS before the call"
+    else:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["peak_extra_mb"] = (maxrss - (rss_before or maxrss_before)) / 1024
+        out["rss_method"] = "ru_maxrss minus RSS before the call (lower bound if an earlier peak was higher)"
+    out["rss_before_mb"] = (rss_before or 0) / 1024
+    if device.type == "cuda":
+        out["cuda_peak_extra_mb"] = (torch.cuda.max_memory_allocated(device) - before) / (1 << 20)
+    out["first_call_s"] = first
+    out["grouping_s"] = rec.seconds
+    out["fps_s"] = rec.per_function.get("farthest_point_sample")
+    out["knn_s"] = rec.per_function.get("knn")
+    out["coverage"] = rec.coverage(n)
+    del rec
+    # small inputs: a few more calls within a short budget for a steadier median
+    times = [first]
+    budget = float(req.get("repeat_budget_s", 3.0))
+    spent = first
+    while spent + times[-1] < budget and len(times) < 20:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            fn(points, **kwargs)
+        sync()
+        times.append(time.perf_counter() - t0)
+        spent += times[-1]
+    times.sort()
+    out["time_s"] = times[len(times) // 2] if len(times) > 1 else first
+    out["time_runs"] = len(times)
+    out["status"] = "ok"
+    return out
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    req = json.loads(argv[0])
+    _set_memory_cap(req.get("max_memory_gb"))
+    try:
+        out = run(req)
+    except (MemoryError, RuntimeError) as exc:  # torch raises RuntimeError for failed allocations
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        oom = isinstance(exc, MemoryError) or "alloc" in msg.lower() or "out of memory" in msg.lower()
+        out = {"status": "out of memory" if oom else "error", "error": msg[:500]}
+    except Exception as exc:  # report, never hide
+        out = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:500],
+               "traceback": traceback.format_exc()[-2000:]}
+    sys.stdout.write("\n" + json.dumps(out) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def run_in_subprocess(req: dict, timeout: float | None = None) -> dict:
+    """Run `req` in a fresh Python; returns its JSON, or a status of "time limit" / "killed"."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "foundry.bench.worker", json.dumps(req)]
+    env = dict(os.environ)
+    threads = str(req.get("threads") or 1)
+    env.setdefault("OMP_NUM_THREADS", threads)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": "time limit", "error": f"exceeded {timeout:.0f} s", "wall_s": time.perf_counter() - t0}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
+    if proc.returncode != 0 or not lines:
+        status = "killed (likely out of memory)" if proc.returncode in (-9, 137) else "error"
+        return {"status": status, "returncode": proc.returncode, "error": proc.stderr[-1000:],
+                "wall_s": time.perf_counter() - t0}
+    out = json.loads(lines[-1])
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
