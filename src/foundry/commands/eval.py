@@ -1,0 +1,75 @@
+"""`foundry eval`: run evaluation protocols on one model, resumably, with mean +- std over seeds."""
+from __future__ import annotations
+
+HELP = "evaluate a model (svm, probe, finetune, fewshot, partseg, fidelity) over seeds; resumable"
+
+EPILOG = """protocols:
+  svm       linear SVM on frozen global features (C by CV on train); default ModelNet10
+  probe     MLP probe on frozen global features, final epoch
+  finetune  full fine-tuning for classification, final epoch, voting off
+  fewshot   N-way K-shot folds on frozen features (linear SVM), paired with --reference
+  partseg   frozen backbone + point head on multi-layer tokens; class / instance mIoU (KiCadPart)
+  fidelity  token SmoothL1 / cosine and linear CKA against --reference (the teacher)
+
+examples:
+  foundry eval teacher-small --protocol svm --protocol fewshot --reference teacher-small --quick --out runs/eval/t
+  foundry eval student.safetensors --protocol svm --data /data/modelnet40_ply_hdf5_2048 --out runs/eval/s40
+  foundry eval tiny --protocol probe --set probe.epochs=20 --seeds 0 1 2 --out runs/eval/tiny
+"""
+
+
+def register(p):
+    import argparse
+
+    from ..eval.protocols import NAMES
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    p.add_argument("model", help="shipped name, checkpoint (.safetensors), official .pth, or a preset (random init)")
+    p.add_argument("--protocol", "-p", action="append", choices=NAMES, required=True,
+                   help="protocol to run (repeat for several)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="evaluation seeds (default 0 1 2)")
+    p.add_argument("--out", required=True, help="output folder (results.json, results.md, per-seed runs)")
+    p.add_argument("--reference", default=None,
+                   help="reference model (the teacher): fidelity compares with it, fewshot pairs folds with it")
+    p.add_argument("--data", default=None,
+                   help="data for svm/probe/finetune/fewshot/fidelity: 'modelnet10', 'synthetic' or a folder "
+                        "(ModelNet40 h5, ScanObjectNN, ...)")
+    p.add_argument("--seg-data", default=None, help="data for partseg: 'kicadpart' or a ShapeNetPart folder")
+    p.add_argument("--quick", action="store_true", help="small subsets and few epochs (CPU demo settings)")
+    p.add_argument("--set", action="append", default=[], metavar="PROTOCOL.KEY=VALUE",
+                   help="override a protocol setting, JSON value (e.g. probe.epochs=20, fewshot.settings=[[5,10]])")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--batch-size", type=int, default=32, help="clouds per forward pass for frozen features")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--overwrite", action="store_true", help="recompute finished (protocol, seed) results")
+
+
+def overrides_from_args(args) -> dict:
+    from ..eval.runner import parse_overrides
+
+    over = parse_overrides(args.set)
+    cls_protocols = ("svm", "probe", "finetune", "fewshot", "fidelity")
+    for proto in args.protocol:
+        if args.data and proto in cls_protocols:
+            over.setdefault(proto, {}).setdefault("data", args.data)
+        if args.seg_data and proto == "partseg":
+            over.setdefault(proto, {}).setdefault("data", args.seg_data)
+    return over
+
+
+def main(args):
+    import torch
+
+    from ..eval.runner import run_eval
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = run_eval(args.model, args.protocol, args.seeds, args.out, quick=args.quick,
+                   overrides=overrides_from_args(args), reference=args.reference, device=args.device,
+                   batch_size=args.batch_size, overwrite=args.overwrite)
+    from pathlib import Path
+
+    print((Path(args.out) / "results.md").read_text())
+    print(f"results: {Path(args.out) / 'results.json'}  ({res['wall_time_s']:.1f} s)")
+    return 0

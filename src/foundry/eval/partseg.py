@@ -1,0 +1,246 @@
+"""Part segmentation with a light head on a model's patch tokens (KiCadPart, ShapeNetPart).
+
+Protocol (frozen backbone by default, the same head and settings for every model):
+- tokens of several blocks via `forward_layers` (default "auto": three spread blocks, e.g.
+  [3, 7, 11] of 12, [1, 3, 5] of 6), else the final tokens; concatenated per patch;
+- per patch: Linear to `proj_dim`; a global max over patches is appended to every point;
+- propagation to the points: inverse-distance weighted interpolation from the `knn` nearest
+  patch centres (weights 1/d, normalised);
+- concatenated with a per-point embedding (MLP of xyz) and the object category one-hot;
+- point MLP -> logits over all parts, restricted (masked) to the category's parts for both the
+  loss and the prediction;
+- trained on the train split with AdamW + cosine for fixed epochs; the final epoch is scored on
+  test. Class mIoU (mean over categories of the mean shape IoU) and instance mIoU (mean over
+  shapes); a part absent from both prediction and ground truth of a shape counts IoU 1.
+The seed drives the head initialisation, dropout and batch order; the data is fixed.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..validation import FoundryInputError
+from .common import extract_tokens, resolve_layers, seed_everything
+
+DEFAULTS = dict(data="kicadpart", train_split="train", test_split="test", num_points=2048, train_per_class=None,
+                test_per_class=None, layers="auto", frozen=True, epochs=30, batch_size=16, lr=1e-3,
+                weight_decay=1e-4, proj_dim=256, point_dim=64, hidden=256, dropout=0.3, knn=3, head=None,
+                save_heads=True)
+QUICK = dict(train_per_class=16, test_per_class=8, num_points=1024, epochs=8, proj_dim=128, hidden=128)
+METRICS = ("class_miou", "instance_miou", "point_accuracy")
+HEAD_FORMAT = "foundry-partseg-head"
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def shape_iou(pred: np.ndarray, gt: np.ndarray, parts) -> float:
+    """Mean IoU over a category's parts for one shape; a part absent in both counts 1."""
+    ious = []
+    for p in parts:
+        inter = np.sum((pred == p) & (gt == p))
+        union = np.sum((pred == p) | (gt == p))
+        ious.append(1.0 if union == 0 else inter / union)
+    return float(np.mean(ious))
+
+
+def segmentation_miou(preds, gts, categories, category_parts: dict) -> dict:
+    """Class mIoU and instance mIoU (percent) over shapes, plus per-category mIoU."""
+    per_cat: dict[int, list[float]] = {}
+    shape_ious = []
+    for pred, gt, cat in zip(preds, gts, categories):
+        iou = shape_iou(np.asarray(pred), np.asarray(gt), category_parts[int(cat)])
+        per_cat.setdefault(int(cat), []).append(iou)
+        shape_ious.append(iou)
+    cat_means = {c: float(np.mean(v)) for c, v in sorted(per_cat.items())}
+    return {"class_miou": 100.0 * float(np.mean(list(cat_means.values()))),
+            "instance_miou": 100.0 * float(np.mean(shape_ious)),
+            "per_category": {str(c): 100.0 * v for c, v in cat_means.items()}}
+
+
+# ----------------------------------------------------------------------------- head
+
+def interpolate(points: torch.Tensor, centers: torch.Tensor, feats: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Inverse-distance weighted features at `points` (B, N, 3) from `feats` (B, G, C) at `centers`."""
+    k = min(k, centers.shape[1])
+    dist = torch.cdist(points, centers)  # (B, N, G)
+    d, idx = dist.topk(k, dim=-1, largest=False)
+    w = 1.0 / (d + 1e-8)
+    w = w / w.sum(-1, keepdim=True)
+    b, n, _ = idx.shape
+    gathered = torch.gather(feats.unsqueeze(1).expand(b, n, -1, -1), 2,
+                            idx.unsqueeze(-1).expand(-1, -1, -1, feats.shape[-1]))  # (B, N, k, C)
+    return (gathered * w.unsqueeze(-1)).sum(2)
+
+
+class PartSegHead(nn.Module):
+    def __init__(self, in_width: int, num_categories: int, num_parts: int, proj_dim: int = 256, point_dim: int = 64,
+                 hidden: int = 256, dropout: float = 0.3, knn: int = 3):
+        super().__init__()
+        self.hparams = dict(in_width=in_width, num_categories=num_categories, num_parts=num_parts,
+                            proj_dim=proj_dim, point_dim=point_dim, hidden=hidden, dropout=dropout, knn=knn)
+        self.knn = knn
+        self.num_categories = num_categories
+        self.proj = nn.Sequential(nn.LayerNorm(in_width), nn.Linear(in_width, proj_dim), nn.GELU())
+        self.point_embed = nn.Sequential(nn.Linear(3, point_dim), nn.ReLU(inplace=True), nn.Linear(point_dim, point_dim))
+        d = 2 * proj_dim + point_dim + num_categories
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                 nn.Linear(hidden, hidden // 2), nn.ReLU(inplace=True), nn.Linear(hidden // 2, num_parts))
+
+    def forward(self, tokens, centers, points, category):
+        t = self.proj(tokens)  # (B, G, P)
+        per_point = interpolate(points, centers, t, self.knn)
+        glob = t.amax(1, keepdim=True).expand(-1, points.shape[1], -1)
+        onehot = nn.functional.one_hot(category, self.num_categories).to(t.dtype)
+        onehot = onehot.unsqueeze(1).expand(-1, points.shape[1], -1)
+        x = torch.cat([per_point, glob, self.point_embed(points), onehot], dim=-1)
+        return self.mlp(x)
+
+
+def category_mask(category_parts: dict, num_categories: int, num_parts: int) -> torch.Tensor:
+    mask = torch.zeros(num_categories, num_parts, dtype=torch.bool)
+    for c, parts in category_parts.items():
+        if int(c) < num_categories:
+            mask[int(c), list(parts)] = True
+    return mask
+
+
+def save_head(head: PartSegHead, path, *, meta: dict) -> Path:
+    from safetensors.torch import save_file
+
+    from ..models.checkpoint import atomic_write
+
+    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    header = {"format": HEAD_FORMAT, "hparams": json.dumps(head.hparams), "meta": json.dumps(meta)}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header))
+    return Path(path)
+
+
+def load_head(path, *, token_width: int, model_name: str = "this model") -> tuple[PartSegHead, dict]:
+    """A saved head, after checking it fits tokens `token_width` wide; FoundryInputError if not."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise FoundryInputError(f"part-segmentation head not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001
+        raise FoundryInputError(f"{path} is not a readable safetensors file ({exc})") from exc
+    if header.get("format") != HEAD_FORMAT:
+        raise FoundryInputError(f"{path} is not a Foundry part-segmentation head (no '{HEAD_FORMAT}' metadata)")
+    hp, meta = json.loads(header["hparams"]), json.loads(header.get("meta", "{}"))
+    if hp["in_width"] != token_width:
+        raise FoundryInputError(
+            f"head {path} was trained on tokens {hp['in_width']} wide (model {meta.get('model', '?')}, layers "
+            f"{meta.get('layers')}), but {model_name} gives tokens {token_width} wide; train a head for this "
+            "model (leave the `head` setting empty) or pass the model the head was trained on")
+    head = PartSegHead(**hp)
+    head.load_state_dict(load_file(str(path)))
+    return head.eval(), meta
+
+
+# ----------------------------------------------------------------------------- protocol
+
+def _num_categories(train, test) -> int:
+    return max(len(train.class_names), int(max(train.labels.max(), test.labels.max())) + 1)
+
+
+def _num_parts(train, test, category_parts) -> int:
+    return int(max(train.parts.max(), test.parts.max(), max(max(v) for v in category_parts.values()))) + 1
+
+
+@torch.no_grad()
+def predict(head, tokens, centers, points, cats, mask, batch_size=16) -> np.ndarray:
+    head.eval()
+    out = []
+    for s in range(0, len(points), batch_size):
+        sl = slice(s, s + batch_size)
+        cat = torch.from_numpy(cats[sl])
+        logits = head(tokens[sl].float(), centers[sl], torch.from_numpy(points[sl]), cat)
+        logits = logits.masked_fill(~mask[cat].unsqueeze(1), float("-inf"))
+        out.append(logits.argmax(-1).numpy())
+    return np.concatenate(out)
+
+
+def run(ctx, settings: dict, seed: int) -> dict:
+    s = settings
+    if not s["frozen"]:
+        raise FoundryInputError("partseg: only the frozen-backbone protocol is implemented (frozen=true)")
+    train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"], need_parts=True)
+    test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"], need_parts=True)
+    cp = train.category_parts or {}
+    if not cp:
+        from .common import infer_category_parts
+
+        cp = infer_category_parts(np.concatenate([train.labels, test.labels]), np.concatenate([train.parts, test.parts]))
+    n_cat = _num_categories(train, test)
+    n_parts = _num_parts(train, test, cp)
+    missing = sorted(set(np.unique(test.labels).tolist()) - set(cp))
+    if missing:
+        raise FoundryInputError(f"partseg: test categories {missing} have no part list in the data set's category_parts")
+    layers = ctx.memo(("layers", s["layers"]), lambda: resolve_layers(ctx.model, s["layers"], train.points, ctx.device))
+    tr_tok, tr_cen = ctx.memo(("tokens", train.checksum(), str(layers)),
+                              lambda: extract_tokens(ctx.model, train.points, layers, ctx.batch_size, ctx.device,
+                                                     torch.float16))
+    te_tok, te_cen = ctx.memo(("tokens", test.checksum(), str(layers)),
+                              lambda: extract_tokens(ctx.model, test.points, layers, ctx.batch_size, ctx.device,
+                                                     torch.float16))
+    width = int(tr_tok.shape[-1])
+    mask = category_mask(cp, n_cat, n_parts)
+    meta = {"model": ctx.name, "model_fingerprint": ctx.fingerprint, "layers": layers, "token_width": width,
+            "seed": seed, "data": train.describe()}
+    gen = seed_everything(seed)
+    trained = s["head"] is None
+    if trained:
+        head = PartSegHead(width, n_cat, n_parts, s["proj_dim"], s["point_dim"], s["hidden"], s["dropout"], s["knn"])
+        opt = torch.optim.AdamW(head.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+        steps = s["epochs"] * ((len(train) + s["batch_size"] - 1) // s["batch_size"])
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+        pts = torch.from_numpy(train.points)
+        parts = torch.from_numpy(train.parts)
+        cats = torch.from_numpy(train.labels)
+        losses = []
+        for _ in range(s["epochs"]):
+            head.train()
+            perm = torch.randperm(len(train), generator=gen)
+            total = 0.0
+            for b in range(0, len(perm), s["batch_size"]):
+                idx = perm[b:b + s["batch_size"]]
+                logits = head(tr_tok[idx].float(), tr_cen[idx], pts[idx], cats[idx])
+                logits = logits.masked_fill(~mask[cats[idx]].unsqueeze(1), -1e4)
+                loss = nn.functional.cross_entropy(logits.reshape(-1, n_parts), parts[idx].reshape(-1))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss) * len(idx)
+            losses.append(total / len(perm))
+        head_file = None
+        if s["save_heads"] and ctx.out_dir is not None:
+            head_file = Path(ctx.out_dir) / "heads" / f"partseg_seed{seed}.safetensors"
+            save_head(head, head_file, meta=meta)
+    else:
+        head, _ = load_head(s["head"], token_width=width, model_name=ctx.name)
+        losses, head_file = [], s["head"]
+        if head.hparams["num_parts"] != n_parts or head.hparams["num_categories"] != n_cat:
+            raise FoundryInputError(
+                f"head {s['head']} predicts {head.hparams['num_parts']} parts of {head.hparams['num_categories']} "
+                f"categories, but {test.name} has {n_parts} parts of {n_cat} categories")
+    pred = predict(head, te_tok, te_cen, test.points, test.labels, mask, s["batch_size"])
+    res = segmentation_miou(pred, test.parts, test.labels, cp)
+    acc = 100.0 * float((pred == test.parts).mean())
+    names = train.class_names
+    per_cat = {(names[int(c)] if int(c) < len(names) else c): v for c, v in res["per_category"].items()}
+    return {"metrics": {"class_miou": res["class_miou"], "instance_miou": res["instance_miou"], "point_accuracy": acc},
+            "details": {"layers": layers, "token_width": width, "per_category_miou": per_cat,
+                        "train_loss": losses, "head_trained": trained,
+                        "head_file": str(Path(head_file).relative_to(ctx.out_dir)) if head_file and ctx.out_dir
+                        and trained else (str(head_file) if head_file else None),
+                        "backbone": "frozen", "num_parts": n_parts, "num_categories": n_cat},
+            "data": {"train": train.describe(), "test": test.describe()}}

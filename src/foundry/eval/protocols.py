@@ -1,0 +1,71 @@
+"""The named evaluation protocols and their default / quick settings.
+
+Each protocol module has `DEFAULTS` (full settings), `QUICK` (overrides for a CPU demo),
+`METRICS` (what it reports, higher is better unless listed in LOWER_IS_BETTER) and
+`run(ctx, settings, seed) -> {"metrics": {...}, "details": {...}, "data": {...}}`.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from ..validation import FoundryInputError
+
+
+class _Svm:
+    """Linear SVM on frozen global features (foundry.eval.svm): C picked by 3-fold CV on train
+    only, one fit per seed, accuracy on test."""
+
+    DEFAULTS = dict(data="modelnet10", train_split="train", test_split="test", num_points=1024,
+                    train_per_class=None, test_per_class=None, cv=3, standardize=True)
+    QUICK = dict(train_per_class=40, test_per_class=20)
+    METRICS = ("accuracy",)
+    __doc__ = __doc__
+
+    @staticmethod
+    def run(ctx, settings, seed):
+        from .svm import linear_svm_eval
+
+        s = settings
+        train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"])
+        test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"])
+        res = linear_svm_eval(ctx.features(train), train.labels, ctx.features(test), test.labels, seeds=(seed,),
+                              standardize=s["standardize"], cv=s["cv"])
+        details = {k: res[k] for k in ("C", "cv_scores", "cv", "cv_seed", "n_train", "n_test", "feature_dim")}
+        details["cv_scores"] = {str(k): v for k, v in details["cv_scores"].items()}
+        return {"metrics": {"accuracy": 100.0 * res["per_seed"][0]}, "details": details,
+                "data": {"train": train.describe(), "test": test.describe()}}
+
+
+def _module(name):
+    import importlib
+
+    return importlib.import_module(f"foundry.eval.{name}")
+
+
+NAMES = ("svm", "probe", "finetune", "fewshot", "partseg", "fidelity")
+LOWER_IS_BETTER = {"smooth_l1"}
+
+
+def get_protocol(name: str):
+    if name == "svm":
+        return _Svm
+    if name in NAMES:
+        return _module(name)
+    raise FoundryInputError(f"unknown protocol {name!r}; choose from {', '.join(NAMES)}")
+
+
+def protocol_settings(name: str, quick: bool = False, overrides: dict | None = None) -> dict:
+    """Full settings of a protocol: defaults, then the quick overrides, then the user's."""
+    proto = get_protocol(name)
+    settings = dict(proto.DEFAULTS)
+    if quick:
+        settings.update(proto.QUICK)
+    for k, v in (overrides or {}).items():
+        if k not in settings:
+            raise FoundryInputError(f"protocol {name!r} has no setting {k!r}; its settings: {sorted(settings)}")
+        settings[k] = v
+    return settings
+
+
+def describe() -> SimpleNamespace:
+    return SimpleNamespace(**{n: get_protocol(n) for n in NAMES})
