@@ -1,0 +1,124 @@
+"""foundry pretrain: both objectives, exact resume, refusals of bad input (tiny preset, synthetic data)."""
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from foundry.train.common import read_training_state
+from foundry.train.objectives import build_objective, greedy_walk_order
+from foundry.train.pretrain import PretrainConfig, pretrain
+from foundry.validation import FoundryInputError
+
+
+def cfg(tmp_path, name="run", **kw):
+    base = dict(preset="tiny", objective="mae", data=["synthetic:12"], epochs=2, batch_size=4, out=str(tmp_path / name),
+                progress=False, log_every=1, threads=1)
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+@pytest.mark.parametrize("objective", ["mae", "jepa"])
+def test_objective_runs_and_learns(tmp_path, objective):
+    s = pretrain(cfg(tmp_path, objective=objective, epochs=3))
+    assert s["complete"] and s["steps"] == 9 and math.isfinite(s["final_loss"])
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    losses = [float(r["loss"]) for r in rows]
+    assert len(losses) == 9 and all(math.isfinite(x) for x in losses)
+    assert min(losses[-3:]) < losses[0]
+    import foundry
+
+    enc = foundry.load(str(tmp_path / "run" / "encoder.safetensors"))
+    assert enc.checkpoint_info["objective"] == objective and enc.checkpoint_info["steps"] == 9
+    assert enc.forward_features(torch.rand(2, 256, 3)).shape == (2, enc.feature_dim)
+
+
+def test_objective_pieces():
+    from foundry.api import create_model
+
+    c = torch.tensor([[[0.0, 0, 0], [3, 0, 0], [1, 0, 0], [2, 0, 0]]])
+    assert greedy_walk_order(c).tolist() == [[0, 2, 3, 1]]
+    jepa = build_objective("jepa", create_model("tiny"))
+    targets, context = jepa.sample_blocks(3, 16, torch.Generator().manual_seed(0))
+    for t, ctx in zip(targets, context):
+        flat = t.flatten().tolist()
+        assert len(set(flat)) == len(flat)  # blocks do not overlap
+        assert all(row.tolist() == list(range(row[0], row[0] + len(row))) for row in t)  # contiguous
+        assert set(flat).isdisjoint(ctx.tolist()) and len(flat) + len(ctx) == 16
+
+
+@pytest.mark.parametrize("objective", ["mae", "jepa"])
+def test_resume_is_exact(tmp_path, objective):
+    full = pretrain(cfg(tmp_path, "full", objective=objective, max_steps=5))
+    pretrain(cfg(tmp_path, "split", objective=objective, max_steps=2))  # stops mid-epoch 0
+    assert read_training_state(tmp_path / "split" / "state.pt")["step"] == 2
+    resumed = pretrain(cfg(tmp_path, "split", objective=objective, max_steps=5, resume="auto"))
+    assert resumed["steps"] == full["steps"] == 5
+    a = read_training_state(tmp_path / "full" / "state.pt")
+    b = read_training_state(tmp_path / "split" / "state.pt")
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (1, 5)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["scheduler"] == b["scheduler"]
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    la = (tmp_path / "full" / "metrics.csv").read_text()
+    lb = (tmp_path / "split" / "metrics.csv").read_text()
+    assert [r.split(",")[:3] for r in la.splitlines()] == [r.split(",")[:3] for r in lb.splitlines()]
+
+
+def test_resume_refusals(tmp_path):
+    pretrain(cfg(tmp_path, max_steps=1))
+    with pytest.raises(FoundryInputError, match="objective"):
+        pretrain(cfg(tmp_path, objective="jepa", resume="auto"))
+    with pytest.raises(FoundryInputError, match="batch_size"):
+        pretrain(cfg(tmp_path, batch_size=2, resume="auto"))
+    with pytest.raises(FoundryInputError, match="already holds a run"):
+        pretrain(cfg(tmp_path))
+    with pytest.raises(FoundryInputError, match="no training state"):
+        pretrain(cfg(tmp_path, "other", resume=str(tmp_path / "nothing" / "state.pt")))
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(FoundryInputError, match="cannot read"):
+        pretrain(cfg(tmp_path, "other", resume=str(tmp_path / "bad.pt")))
+
+
+def test_bad_data(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FoundryInputError):
+        pretrain(cfg(tmp_path, data=[str(empty)]))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "train_files.txt").write_text("ply_data_train0.h5\n")
+    (tmp_path / "broken" / "ply_data_train0.h5").write_bytes(b"not hdf5")
+    with pytest.raises(FoundryInputError):
+        pretrain(cfg(tmp_path, data=[str(tmp_path / "broken")]))
+    with pytest.raises(FoundryInputError, match="fewer than one batch"):
+        pretrain(cfg(tmp_path, data=["synthetic:3"]))
+    with pytest.raises(FoundryInputError, match="no training data"):
+        pretrain(cfg(tmp_path, data=[]))
+
+
+def test_cli_ctrl_c_saves_state_and_resumes(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "foundry.cli", "pretrain", "--preset", "tiny", "--data", "synthetic:12",
+           "--batch-size", "4", "--epochs", "500", "--out", str(out), "--threads", "1", "--no-progress",
+           "--log-every", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "metrics.csv").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    state = read_training_state(out / "state.pt")
+    assert state["step"] >= 1
+    s = pretrain(cfg(tmp_path, "cli", epochs=500, resume="auto", max_steps=state["step"] + 1))
+    assert s["steps"] == state["step"] + 1
