@@ -317,14 +317,188 @@ def test_point_jepa_finetune(tmp_path, cloud, cls):
     check_match(model, src.features, cloud, mean_max_order="max,mean")
 
 
-def test_pointgpt_is_recognised_and_refused_clearly(tmp_path):
-    sd = {"GPT_Transformer.encoder.first_conv.0.weight": torch.zeros(128, 3, 1),
-          "GPT_Transformer.blocks.sos": torch.zeros(384),
-          "GPT_Transformer.blocks.layers.0.attn.in_proj_weight": torch.zeros(3 * 384, 384),
-          "GPT_Transformer.sos_pos": torch.zeros(1, 1, 384)}
-    assert detect_layout(sd) == "pointgpt"
-    with pytest.raises(FoundryInputError, match="PointGPT"):
-        load_official(save(tmp_path, {"base_model": sd}))
+class SrcGPTBlock(nn.Module):  # PointGPT models/GPT.py Block (sequence-first)
+    def __init__(self):
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(W), nn.LayerNorm(W)
+        self.attn = nn.MultiheadAttention(W, HEADS)
+        self.mlp = nn.Sequential(nn.Linear(W, 4 * W), nn.GELU(), nn.Linear(4 * W, W))
+
+    def forward(self, x, attn_mask):
+        x = self.ln_1(x)
+        a, _ = self.attn(x, x, x, attn_mask=attn_mask, need_weights=False)
+        x = x + a
+        return x + self.mlp(self.ln_2(x))
+
+
+class SrcGPTExtractor(nn.Module):
+    def __init__(self, finetune):
+        super().__init__()
+        self.sos = nn.Parameter(torch.randn(W))
+        self.layers = nn.ModuleList(SrcGPTBlock() for _ in range(DEPTH))
+        self.ln_f = nn.LayerNorm(W)
+        self.increase_dim = nn.Sequential(nn.Conv1d(W, 3 * 16, 1))
+        if finetune:
+            self.cls_head_finetune = nn.Sequential(nn.Linear(2 * W, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+            self.cls_norm = nn.LayerNorm(W)
+
+    def forward(self, h, pos, attn_mask, classify=False):
+        b = h.shape[0]
+        h, pos = h.transpose(0, 1), pos.transpose(0, 1)
+        sos = torch.ones(1, b, W) * self.sos
+        h = torch.cat([sos, h if classify else h[:-1]], 0)
+        for layer in self.layers:
+            h = layer(h + pos, attn_mask)
+        h = self.ln_f(h).transpose(0, 1)
+        if not classify:
+            return h
+        h = self.cls_norm(h)
+        return torch.cat([h[:, 1], h[:, 2:].max(1).values], -1), h
+
+
+def src_sine(xyz, temperature):  # PositionEmbeddingCoordsSine(3, W, temperature), written from its formula
+    f = W // 3 // 2 * 2
+    i = torch.arange(f, dtype=torch.float32)
+    dim_t = temperature ** (2 * torch.div(i, 2, rounding_mode="floor") / f)
+    div = (xyz * 2 * math.pi).unsqueeze(-1) / dim_t
+    emb = torch.stack([div[..., 0::2].sin(), div[..., 1::2].cos()], -1).reshape(*xyz.shape[:-1], -1)
+    return nn.functional.pad(emb, (0, W - emb.shape[-1]))
+
+
+def causal(n):
+    return torch.ones(n, n, dtype=torch.bool).triu(1)  # True = blocked (nn.MultiheadAttention)
+
+
+class SrcGPTPretrain(nn.Module):  # PointGPT: the GPT_Transformer inside the pretraining model
+    def __init__(self, temperature=1.0):
+        super().__init__()
+        self.GPT_Transformer = nn.Module()
+        g = self.GPT_Transformer
+        g.encoder = SrcMiniPointNet(W)
+        g.blocks = SrcGPTExtractor(finetune=False)
+        g.generator_blocks = nn.Module()
+        g.generator_blocks.layers = nn.ModuleList(SrcGPTBlock() for _ in range(1))
+        g.generator_blocks.ln_f = nn.LayerNorm(W)
+        g.sos_pos = nn.Parameter(torch.randn(1, 1, W))
+        g.norm = nn.LayerNorm(W)
+        self.temperature = temperature
+
+    def shifted_tokens(self, nbhd, center):
+        """PointGPT's own pretraining forward: input [sos, t_1..t_{L-1}] (shifted by one)."""
+        g = self.GPT_Transformer
+        t = g.encoder(nbhd)
+        b, n, _ = t.shape
+        pos = torch.cat([g.sos_pos.expand(b, -1, -1), src_sine(center[:, :-1], self.temperature)], 1)
+        return g.blocks(t, pos, causal(n), classify=False)
+
+    def full_tokens(self, nbhd, center):
+        """The same network on the unshifted sequence [sos, t_1..t_L]; patch outputs."""
+        g = self.GPT_Transformer
+        t = g.encoder(nbhd)
+        b, n, _ = t.shape
+        h = torch.cat([(torch.ones(b, 1, W) * g.blocks.sos), t], 1).transpose(0, 1)
+        pos = torch.cat([g.sos_pos.expand(b, -1, -1), src_sine(center, self.temperature)], 1).transpose(0, 1)
+        for layer in g.blocks.layers:
+            h = layer(h + pos, causal(n + 1))
+        x = g.blocks.ln_f(h).transpose(0, 1)[:, 1:]
+        return torch.cat([x.mean(1), x.max(1).values], -1), x
+
+
+class SrcGPTFinetune(nn.Module):  # PointGPT fine-tuning PointTransformer
+    def __init__(self):
+        super().__init__()
+        self.encoder = SrcMiniPointNet(W)
+        self.blocks = SrcGPTExtractor(finetune=True)
+        self.generator_blocks = nn.Module()
+        self.generator_blocks.layers = nn.ModuleList(SrcGPTBlock() for _ in range(1))
+        self.norm = nn.LayerNorm(W)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, W))
+        self.cls_pos = nn.Parameter(torch.randn(1, 1, W))
+        self.sos_pos = nn.Parameter(torch.randn(1, 1, W))
+
+    def features(self, nbhd, center):
+        t = self.encoder(nbhd)
+        b, n, _ = t.shape
+        pos = torch.cat([self.sos_pos.expand(b, -1, -1), src_sine(center, 1.0)], 1)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), t], 1)
+        pos = torch.cat([self.cls_pos.expand(b, -1, -1), pos], 1)
+        feat, h = self.blocks(x, pos, causal(n + 2), classify=True)
+        return feat, h[:, 2:]
+
+
+def src_chain_order(center):  # PointGPT's "simplified morton sorting", one cloud at a time
+    out = []
+    for c in center:
+        d = torch.cdist(c, c)
+        d.fill_diagonal_(float("inf"))
+        seq, seen = [0], {0}
+        for _ in range(len(c) - 1):
+            row = d[seq[-1]].clone()
+            row[list(seen)] = float("inf")
+            nxt = int(row.argmin())
+            seq.append(nxt)
+            seen.add(nxt)
+        out.append(seq)
+    return torch.tensor(out)
+
+
+def test_pointgpt_patch_order(cloud):
+    from foundry.ops import group_patches
+
+    src = randomize(SrcGPTPretrain())
+    model = load_official_sd({"base_model": src.state_dict()})
+    nbhd0, c0 = group_patches(cloud, 16, 16)
+    order = src_chain_order(c0)
+    nbhd, centers = model.group(cloud)
+    assert torch.equal(centers, torch.stack([c0[b, order[b]] for b in range(len(order))]))
+
+
+def load_official_sd(obj, tmp=None, **kw):
+    import tempfile
+    from pathlib import Path
+
+    d = Path(tmp or tempfile.mkdtemp())
+    return load_official(save(d, obj), **{**tiny_kw(), **kw})
+
+
+def test_pointgpt_pretrain(tmp_path, cloud):
+    src = randomize(SrcGPTPretrain())
+    model = load_official_sd({"base_model": {"module." + k: v for k, v in src.state_dict().items()}}, tmp_path)
+    info = model.checkpoint_info
+    assert info["layout"] == "pointgpt-pretrain" and model.kind == "pointgpt"
+    assert {"generator_blocks", "blocks.increase_dim", "norm"} <= set(info["ignored_prefixes"])
+    check_match(model, src.full_tokens, cloud)
+    with torch.no_grad():  # PointGPT's own (shifted) pretraining forward agrees position by position
+        nbhd, centers = model.group(cloud)
+        shifted = src.shifted_tokens(nbhd, centers)
+        tokens, _ = model.forward_tokens(cloud)
+    assert torch.allclose(tokens[:, :-1], shifted[:, 1:], atol=ATOL)
+
+
+def test_pointgpt_sine_temperature(tmp_path, cloud):
+    src = randomize(SrcGPTPretrain(temperature=10000.0))
+    model = load_official_sd({"base_model": src.state_dict()}, tmp_path, pos_temperature=10000.0)
+    check_match(model, src.full_tokens, cloud)
+
+
+def test_pointgpt_finetune_and_roundtrip(tmp_path, cloud):
+    src = randomize(SrcGPTFinetune())
+    model = load_official_sd({"base_model": src.state_dict()}, tmp_path)
+    assert model.checkpoint_info["layout"] == "pointgpt-finetune" and model.config.pooling == "cls+max"
+    check_match(model, src.features, cloud)
+    layers, _ = model.forward_layers(cloud, [-1])
+    assert torch.allclose(layers[0], model.forward_tokens(cloud)[0], atol=1e-6)
+    out = foundry.save(model, tmp_path / "gpt.safetensors")
+    again = foundry.load(out)
+    assert again.kind == "pointgpt"
+    check_match(again, src.features, cloud)
+
+
+def test_pointgpt_large_is_refused(tmp_path):
+    sd = randomize(SrcGPTPretrain()).state_dict()
+    sd["GPT_Transformer.encoder.first_conv.4.weight"] = torch.ones(32)
+    with pytest.raises(FoundryInputError, match="PointGPT-B/L"):
+        load_official_sd({"base_model": sd}, tmp_path)
 
 
 # -- conversion ----------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ def _ensure_builtin_kinds() -> None:
             from . import student  # noqa: F401
         except ImportError:
             pass
+    if "pointgpt" not in _BUILDERS:  # PointGPT encoders converted from official files
+        from . import official  # noqa: F401
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:

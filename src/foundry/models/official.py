@@ -20,8 +20,13 @@ Supported layouts (names as reported in `model.checkpoint_info["layout"]`):
   conv of each mini-PointNet MLP without bias), `positional_encoding.*`, `student.blocks.*` (qkv
   with bias), `student.norm`; features = mean+max.
 - ``point-jepa-finetune``: the same with `encoder.*` in place of `student.*`.
-- ``pointgpt``: recognised (`GPT_Transformer.*` / `blocks.layers.*` with `sos`), but refused with
-  an explanation: its block, positions and sequence are not representable by this backbone.
+- ``pointgpt-pretrain`` / ``pointgpt-finetune`` (PointGPT-S): `GPT_Transformer.{encoder,blocks,sos_pos}`
+  or top-level `{encoder,blocks,cls_token,cls_pos,sos_pos}`; `blocks.layers.N` are
+  nn.MultiheadAttention blocks whose residual starts from the *normed* input, fixed interleaved
+  sine/cosine positions, a start-of-sequence token, a causal mask and a nearest-neighbour chain
+  patch order. These do not fit the pre-LN `PointTransformer`, so they load into
+  `PointGPTTransformer` (kind "pointgpt", defined here, same model API). PointGPT-B/L (the
+  larger 3-layer tokenizer) are refused with an explanation.
 
 The number of attention heads and the grouping (num_groups, group_size) are not stored in the
 weights; they default to the official ViT-S settings (width / 64 heads, 64 groups of 32 points
@@ -29,14 +34,20 @@ at 1024 points) and can be overridden by keyword: `load_official(path, heads=...
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..validation import FoundryInputError
 from .backbone import PointTransformer
-from .config import BackboneConfig
+from .config import POOLINGS, BackboneConfig
+from .layers import Attention, Mlp
+from .tokenizer import PointNetPatchEmbed
 
 # layout -> (encoder key prefix, spec). Spec names the sub-prefixes of each part.
 _LAYOUTS = {
@@ -62,7 +73,7 @@ _LAYOUTS = {
                                 project="Point-JEPA (Saito et al., 2024), fine-tuned classification checkpoint"),
 }
 
-KNOWN_LAYOUTS = tuple(_LAYOUTS) + ("pointgpt",)
+KNOWN_LAYOUTS = tuple(_LAYOUTS) + ("pointgpt-pretrain", "pointgpt-finetune")
 
 # Foundry tokenizer sub-module -> (official Sequential index, kind)
 _TOKENIZER_MAP = (
@@ -77,13 +88,9 @@ _BLOCK_PARTS = ("norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.proj.weig
                 "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias")
 _BN_PARTS = ("weight", "bias", "running_mean", "running_var")
 
-_POINTGPT_REFUSAL = (
-    "is a PointGPT checkpoint (layout 'pointgpt'), which Foundry recognises but cannot load exactly: "
-    "PointGPT's blocks add the attention output to the layer-normed input (x = ln_1(x); x = x + attn(x)), "
-    "use nn.MultiheadAttention, prepend a learned start-of-sequence token and shift the sequence by one, "
-    "add fixed interleaved sine/cosine positions of the previous patch centre, and order patches by a "
-    "nearest-neighbour chain; mapping it onto the pre-LN backbone would give a different network. "
-    "Use a Point-MAE, Point-BERT or Point-JEPA checkpoint, or a Foundry .safetensors teacher"
+_POINTGPT_LARGE_REFUSAL = (
+    "is a PointGPT-B/L checkpoint (its tokenizer 'first_conv' has three convolutions, Encoder_large); "
+    "Foundry loads PointGPT-S (the mini-PointNet 3-128-256 / 512-512-384 tokenizer) only"
 )
 
 
@@ -139,8 +146,10 @@ def detect_layout(state: dict) -> str:
     def has(prefix):
         return any(k.startswith(prefix) for k in keys)
 
-    if has("GPT_Transformer.") or ("blocks.sos" in keys and has("blocks.layers.")):
-        return "pointgpt"
+    if has("GPT_Transformer.blocks.layers."):
+        return "pointgpt-pretrain"
+    if "blocks.sos" in keys and has("blocks.layers."):
+        return "pointgpt-finetune"
     if has("MAE_encoder.blocks.blocks."):
         return "point-mae-pretrain"
     if has("transformer_q.blocks.blocks."):
@@ -178,17 +187,12 @@ def _depth(state: dict, prefix: str) -> int:
     return max(idx) + 1
 
 
-def official_to_foundry(state: dict, layout: str | None = None, *, source: str = "checkpoint", **overrides):
-    """Map an official flat state dict onto Foundry. Returns (BackboneConfig, foundry state dict,
-    info dict). `overrides` are BackboneConfig fields (heads, num_groups, group_size, ...)."""
-    layout = layout or detect_layout(state)
-    if layout == "pointgpt":
-        raise FoundryInputError(f"{source} {_POINTGPT_REFUSAL}")
-    if layout not in _LAYOUTS:
-        raise FoundryInputError(f"unknown layout {layout!r}; known: {list(KNOWN_LAYOUTS)}")
-    spec = _LAYOUTS[layout]
-    root = spec["root"]
+def _floats(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to(torch.float32).clone()
 
+
+def _taker(state: dict, root: str, layout: str, source: str):
+    """A `take(key)` that reads `root + key` (recording it as used) or names what is missing."""
     used: set[str] = set()
 
     def take(key: str) -> torch.Tensor:
@@ -201,46 +205,72 @@ def official_to_foundry(state: dict, layout: str | None = None, *, source: str =
         used.add(full)
         return state[full]
 
-    def floats(t: torch.Tensor) -> torch.Tensor:
-        return t.detach().to(torch.float32).clone()
+    return take, used
 
-    out: dict[str, torch.Tensor] = {}
-    # tokenizer
-    tok = spec["tok"]
+
+def _map_tokenizer(state, root, tok, take, used, source) -> dict:
+    """Official mini-PointNet (`first_conv`/`second_conv` Sequentials of Conv1d + BatchNorm1d)
+    -> Foundry `patch_embed` (Linear + BatchNorm1d)."""
+    out = {}
     for ours, theirs, kind in _TOKENIZER_MAP:
         if kind == "conv":
             w = _as_linear(take(f"{tok}{theirs}.weight"))
-            out[f"{ours}.weight"] = floats(w)
+            out[f"{ours}.weight"] = _floats(w)
             bkey = root + f"{tok}{theirs}.bias"
             if bkey in state:
                 used.add(bkey)
-                out[f"{ours}.bias"] = floats(state[bkey])
-            else:  # Point-JEPA: conv before BatchNorm without bias
+                out[f"{ours}.bias"] = _floats(state[bkey])
+            else:  # Point-JEPA: the conv before each BatchNorm has no bias
                 out[f"{ours}.bias"] = torch.zeros(w.shape[0])
         else:
             for part in _BN_PARTS:
-                out[f"{ours}.{part}"] = floats(take(f"{tok}{theirs}.{part}"))
+                out[f"{ours}.{part}"] = _floats(take(f"{tok}{theirs}.{part}"))
             nkey = root + f"{tok}{theirs}.num_batches_tracked"
             out[f"{ours}.num_batches_tracked"] = (state[nkey].to(torch.int64).reshape(())
                                                   if nkey in state else torch.tensor(0, dtype=torch.int64))
             used.add(nkey)
-    h1 = out["patch_embed.conv1a.weight"].shape[0]
     h2 = out["patch_embed.conv1b.weight"].shape[0]
-    h3 = out["patch_embed.conv2a.weight"].shape[0]
-    tok_width = out["patch_embed.conv2b.weight"].shape[0]
     if out["patch_embed.conv1a.weight"].shape[1] != 3 or out["patch_embed.conv2a.weight"].shape[1] != 2 * h2:
         raise FoundryInputError(f"{source}: the tokenizer's shapes are not those of a mini-PointNet on xyz "
                                 f"(first conv {tuple(out['patch_embed.conv1a.weight'].shape)})")
+    return out
+
+
+def _check_finite(out: dict, source: str) -> None:
+    for k, v in list(out.items()):
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            if ".bn" in k and k.endswith(("running_mean", "running_var")):
+                # seen in some Point-JEPA files: reset the statistic rather than spread NaN
+                out[k] = torch.zeros_like(v) if k.endswith("running_mean") else torch.ones_like(v)
+            else:
+                raise FoundryInputError(f"{source}: weight '{k}' contains NaN/Inf; the checkpoint is damaged")
+
+
+def official_to_foundry(state: dict, layout: str | None = None, *, source: str = "checkpoint", **overrides):
+    """Map an official flat state dict onto Foundry. Returns (BackboneConfig, foundry state dict,
+    info dict). `overrides` are BackboneConfig fields (heads, num_groups, group_size, ...)."""
+    layout = layout or detect_layout(state)
+    if layout.startswith("pointgpt"):
+        return _pointgpt_to_foundry(state, layout, source=source, **overrides)
+    if layout not in _LAYOUTS:
+        raise FoundryInputError(f"unknown layout {layout!r}; known: {list(KNOWN_LAYOUTS)}")
+    spec = _LAYOUTS[layout]
+    root = spec["root"]
+
+    take, used = _taker(state, root, layout, source)
+    out: dict[str, torch.Tensor] = _map_tokenizer(state, root, spec["tok"], take, used, source)
+    h1, h2, h3 = (out[f"patch_embed.{n}.weight"].shape[0] for n in ("conv1a", "conv1b", "conv2a"))
+    tok_width = out["patch_embed.conv2b.weight"].shape[0]
     # reduce (Point-BERT)
     if spec["reduce"]:
-        out["reduce.weight"] = floats(take(spec["reduce"] + "weight"))
-        out["reduce.bias"] = floats(take(spec["reduce"] + "bias"))
+        out["reduce.weight"] = _floats(take(spec["reduce"] + "weight"))
+        out["reduce.bias"] = _floats(take(spec["reduce"] + "bias"))
     # positions
     pos = spec["pos"]
-    out["pos_embed.fc1.weight"] = floats(take(pos + "0.weight"))
-    out["pos_embed.fc1.bias"] = floats(take(pos + "0.bias"))
-    out["pos_embed.fc2.weight"] = floats(take(pos + "2.weight"))
-    out["pos_embed.fc2.bias"] = floats(take(pos + "2.bias"))
+    out["pos_embed.fc1.weight"] = _floats(take(pos + "0.weight"))
+    out["pos_embed.fc1.bias"] = _floats(take(pos + "0.bias"))
+    out["pos_embed.fc2.weight"] = _floats(take(pos + "2.weight"))
+    out["pos_embed.fc2.bias"] = _floats(take(pos + "2.bias"))
     # transformer
     width = out["pos_embed.fc2.weight"].shape[0]
     depth = _depth(state, root + spec["blocks"])
@@ -250,27 +280,21 @@ def official_to_foundry(state: dict, layout: str | None = None, *, source: str =
     for i in range(depth):
         b = f"{spec['blocks']}{i}."
         for part in _BLOCK_PARTS:
-            out[f"encoder.blocks.{i}.{part}"] = floats(take(b + part))
+            out[f"encoder.blocks.{i}.{part}"] = _floats(take(b + part))
         if qkv_bias:
-            out[f"encoder.blocks.{i}.attn.qkv.bias"] = floats(take(b + "attn.qkv.bias"))
-    out["norm.weight"] = floats(take(spec["norm"] + "weight"))
-    out["norm.bias"] = floats(take(spec["norm"] + "bias"))
+            out[f"encoder.blocks.{i}.attn.qkv.bias"] = _floats(take(b + "attn.qkv.bias"))
+    out["norm.weight"] = _floats(take(spec["norm"] + "weight"))
+    out["norm.bias"] = _floats(take(spec["norm"] + "bias"))
     # cls token
     cls = spec["cls"]
     if cls is None:  # Point-JEPA fine-tuning: only with cls pooling
         cls = (root + "cls_token") in state
     if cls:
-        out["cls_token"] = floats(take("cls_token")).reshape(1, 1, width)
-        out["cls_pos"] = floats(take("cls_pos")).reshape(1, 1, width)
+        out["cls_token"] = _floats(take("cls_token")).reshape(1, 1, width)
+        out["cls_pos"] = _floats(take("cls_pos")).reshape(1, 1, width)
     mlp_hidden = out["encoder.blocks.0.mlp.fc1.weight"].shape[0]
 
-    for k, v in out.items():
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            if ".bn" in k and k.endswith(("running_mean", "running_var")):
-                # seen in some Point-JEPA files: reset the statistic rather than spread NaN
-                out[k] = torch.zeros_like(v) if k.endswith("running_mean") else torch.ones_like(v)
-            else:
-                raise FoundryInputError(f"{source}: weight '{k}' contains NaN/Inf; the checkpoint is damaged")
+    _check_finite(out, source)
 
     cfg = dict(
         name=layout,
@@ -300,7 +324,288 @@ def official_to_foundry(state: dict, layout: str | None = None, *, source: str =
     return config, out, info
 
 
-def load_official(path, **overrides) -> PointTransformer:
+# -- PointGPT ----------------------------------------------------------------------------------
+@dataclass
+class PointGPTConfig:
+    """A PointGPT-S style encoder (see `PointGPTTransformer`); stored inside its checkpoints."""
+
+    name: str = "pointgpt"
+    num_points: int = 1024
+    num_groups: int = 64
+    group_size: int = 32
+    width: int = 384
+    depth: int = 12
+    heads: int = 6
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-5
+    tokenizer_hidden: tuple = (128, 256, 512)
+    # PointGPT builds its sine code as PositionEmbeddingCoordsSine(3, dim, 1.0): the third positional
+    # argument is the temperature, so every frequency is 1 (x * 2pi for all pairs). Kept for exactness.
+    pos_temperature: float = 1.0
+    cls_token: bool = False  # fine-tuned files: [sos, cls, patches...] and a second norm (cls_norm)
+    pooling: str = "mean+max"
+    fps_start: str = "first"
+    fps_backend: str = "torch"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.tokenizer_hidden = tuple(self.tokenizer_hidden)
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.pooling.startswith("cls") and not self.cls_token:
+            raise ValueError(f"pooling {self.pooling!r} needs cls_token=True")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+
+    @property
+    def feature_dim(self) -> int:
+        return self.width if self.pooling in ("max", "mean", "cls") else 2 * self.width
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["tokenizer_hidden"] = list(self.tokenizer_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PointGPTConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown PointGPT config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def nearest_chain_order(centers: torch.Tensor) -> torch.Tensor:
+    """PointGPT's patch order: start at patch 0, then repeatedly step to the nearest patch centre
+    not yet visited. (B, G, 3) -> (B, G) indices."""
+    b, g, _ = centers.shape
+    dist = torch.cdist(centers.float(), centers.float())
+    visited = torch.zeros(b, g, dtype=torch.bool, device=centers.device)
+    rows = torch.arange(b, device=centers.device)
+    current = torch.zeros(b, dtype=torch.long, device=centers.device)
+    order = [current]
+    visited[rows, current] = True
+    for _ in range(g - 1):
+        d = dist[rows, current].masked_fill(visited, float("inf"))
+        current = d.argmin(dim=1)
+        visited[rows, current] = True
+        order.append(current)
+    return torch.stack(order, dim=1)
+
+
+class GPTSinePositionEmbed(nn.Module):
+    """PointGPT's fixed position code: per axis F = dim//3//2*2 features, pairs
+    (sin, cos) of x * 2pi / temperature^(2j/F) for j < F/2, axes concatenated, zero-padded to dim."""
+
+    def __init__(self, dim: int, temperature: float = 10000.0):
+        super().__init__()
+        self.dim = dim
+        self.per_axis = dim // 3 // 2 * 2
+        self.temperature = temperature
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        j = torch.arange(self.per_axis // 2, device=xyz.device, dtype=torch.float32)
+        freq = self.temperature ** (2 * j / self.per_axis)
+        angle = xyz.float().unsqueeze(-1) * (2 * math.pi) / freq  # (..., 3, F/2)
+        emb = torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-3)  # (..., 3 * F)
+        pad = self.dim - emb.shape[-1]
+        if pad:
+            emb = nn.functional.pad(emb, (0, pad))
+        return emb.to(xyz.dtype)
+
+
+class GPTBlock(nn.Module):
+    """PointGPT's block: the residual of the attention starts from the *normed* input
+    (x = ln_1(x); x = x + attn(x)), then x = x + mlp(ln_2(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, eps: float):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, heads, qkv_bias=True)
+        self.ln_2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x, attn_mask=None):
+        x = self.ln_1(x)
+        x = x + self.attn(x, attn_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class PointGPTTransformer(nn.Module):
+    """A PointGPT-S encoder with the Foundry model API (forward_tokens / forward_features /
+    forward_layers). Sequence: [sos, (cls,) patch tokens in nearest-chain order], positions
+    [sos_pos, pos(centres)] (fine-tuned: [cls_pos, sos_pos, pos(centres)], as PointGPT's own
+    fine-tuning forward arranges them), causal attention, final norm `norm` (PointGPT's ln_f),
+    then `cls_norm` for fine-tuned files. Unlike PointGPT's pretraining forward, the sequence is
+    not shifted by one: the output at patch i has seen patches 0..i (as in its fine-tuning)."""
+
+    kind = "pointgpt"
+
+    def __init__(self, config: PointGPTConfig):
+        super().__init__()
+        self.config = c = config
+        self.patch_embed = PointNetPatchEmbed(c.width, c.tokenizer_hidden)
+        self.reduce = nn.Identity()
+        self.pos_embed = GPTSinePositionEmbed(c.width, c.pos_temperature)
+        self.sos = nn.Parameter(torch.zeros(c.width))
+        self.sos_pos = nn.Parameter(torch.zeros(1, 1, c.width))
+        nn.init.normal_(self.sos)
+        if c.cls_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, c.width))
+            self.cls_pos = nn.Parameter(torch.zeros(1, 1, c.width))
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+            nn.init.trunc_normal_(self.cls_pos, std=0.02)
+        self.encoder = nn.Module()
+        self.encoder.blocks = nn.ModuleList(GPTBlock(c.width, c.heads, c.mlp_ratio, c.norm_eps) for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.width, eps=c.norm_eps)
+        self.cls_norm = nn.LayerNorm(c.width, eps=c.norm_eps) if c.cls_token else nn.Identity()
+
+    @property
+    def min_points(self) -> int:
+        return max(self.config.group_size, self.config.num_groups)
+
+    def group(self, points: torch.Tensor, num_groups: int | None = None, generator=None):
+        from ..ops import group_patches
+        from ..validation import check_points
+
+        c = self.config
+        g = num_groups or c.num_groups
+        points = check_points(points, min_points=max(c.group_size, g))
+        nbhd, centers = group_patches(points, g, c.group_size, fps_start=c.fps_start,
+                                      fps_backend=c.fps_backend, generator=generator)
+        order = nearest_chain_order(centers)
+        centers = torch.gather(centers, 1, order.unsqueeze(-1).expand(-1, -1, 3))
+        nbhd = torch.gather(nbhd, 1, order[..., None, None].expand_as(nbhd))
+        return nbhd, centers
+
+    def embed(self, neighborhoods):
+        return self.patch_embed(neighborhoods)
+
+    def tokenize(self, points, num_groups=None):
+        nbhd, centers = self.group(points, num_groups)
+        return self.embed(nbhd), centers
+
+    def encode(self, tokens, centers, layers: list[int] | None = None):
+        b, g, w = tokens.shape
+        pos = self.pos_embed(centers)
+        sos = self.sos.reshape(1, 1, w).expand(b, -1, -1)
+        if self.config.cls_token:
+            x = torch.cat([sos, self.cls_token.expand(b, -1, -1), tokens], 1)
+            pos = torch.cat([self.cls_pos.expand(b, -1, -1), self.sos_pos.expand(b, -1, -1), pos], 1)
+            skip = 2
+        else:
+            x = torch.cat([sos, tokens], 1)
+            pos = torch.cat([self.sos_pos.expand(b, -1, -1), pos], 1)
+            skip = 1
+        n = x.shape[1]
+        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        inter = []
+        for i, blk in enumerate(self.encoder.blocks):
+            x = blk(x + pos, mask)
+            if layers is not None and i in layers:
+                inter.append(self.cls_norm(self.norm(x)))
+        x = self.cls_norm(self.norm(x))
+        cls = x[:, 1] if self.config.cls_token else None
+        return x[:, skip:], cls, [t[:, skip:] for t in inter]
+
+    def forward_tokens(self, points, num_groups=None):
+        tokens, centers = self.tokenize(points, num_groups)
+        x, _, _ = self.encode(tokens, centers)
+        return x, centers
+
+    def forward_layers(self, points, layers, num_groups=None):
+        depth = self.config.depth
+        wanted = sorted({l % depth for l in layers})
+        tokens, centers = self.tokenize(points, num_groups)
+        _, _, inter = self.encode(tokens, centers, wanted)
+        by_layer = dict(zip(wanted, inter))
+        return [by_layer[l % depth] for l in layers], centers
+
+    def forward_features(self, points, num_groups=None):
+        from .backbone import pool_tokens
+
+        tokens, centers = self.tokenize(points, num_groups)
+        x, cls, _ = self.encode(tokens, centers)
+        return pool_tokens(x, self.config.pooling, cls)
+
+    def forward(self, points):
+        return self.forward_features(points)
+
+    @property
+    def token_dim(self) -> int:
+        return self.config.width
+
+    @property
+    def feature_dim(self) -> int:
+        return self.config.feature_dim
+
+
+def _register_pointgpt_kind() -> None:
+    from .checkpoint import register_kind
+
+    register_kind("pointgpt", lambda cfg: PointGPTTransformer(PointGPTConfig.from_dict(cfg)))
+
+
+_register_pointgpt_kind()
+
+
+def _pointgpt_to_foundry(state: dict, layout: str, *, source: str, **overrides):
+    root = "GPT_Transformer." if layout == "pointgpt-pretrain" else ""
+    if (root + "encoder.first_conv.4.weight") in state:
+        raise FoundryInputError(f"{source} {_POINTGPT_LARGE_REFUSAL}")
+    take, used = _taker(state, root, layout, source)
+    out = _map_tokenizer(state, root, "encoder.", take, used, source)
+    width = out["patch_embed.conv2b.weight"].shape[0]
+    out["sos"] = _floats(take("blocks.sos")).reshape(width)
+    out["sos_pos"] = _floats(take("sos_pos")).reshape(1, 1, width)
+    depth = _depth(state, root + "blocks.layers.")
+    if depth == 0:
+        raise FoundryInputError(f"{source}: no transformer blocks under '{root}blocks.layers.'")
+    for i in range(depth):
+        b, o = f"blocks.layers.{i}.", f"encoder.blocks.{i}."
+        for ln in ("ln_1", "ln_2"):
+            out[o + ln + ".weight"] = _floats(take(b + ln + ".weight"))
+            out[o + ln + ".bias"] = _floats(take(b + ln + ".bias"))
+        out[o + "attn.qkv.weight"] = _floats(take(b + "attn.in_proj_weight"))  # rows: q, k, v
+        out[o + "attn.qkv.bias"] = _floats(take(b + "attn.in_proj_bias"))
+        out[o + "attn.proj.weight"] = _floats(take(b + "attn.out_proj.weight"))
+        out[o + "attn.proj.bias"] = _floats(take(b + "attn.out_proj.bias"))
+        out[o + "mlp.fc1.weight"] = _floats(take(b + "mlp.0.weight"))
+        out[o + "mlp.fc1.bias"] = _floats(take(b + "mlp.0.bias"))
+        out[o + "mlp.fc2.weight"] = _floats(take(b + "mlp.2.weight"))
+        out[o + "mlp.fc2.bias"] = _floats(take(b + "mlp.2.bias"))
+    out["norm.weight"] = _floats(take("blocks.ln_f.weight"))
+    out["norm.bias"] = _floats(take("blocks.ln_f.bias"))
+    cls = layout == "pointgpt-finetune" and (root + "cls_token") in state
+    if cls:
+        out["cls_token"] = _floats(take("cls_token")).reshape(1, 1, width)
+        out["cls_pos"] = _floats(take("cls_pos")).reshape(1, 1, width)
+        out["cls_norm.weight"] = _floats(take("blocks.cls_norm.weight"))
+        out["cls_norm.bias"] = _floats(take("blocks.cls_norm.bias"))
+    _check_finite(out, source)
+    h1, h2, h3 = (out[f"patch_embed.{n}.weight"].shape[0] for n in ("conv1a", "conv1b", "conv2a"))
+    cfg = dict(name=layout, width=width, depth=depth, heads=max(1, width // 64),
+               mlp_ratio=out["encoder.blocks.0.mlp.fc1.weight"].shape[0] / width, tokenizer_hidden=(h1, h2, h3),
+               cls_token=cls, pooling="cls+max" if cls else "mean+max")
+    try:
+        config = PointGPTConfig(**{**cfg, **overrides})
+    except (TypeError, ValueError) as exc:
+        raise FoundryInputError(f"invalid override for {layout}: {exc}") from exc
+    ignored = sorted(set(state) - used)
+    info = {
+        "origin": "official checkpoint converted by foundry.models.official",
+        "layout": layout,
+        "project": "PointGPT-S (Chen et al., 2023), " + ("pretraining" if root else "fine-tuned") + " checkpoint",
+        "source_file": Path(source).name,
+        "mapped_tensors": len(used & set(state)),
+        "ignored_tensors": len(ignored),
+        "ignored_prefixes": sorted({".".join(k[len(root):].split(".")[:2 if k[len(root):].startswith("blocks.") else 1])
+                                    for k in ignored}),
+    }
+    return config, out, info
+
+
+def load_official(path, **overrides) -> nn.Module:
     """A `PointTransformer` (eval mode, CPU, fp32) holding the encoder of an official checkpoint.
 
     `overrides` set BackboneConfig fields the weights cannot tell (heads, num_groups, group_size,
@@ -310,7 +615,7 @@ def load_official(path, **overrides) -> PointTransformer:
 
     state, extras = read_official_state(path)
     config, mapped, info = official_to_foundry(state, source=str(path), **overrides)
-    model = PointTransformer(config)
+    model = PointGPTTransformer(config) if isinstance(config, PointGPTConfig) else PointTransformer(config)
     load_state_strict(model, mapped, source=str(path))
     if "epoch" in extras:
         info["source_epoch"] = extras["epoch"]
