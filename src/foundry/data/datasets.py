@@ -145,8 +145,6 @@ def load_arrays(spec, split: str = "train", num_points: int | None = None, *, se
     "points" (M, N, 3) float32, "labels" (M,) int64, "parts" (M, N) int64 when the data has part labels,
     and "class_names" (plus "part_names" and "category_parts" for part data)."""
     source = open_source(spec, split, seed=seed, variant=variant, synthetic_points=num_points or 1024)
-    if num_points is None and source.points_per_shape is None:
-        num_points = getattr(source, "default_num_points", None)
     out: dict = {"class_names": list(source.class_names)}
     if source.part_names is not None:
         out["part_names"] = list(source.part_names)
@@ -159,6 +157,10 @@ def load_arrays(spec, split: str = "train", num_points: int | None = None, *, se
     ds = PointCloudDataset(source, num_points, None, seed=seed, resample=False)
     items = [ds.get_numpy(i) for i in range(len(ds))]
     sizes = {len(p) for p, _, _ in items}
+    if len(sizes) > 1 and num_points is None and getattr(source, "default_num_points", None):
+        ds.num_points = source.default_num_points  # e.g. ShapeNetPart text: shapes of ~2-3k points -> 2048
+        items = [ds.get_numpy(i) for i in range(len(ds))]
+        sizes = {len(p) for p, _, _ in items}
     if len(sizes) > 1:
         raise FoundryInputError(f"the clouds of {spec} [{split}] differ in size ({min(sizes)}..{max(sizes)} points); "
                                 "pass num_points to load them as one array")

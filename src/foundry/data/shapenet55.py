@@ -84,7 +84,6 @@ class ShapeNet55Source(PointSource):
         self.labels = np.array([index[synset_of(n)] for n in names], dtype=np.int64)
         self.class_names = [SYNSET_NAMES.get(s, s) for s in self.synsets]
         self.points_per_shape = None
-        self.default_num_points = 8192
         self.description = f"ShapeNet-55 {folder} [{split}]"
 
     def __len__(self) -> int:
