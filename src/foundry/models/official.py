@@ -246,6 +246,20 @@ def _check_finite(out: dict, source: str) -> None:
                 raise FoundryInputError(f"{source}: weight '{k}' contains NaN/Inf; the checkpoint is damaged")
 
 
+def _info(state, used, layout, project, source, root) -> dict:
+    """Provenance of a conversion: what was mapped and which (non-encoder) parts were ignored."""
+    ignored = [k[len(root):] if k.startswith(root) else k for k in set(state) - used]
+    return {
+        "origin": "official checkpoint converted by foundry.models.official",
+        "layout": layout,
+        "project": project,
+        "source_file": Path(source).name,
+        "mapped_tensors": len(used & set(state)),
+        "ignored_tensors": len(ignored),
+        "ignored_prefixes": sorted({".".join(k.split(".")[:2 if k.startswith("blocks.") else 1]) for k in ignored}),
+    }
+
+
 def official_to_foundry(state: dict, layout: str | None = None, *, source: str = "checkpoint", **overrides):
     """Map an official flat state dict onto Foundry. Returns (BackboneConfig, foundry state dict,
     info dict). `overrides` are BackboneConfig fields (heads, num_groups, group_size, ...)."""
@@ -311,16 +325,7 @@ def official_to_foundry(state: dict, layout: str | None = None, *, source: str =
         config = BackboneConfig(**{**cfg, **overrides})
     except (TypeError, ValueError) as exc:
         raise FoundryInputError(f"invalid override for {layout}: {exc}") from exc
-    ignored = sorted(set(state) - used)
-    info = {
-        "origin": "official checkpoint converted by foundry.models.official",
-        "layout": layout,
-        "project": spec["project"],
-        "source_file": Path(source).name,
-        "mapped_tensors": len(used & set(state)),
-        "ignored_tensors": len(ignored),
-        "ignored_prefixes": sorted({k.split(".")[0] for k in ignored}),
-    }
+    info = _info(state, used, layout, spec["project"], source, root)
     return config, out, info
 
 
@@ -357,22 +362,11 @@ class PointGPTConfig:
         if self.width % self.heads:
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
 
-    @property
-    def feature_dim(self) -> int:
-        return self.width if self.pooling in ("max", "mean", "cls") else 2 * self.width
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["tokenizer_hidden"] = list(self.tokenizer_hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PointGPTConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown PointGPT config keys {sorted(unknown)}")
-        return cls(**d)
+    # the same helpers as BackboneConfig (they only touch dataclass fields, width and pooling)
+    feature_dim = BackboneConfig.feature_dim
+    to_dict = BackboneConfig.to_dict
+    replace = BackboneConfig.replace
+    from_dict = classmethod(BackboneConfig.from_dict.__func__)
 
 
 def nearest_chain_order(centers: torch.Tensor) -> torch.Tensor:
@@ -460,9 +454,15 @@ class PointGPTTransformer(nn.Module):
         self.norm = nn.LayerNorm(c.width, eps=c.norm_eps)
         self.cls_norm = nn.LayerNorm(c.width, eps=c.norm_eps) if c.cls_token else nn.Identity()
 
-    @property
-    def min_points(self) -> int:
-        return max(self.config.group_size, self.config.num_groups)
+    # the public API is PointTransformer's, running on this class's group / embed / encode
+    min_points = PointTransformer.min_points
+    tokenize = PointTransformer.tokenize
+    forward_tokens = PointTransformer.forward_tokens
+    forward_layers = PointTransformer.forward_layers
+    forward_features = PointTransformer.forward_features
+    forward = PointTransformer.forward
+    token_dim = PointTransformer.token_dim
+    feature_dim = PointTransformer.feature_dim
 
     def group(self, points: torch.Tensor, num_groups: int | None = None, generator=None):
         from ..ops import group_patches
@@ -480,10 +480,6 @@ class PointGPTTransformer(nn.Module):
 
     def embed(self, neighborhoods):
         return self.patch_embed(neighborhoods)
-
-    def tokenize(self, points, num_groups=None):
-        nbhd, centers = self.group(points, num_groups)
-        return self.embed(nbhd), centers
 
     def encode(self, tokens, centers, layers: list[int] | None = None):
         b, g, w = tokens.shape
@@ -507,37 +503,6 @@ class PointGPTTransformer(nn.Module):
         x = self.cls_norm(self.norm(x))
         cls = x[:, 1] if self.config.cls_token else None
         return x[:, skip:], cls, [t[:, skip:] for t in inter]
-
-    def forward_tokens(self, points, num_groups=None):
-        tokens, centers = self.tokenize(points, num_groups)
-        x, _, _ = self.encode(tokens, centers)
-        return x, centers
-
-    def forward_layers(self, points, layers, num_groups=None):
-        depth = self.config.depth
-        wanted = sorted({l % depth for l in layers})
-        tokens, centers = self.tokenize(points, num_groups)
-        _, _, inter = self.encode(tokens, centers, wanted)
-        by_layer = dict(zip(wanted, inter))
-        return [by_layer[l % depth] for l in layers], centers
-
-    def forward_features(self, points, num_groups=None):
-        from .backbone import pool_tokens
-
-        tokens, centers = self.tokenize(points, num_groups)
-        x, cls, _ = self.encode(tokens, centers)
-        return pool_tokens(x, self.config.pooling, cls)
-
-    def forward(self, points):
-        return self.forward_features(points)
-
-    @property
-    def token_dim(self) -> int:
-        return self.config.width
-
-    @property
-    def feature_dim(self) -> int:
-        return self.config.feature_dim
 
 
 def _register_pointgpt_kind() -> None:
@@ -591,17 +556,8 @@ def _pointgpt_to_foundry(state: dict, layout: str, *, source: str, **overrides):
         config = PointGPTConfig(**{**cfg, **overrides})
     except (TypeError, ValueError) as exc:
         raise FoundryInputError(f"invalid override for {layout}: {exc}") from exc
-    ignored = sorted(set(state) - used)
-    info = {
-        "origin": "official checkpoint converted by foundry.models.official",
-        "layout": layout,
-        "project": "PointGPT-S (Chen et al., 2023), " + ("pretraining" if root else "fine-tuned") + " checkpoint",
-        "source_file": Path(source).name,
-        "mapped_tensors": len(used & set(state)),
-        "ignored_tensors": len(ignored),
-        "ignored_prefixes": sorted({".".join(k[len(root):].split(".")[:2 if k[len(root):].startswith("blocks.") else 1])
-                                    for k in ignored}),
-    }
+    project = "PointGPT-S (Chen et al., 2023), " + ("pretraining" if root else "fine-tuned") + " checkpoint"
+    info = _info(state, used, layout, project, source, root)
     return config, out, info
 
 
