@@ -116,6 +116,12 @@ def infer_category_parts(labels: np.ndarray, parts: np.ndarray) -> dict:
     return out
 
 
+def no_parts_error(spec, split) -> FoundryInputError:
+    return FoundryInputError(
+        f"data set {spec!r} ({split}) has no per-point part labels, so part segmentation cannot run on it; "
+        "use 'kicadpart' or a ShapeNetPart folder (h5 with 'pid' / 'seg', or the text layout)")
+
+
 def load_split(spec: str, split: str, num_points: int | None = None, max_per_class: int | None = None,
                need_parts: bool = False) -> Split:
     """Load `spec`/`split` through foundry.data (bundled name, "synthetic[:N]" or a folder), keep
@@ -136,9 +142,7 @@ def load_split(spec: str, split: str, num_points: int | None = None, max_per_cla
         parts = np.asarray(parts)[:, :points.shape[1]]
     labels = np.asarray(arrays["labels"]).reshape(-1)
     if need_parts and parts is None:
-        raise FoundryInputError(
-            f"data set {spec!r} ({split}) has no per-point part labels, so part segmentation cannot run on it; "
-            "use 'kicadpart' or a ShapeNetPart folder (h5 with 'pid' / 'seg', or the text layout)")
+        raise no_parts_error(spec, split)
     cp = _category_parts_from(arrays)
     if cp is None and parts is not None:
         try:
@@ -298,10 +302,12 @@ def package_versions() -> dict:
 
     out = {"foundry": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
            "numpy": np.__version__}
-    for mod in ("sklearn", "lightning"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for key, dist in (("sklearn", "scikit-learn"), ("lightning", "lightning"), ("safetensors", "safetensors")):
         try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
+            out[key] = version(dist)  # without importing the package (lightning takes seconds)
+        except PackageNotFoundError:
             pass
     return out
 

@@ -80,7 +80,7 @@ def run(ctx, settings: dict, seed: int) -> dict:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         losses.append(total / len(perm))
     model.eval()
     probs = []

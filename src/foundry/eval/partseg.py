@@ -219,7 +219,7 @@ def run(ctx, settings: dict, seed: int) -> dict:
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
             losses.append(total / len(perm))
         head_file = None
         if s["save_heads"] and ctx.out_dir is not None:

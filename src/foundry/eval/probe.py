@@ -65,7 +65,7 @@ def train_probe(xtr, ytr, xte, yte, *, seed: int, hidden=256, dropout=0.5, epoch
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         sched.step()
         losses.append(total / len(perm))
     head.eval()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..validation import FoundryInputError
-from .common import (FeatureCache, Split, device_info, git_commit, load_split, mean_std, model_fingerprint,
+from .common import (FeatureCache, Split, device_info, git_commit, load_split, mean_std, no_parts_error, model_fingerprint,
                      package_versions, write_json)
 from .protocols import LOWER_IS_BETTER, get_protocol, protocol_settings
 
@@ -78,7 +78,7 @@ class EvalContext:
         key = ("split", spec, split, num_points, max_per_class)
         data = self.memo(key, lambda: load_split(spec, split, num_points, max_per_class, need_parts))
         if need_parts and data.parts is None:
-            load_split(spec, split, num_points, max_per_class, need_parts=True)  # raises the clear error
+            raise no_parts_error(spec, split)
         return data
 
     def features(self, split: Split, which: str = "model"):

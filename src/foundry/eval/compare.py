@@ -1,0 +1,256 @@
+"""`foundry compare`: teacher vs students vs baselines under one protocol, in one table.
+
+Every model is evaluated by `run_eval` into `<out>/evals/<label>/` (resumable: finished
+(protocol, seed) results there are reused, so a `foundry eval ... --out <out>/evals/<label>`
+made before with the same settings counts), with the teacher as the reference (few-shot folds
+are paired with the teacher's, fidelity is measured against it). A random-initialised network
+of the teacher's shape (built from the teacher's config with a fixed seed, saved in
+`<out>/models/`) gives the floor for the second retention measure:
+
+    retention (raw)       = score / teacher score * 100
+    retention (gain share) = (score - random) / (teacher - random) * 100
+
+both from the means over seeds. MACs: `foundry.bench.flops.model_macs` at the protocols' point
+count, batch 1. Writes compare.json, compare.md and pareto.png (score against GMACs).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..validation import FoundryInputError
+from .common import write_json
+from .protocols import LOWER_IS_BETTER
+from .runner import fmt, load_model, run_eval
+
+RANDOM_LABEL = "random-init"
+GROUP_ORDER = ["teacher", "random init", "Foundry student", "FMD baseline", "KD expert", "ToMe", "other"]
+# task metrics that get retention columns (fidelity is a distance to the teacher, not a task)
+TASK_METRICS = {"svm": ["accuracy"], "probe": ["accuracy"], "finetune": ["accuracy"], "fewshot": None,
+                "partseg": ["class_miou", "instance_miou"]}
+FIDELITY_METRICS = ["cosine", "cka_tokens", "smooth_l1"]
+
+
+def random_init_like(teacher, seed: int = 0):
+    """A network of the teacher's shape with fresh random weights (torch seed `seed`)."""
+    from ..api import create_model
+    from ..models.presets import PRESETS
+
+    cfg = teacher.config.to_dict() if hasattr(teacher.config, "to_dict") else dict(teacher.config)
+    torch.manual_seed(seed)
+    if getattr(teacher, "kind", "backbone") == "backbone":
+        name = cfg.get("name")
+        if name in PRESETS:
+            rest = {k: v for k, v in cfg.items() if k != "name"}
+            return create_model(name, **rest).eval()
+        from ..models.backbone import PointTransformer
+        from ..models.config import BackboneConfig
+
+        return PointTransformer(BackboneConfig.from_dict(cfg)).eval()
+    return type(teacher)(teacher.config).eval()
+
+
+def model_group(model, label: str, teacher_label: str) -> str:
+    """Which family a model belongs to, from its kind, config and provenance."""
+    if label == teacher_label:
+        return "teacher"
+    if label == RANDOM_LABEL:
+        return "random init"
+    kind = str(getattr(model, "kind", "backbone"))
+    info = getattr(model, "checkpoint_info", {}) or {}
+    text = json.dumps(info).lower()
+    if "tome" in kind:
+        return "ToMe"
+    if '"kd' in text or "kd expert" in text or "logit" in text or info.get("role") == "kd-expert":
+        return "KD expert"
+    if kind == "student":
+        comp = getattr(model.config, "compression", "dso")
+        return "Foundry student" if comp == "dso" else "FMD baseline"
+    return "other"
+
+
+def _task_columns(evals: dict) -> list[tuple[str, str]]:
+    cols = []
+    for proto, metrics in TASK_METRICS.items():
+        names = []
+        for res in evals.values():
+            summ = res["protocols"].get(proto, {}).get("summary", {})
+            names += [m for m in summ if m not in names]
+        if metrics is None:  # fewshot: every acc_<n>w<k>s
+            metrics = [m for m in names if m.startswith("acc_") and not m.endswith("_minus_ref")]
+        cols += [(proto, m) for m in metrics if m in names]
+    return cols
+
+
+def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "partseg", "fidelity"), seeds=(0, 1, 2),
+                quick=False, overrides=None, device="cpu", batch_size=32, labels=None, groups=None,
+                random_seed=0, include_random=True, macs_points=None, overwrite=False, log=print) -> dict:
+    """Evaluate teacher, random floor and `models`; write the comparison to `out_dir`."""
+    t0 = time.time()
+    out = Path(out_dir)
+    labels, groups = dict(labels or {}), dict(groups or {})
+    teacher_model, tname = load_model(teacher)
+    tlabel = labels.get(str(teacher), Path(str(teacher)).stem if Path(str(teacher)).exists() else str(teacher))
+    teacher_model.eval_name = tlabel
+    entries = [(tlabel, teacher_model, str(teacher))]
+    if include_random:
+        rpath = out / "models" / f"{RANDOM_LABEL}.safetensors"
+        rmodel = random_init_like(teacher_model, random_seed)
+        if not rpath.exists():
+            from ..api import save
+
+            save(rmodel, rpath, info={"role": "random-init floor", "teacher": tname, "seed": random_seed})
+        entries.append((RANDOM_LABEL, rmodel, str(rpath)))
+    seen = {e[0] for e in entries}
+    for spec in models:
+        label = labels.get(str(spec))
+        if label is None:
+            label = Path(str(spec)).stem if Path(str(spec)).exists() else str(spec)
+        if label in seen:
+            raise FoundryInputError(f"two models would share the label {label!r}; name them with LABEL=MODEL")
+        seen.add(label)
+        m, _ = load_model(spec)
+        entries.append((label, m, str(spec)))
+    evals, rows = {}, []
+    for label, model, spec in entries:
+        log(f"== {label} ({spec})")
+        res = run_eval(model, protocols, seeds, out / "evals" / label, quick=quick, overrides=overrides,
+                       reference=teacher_model, device=device, batch_size=batch_size, overwrite=overwrite, log=log,
+                       name=label)
+        evals[label] = res
+        from ..bench.flops import model_macs
+
+        n = macs_points or _points(res) or getattr(model.config, "num_points", 1024)
+        macs = model_macs(model.cpu(), n)
+        rows.append({"label": label, "spec": spec, "group": groups.get(label, model_group(model, label, tlabel)),
+                     "kind": getattr(model, "kind", "backbone"), "parameters": res["model"]["parameters"],
+                     "gmacs": macs / 1e9, "macs_points": n, "eval_dir": str(Path("evals") / label)})
+    cols = _task_columns(evals)
+    teacher_res, random_res = evals[tlabel], evals.get(RANDOM_LABEL)
+    for row in rows:
+        res = evals[row["label"]]
+        row["scores"], row["retention_raw"], row["retention_gain"] = {}, {}, {}
+        for proto, metric in cols + [("fidelity", m) for m in FIDELITY_METRICS]:
+            stat = res["protocols"].get(proto, {}).get("summary", {}).get(metric)
+            if stat is None:
+                continue
+            key = f"{proto}/{metric}"
+            row["scores"][key] = stat
+            if proto == "fidelity":
+                continue
+            t = teacher_res["protocols"][proto]["summary"].get(metric, {}).get("mean")
+            r = random_res["protocols"][proto]["summary"].get(metric, {}).get("mean") if random_res else None
+            if t:
+                row["retention_raw"][key] = 100.0 * stat["mean"] / t
+            if r is not None and t is not None and t - r > 1e-9:
+                row["retention_gain"][key] = 100.0 * (stat["mean"] - r) / (t - r)
+        pooled = res["protocols"].get("fewshot", {}).get("pooled", {})
+        row["fewshot_paired"] = {k: v["paired_difference_all_folds"] for k, v in pooled.items()
+                                 if "paired_difference_all_folds" in v}
+    rows.sort(key=lambda r: (GROUP_ORDER.index(r["group"]) if r["group"] in GROUP_ORDER else 99, r["gmacs"]))
+    result = {"format": "foundry-compare", "teacher": tlabel, "seeds": list(seeds), "protocols": list(protocols),
+              "quick": bool(quick), "columns": [f"{p}/{m}" for p, m in cols], "rows": rows,
+              "settings": {p: teacher_res["protocols"][p]["settings"] for p in teacher_res["protocols"]},
+              "versions": teacher_res["versions"], "git": teacher_res["git"], "device": teacher_res["device"],
+              "random_init_seed": random_seed if include_random else None, "wall_time_s": time.time() - t0}
+    write_json(out / "compare.json", result)
+    from ..models.checkpoint import atomic_write
+
+    text = compare_markdown(result)
+    atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(text))
+    plot_pareto(result, out / "pareto.png")
+    return result
+
+
+def _points(res) -> int | None:
+    for p in ("svm", "fewshot", "probe", "finetune", "fidelity"):
+        s = res["protocols"].get(p, {}).get("settings", {})
+        if s.get("num_points"):
+            return int(s["num_points"])
+    return None
+
+
+def compare_markdown(result: dict) -> str:
+    cols = result["columns"]
+    fid = [f"fidelity/{m}" for m in FIDELITY_METRICS if any(f"fidelity/{m}" in r["scores"] for r in result["rows"])]
+    head = ["model", "group", "params (M)", f"GMACs @{result['rows'][0]['macs_points']} pts"] + cols + fid
+    lines = [f"# foundry compare (teacher: {result['teacher']})", "",
+             f"Mean ± std over seeds {result['seeds']}{' (quick settings)' if result['quick'] else ''}. "
+             "Accuracy / mIoU in percent; fidelity against the teacher "
+             f"({', '.join(m + (' (lower is better)' if m in LOWER_IS_BETTER else '') for m in FIDELITY_METRICS)}).",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["rows"]:
+        cells = [r["label"], r["group"], f"{r['parameters'] / 1e6:.2f}", f"{r['gmacs']:.3f}"]
+        cells += [fmt(r["scores"].get(c), c.split("/")[1]) for c in cols + fid]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Retention of the teacher's score", "",
+              "raw = score / teacher; gain share = (score - random init) / (teacher - random init); from the means.",
+              "", "| model | group | " + " | ".join(f"{c} raw % / gain %" for c in cols) + " |",
+              "|" + "---|" * (len(cols) + 2)]
+    for r in result["rows"]:
+        cells = [r["label"], r["group"]]
+        for c in cols:
+            raw, gain = r["retention_raw"].get(c), r["retention_gain"].get(c)
+            cells.append(f"{'-' if raw is None else f'{raw:.1f}'} / {'-' if gain is None else f'{gain:.1f}'}")
+        lines.append("| " + " | ".join(cells) + " |")
+    paired = [k for r in result["rows"] for k in r.get("fewshot_paired", {})]
+    if paired:
+        keys = list(dict.fromkeys(paired))
+        lines += ["", "## Few-shot, paired with the teacher fold by fold (model - teacher, mean ± std over all folds)",
+                  "", "| model | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+        for r in result["rows"]:
+            lines.append("| " + r["label"] + " | " + " | ".join(fmt(r["fewshot_paired"].get(k)) for k in keys) + " |")
+    lines += ["", "Per-model results, settings, data checksums and versions: `evals/<model>/results.json`. "
+              "Plot: `pareto.png`."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_pareto(result: dict, path) -> Path | None:
+    """Score against GMACs, one panel per task metric, the Pareto front drawn as a step line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [c for c in result["columns"] if any(c in r["scores"] for r in result["rows"])][:4]
+    if not cols:
+        return None
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.6 * len(cols), 4.0), squeeze=False)
+    colors = {g: f"C{i}" for i, g in enumerate(GROUP_ORDER)}
+    for ax, col in zip(axes[0], cols):
+        pts = []
+        for r in result["rows"]:
+            s = r["scores"].get(col)
+            if s is None:
+                continue
+            g = r["group"]
+            ax.errorbar(r["gmacs"], s["mean"], yerr=s["std"], fmt="o", color=colors.get(g, "k"), capsize=3,
+                        label=g)
+            ax.annotate(r["label"], (r["gmacs"], s["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            if g != "random init":
+                pts.append((r["gmacs"], s["mean"]))
+        front, best = [], -np.inf
+        for x, y in sorted(pts, key=lambda p: (p[0], -p[1])):
+            if y > best:
+                front.append((x, y))
+                best = y
+        if len(front) > 1:
+            ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", lw=1, ls="--",
+                    label="Pareto front")
+        ax.set_xlabel("GMACs per cloud (batch 1)")
+        ax.set_ylabel(col)
+        ax.grid(alpha=0.3)
+        handles, labs = ax.get_legend_handles_labels()
+        uniq = dict(zip(labs, handles))
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7)
+    fig.suptitle(f"Accuracy vs compute (teacher {result['teacher']}, mean ± std over seeds)", fontsize=10)
+    fig.tight_layout()
+    from ..models.checkpoint import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return Path(path)
