@@ -118,3 +118,20 @@ def test_dataloader_batches(tmp_path):
     loader = torch.utils.data.DataLoader(open_dataset(tmp_path, "train", num_points=16), batch_size=4)
     batch = next(iter(loader))
     assert batch["points"].shape == (4, 16, 3) and batch["part"].shape == (4, 16) and batch["label"].shape == (4,)
+
+
+def test_cache_returns_copies_and_sees_changes(tmp_path):
+    import h5py
+
+    write_example("modelnet_h5", tmp_path)
+    a = load_arrays(tmp_path, "test")
+    a["points"][:] = 0  # the caller's copy; the cache must not change
+    b = load_arrays(tmp_path, "test")
+    assert b["points"].std() > 0.1
+    open_dataset(tmp_path, "test")[0]["points"].mul_(0)  # in-place transform on a sample
+    assert load_arrays(tmp_path, "test")["points"][0].std() > 0.1
+    with h5py.File(tmp_path / "ply_data_test0.h5", "r+") as f:
+        lab = f["label"][()]
+        lab[0] = 2 - lab[0]
+        f["label"][...] = lab
+    assert load_arrays(tmp_path, "test")["labels"][0] == 2 - b["labels"][0]

@@ -271,10 +271,11 @@ class PointCloudDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         pts, label, parts = self.get_numpy(int(index))
-        sample = {"points": torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)),
+        # copies: a transform may work in place, and the source arrays may be shared (cached)
+        sample = {"points": torch.from_numpy(np.array(pts, dtype=np.float32)),
                   "label": torch.tensor(label, dtype=torch.int64), "index": int(index)}
         if parts is not None:
-            sample["part"] = torch.from_numpy(np.ascontiguousarray(parts, dtype=np.int64))
+            sample["part"] = torch.from_numpy(np.array(parts, dtype=np.int64))
         if self.transform is not None:
             sample = self.transform(sample)
         return sample

@@ -1,6 +1,7 @@
 """`open_dataset` / `load_arrays`: one entry point for bundled, synthetic and user data folders."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -89,7 +90,38 @@ def open_source(spec, split: str = "train", *, seed: int = 0, variant: str | Non
     return load_layout(layout, folder, split, variant=variant)
 
 
+_CACHE: "OrderedDict[tuple, PointSource]" = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def _stamp(folder: Path) -> tuple:
+    """Names, sizes and mtimes of the files a cached split depends on (h5 files and lists)."""
+    out = []
+    for d in (folder, folder / "main_split", folder / "main_split_nobg"):
+        if d.is_dir():
+            for p in sorted(d.iterdir()):
+                if p.is_file():
+                    st = p.stat()
+                    out.append((str(p), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def load_layout(layout: str, folder: Path, split: str, *, variant: str | None = None) -> PointSource:
+    """Load one split; the in-memory (h5) layouts are cached per process while their files are unchanged."""
+    if layout not in ("modelnet_h5", "scanobjectnn", "shapenetpart_h5"):
+        return _load_layout(layout, folder, split, variant=variant)
+    key = (layout, str(Path(folder).resolve()), split, variant, _stamp(Path(folder)))
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    src = _load_layout(layout, folder, split, variant=variant)
+    _CACHE[key] = src
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return src
+
+
+def _load_layout(layout: str, folder: Path, split: str, *, variant: str | None = None) -> PointSource:
     if split == "trainval":
         parts = [load_layout(layout, folder, s, variant=variant) for s in ("train", "val")]
         if all(isinstance(p, ArraySource) for p in parts):
@@ -150,9 +182,9 @@ def load_arrays(spec, split: str = "train", num_points: int | None = None, *, se
         out["part_names"] = list(source.part_names)
         out["category_parts"] = {int(k): list(v) for k, v in source.category_parts.items()}
     if isinstance(source, ArraySource) and (num_points is None or num_points == source.points_per_shape):
-        out["points"], out["labels"] = source.points, source.labels
+        out["points"], out["labels"] = source.points.copy(), source.labels.copy()  # the source may be cached
         if source.parts is not None:
-            out["parts"] = source.parts
+            out["parts"] = source.parts.copy()
         return out
     ds = PointCloudDataset(source, num_points, None, seed=seed, resample=False)
     items = [ds.get_numpy(i) for i in range(len(ds))]
