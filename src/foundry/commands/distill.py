@@ -1,0 +1,137 @@
+"""`foundry distill`: a frozen teacher -> a Foundry SuperToken student (or a baseline body)."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+HELP = "distil a frozen teacher's tokens into a small SuperToken student (teacher tokens cached on disk)"
+
+
+def register(p):
+    p.add_argument("--teacher", required=True, help="teacher: shipped name (teacher-vits), checkpoint or official .pth")
+    p.add_argument("--student", default="foundry-s16",
+                   help="student preset (foundry-s16, foundry-s4, foundry-s1, foundry-s16-gate, fps-s16, kmeans-s16, "
+                        "tome-s16, ...) or a student checkpoint to continue from (default: foundry-s16)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a student config field, e.g. --set depth=2 --set cau_position=true (JSON values)")
+    p.add_argument("--data", action="append", default=None,
+                   help="unlabelled data, repeatable (default: modelnet10:train and kicadpart:train)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N clouds of the data mix")
+    p.add_argument("--out", required=True, help="run folder (metrics, training state, token cache, student.safetensors)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--beta", type=float, default=1.0, help="SmoothL1 beta")
+    p.add_argument("--layer", type=int, default=-1, help="teacher block whose normed tokens are the target (-1: last)")
+    p.add_argument("--views", type=int, default=2, help="augmented views per cloud in the token cache")
+    p.add_argument("--cache", default=None, help="token cache folder (default: OUT/token_cache); share it between runs")
+    p.add_argument("--no-cache", action="store_true", help="run the teacher online every step instead")
+    p.add_argument("--rebuild-cache", action="store_true", help="rebuild the token cache even if one exists")
+    p.add_argument("--cache-only", action="store_true", help="build (or check) the token cache, then stop")
+    p.add_argument("--tau", type=float, nargs=2, default=(1.0, 0.1), metavar=("START", "END"),
+                   help="Gumbel-Softmax temperature, annealed geometrically over the run")
+    p.add_argument("--gate-lambda", type=float, default=1e-3, help="weight of the gate's -sum(p) regulariser")
+    p.add_argument("--init-encoder", choices=["none", "first", "spread"], default="none",
+                   help="initialise the student's blocks from the teacher's (needs the teacher's width)")
+    p.add_argument("--freeze-encoder", action="store_true", help="keep the (teacher-initialised) blocks frozen")
+    p.add_argument("--init-tokenizer", action="store_true",
+                   help="copy the teacher's mini-PointNet (student tokenizer='teacher')")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--devices", default="auto")
+    p.add_argument("--precision", default=None, help="Fabric precision (default bf16-mixed on CUDA, 32-true on CPU)")
+    p.add_argument("--strategy", default="auto", help="Fabric strategy, e.g. ddp")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    p.add_argument("--fp16-copy", default=None, metavar="PATH", help="also save the final student in fp16 at PATH")
+
+
+def _parse_sets(items):
+    out = {}
+    for item in items:
+        if "=" not in item:
+            from ..validation import FoundryInputError
+
+            raise FoundryInputError(f"--set wants KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict):
+    from ..api import load
+    from ..models.student import STUDENT_PRESETS, FoundryStudent, student_config_for
+    from ..validation import FoundryInputError
+
+    if name_or_path in STUDENT_PRESETS:
+        try:
+            cfg = student_config_for(name_or_path, teacher, teacher=teacher_name, **overrides)
+        except ValueError as exc:
+            raise FoundryInputError(str(exc)) from exc
+        return FoundryStudent(cfg)
+    model = load(name_or_path)
+    if getattr(model, "kind", None) != "student":
+        raise FoundryInputError(f"--student {name_or_path!r} is neither a student preset ({sorted(STUDENT_PRESETS)}) "
+                                "nor a student checkpoint")
+    return model.train()
+
+
+def main(args):
+    import torch
+
+    from ..api import load, save
+    from ..models.student import init_from_teacher
+    from ..train.distill import DEFAULT_AUGMENT, check_compatible, distill
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    teacher = load(args.teacher)
+    data = args.data or ["modelnet10:train", "kicadpart:train"]
+    overrides = _parse_sets(args.set)
+    if args.init_tokenizer:
+        tc = teacher.config
+        overrides.setdefault("tokenizer", "teacher")
+        overrides.setdefault("tokenizer_hidden", list(tc.tokenizer_hidden))
+        overrides.setdefault("token_dim", tc.tokenizer_width or tc.width)
+    student = build_student(args.student, teacher, args.teacher, overrides)
+    check_compatible(teacher, student)
+    if args.init_tokenizer or args.init_encoder != "none" or args.freeze_encoder:
+        init_from_teacher(student, teacher, tokenizer=args.init_tokenizer or None,
+                          encoder_blocks=None if args.init_encoder == "none" else args.init_encoder,
+                          freeze_encoder=args.freeze_encoder)
+    command = "foundry distill " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
+    if args.cache_only:
+        from ..train import common
+        from ..train.token_cache import expected_header, load_or_build, teacher_identity
+
+        ds = common.unlabelled_mix(data, student.config.num_points, args.seed)
+        if args.limit:
+            ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
+        want = expected_header(teacher_identity(teacher, args.teacher), layer=args.layer,
+                               data=list(data) + ([f"limit:{args.limit}"] if args.limit else []),
+                               num_points=student.config.num_points, views=args.views, seed=args.seed, augment=True)
+        cache, built = load_or_build(args.cache or Path(args.out) / "token_cache", teacher, ds, want,
+                                     rebuild=args.rebuild_cache, augment_kwargs=DEFAULT_AUGMENT,
+                                     progress=lambda d, t, e: print(f"cached {d}/{t} ({d / max(e, 1e-9):.1f} clouds/s)")
+                                     if d % 320 == 0 or d == t else None)
+        print(f"token cache {'built' if built else 'verified'}: {cache.folder} {cache.header['shapes']} "
+              f"({cache.header['build_wall_s']} s to build)")
+        return 0
+    summary = distill(teacher, student, teacher_name=args.teacher, data=data, out_dir=args.out, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                      warmup_epochs=args.warmup_epochs, beta=args.beta, layer=args.layer, views=args.views,
+                      use_cache=not args.no_cache, cache_dir=args.cache, rebuild_cache=args.rebuild_cache,
+                      tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed,
+                      limit=args.limit, devices=args.devices, precision=args.precision, strategy=args.strategy,
+                      resume=args.resume, command=command)
+    info = summary["info"]
+    print(f"done: {info['epochs']} epochs, final loss {info['final_loss']:.5f}, cosine {info['final_cosine']:.4f}, "
+          f"{info['wall_time_s']:.0f} s -> {Path(args.out) / 'student.safetensors'}")
+    if args.fp16_copy and summary["finished"]:
+        save(load(Path(args.out) / "student.safetensors"), args.fp16_copy, info=info, dtype=torch.float16)
+        print(f"fp16 copy: {args.fp16_copy}")
+    return 0

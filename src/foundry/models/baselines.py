@@ -1,0 +1,124 @@
+"""Baselines that are not a student body: the teacher with training-free token merging.
+
+`ToMeTeacher` (kind "tome-teacher") wraps a frozen backbone and, after each block, merges `r`
+tokens by bipartite matching on the block's attention keys (cosine similarity), keeping size-
+weighted means and proportional attention (log of the token size added to the attention logits).
+This reimplements the idea of ToMe (Bolya et al., ICLR 2023); none of its code is used. The final
+tokens are un-merged (every original patch takes its merged token's value), so `forward_tokens`
+returns all G tokens at the teacher's patch centres, like the teacher and the students.
+
+The other baselines (FPS, K-Means, bipartite compression into s SuperTokens) share the student body:
+see `compression` in `foundry.models.student`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .backbone import PointTransformer, pool_tokens
+from .checkpoint import register_kind
+from .config import BackboneConfig
+from .student import bipartite_step
+
+
+@dataclass
+class ToMeConfig:
+    teacher: dict = field(default_factory=dict)  # the wrapped backbone's config
+    teacher_name: str = ""
+    r: int = 8  # tokens merged after each block
+    min_tokens: int = 1
+
+    @property
+    def num_points(self) -> int:
+        return self.teacher.get("num_points", 1024)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ToMeConfig":
+        return cls(**d)
+
+
+class ToMeTeacher(nn.Module):
+    kind = "tome-teacher"
+
+    def __init__(self, config: ToMeConfig, teacher: PointTransformer | None = None):
+        super().__init__()
+        self.config = config
+        self.teacher = teacher if teacher is not None else PointTransformer(BackboneConfig.from_dict(config.teacher))
+        tc = self.teacher.config
+        if tc.cls_token or tc.causal:
+            raise ValueError("ToMeTeacher supports teachers without cls token or causal mask")
+
+    @classmethod
+    def wrap(cls, teacher: PointTransformer, r: int, name: str = "", min_tokens: int = 1) -> "ToMeTeacher":
+        return cls(ToMeConfig(teacher.config.to_dict(), name, r, min_tokens), teacher).eval()
+
+    def forward_tokens(self, points: torch.Tensor):
+        t = self.teacher
+        tokens, centers = t.tokenize(points)
+        b, g, _ = tokens.shape
+        x, pos = tokens, t.pos_embed(centers)
+        size = tokens.new_ones(b, g, 1)
+        member = torch.eye(g, dtype=tokens.dtype, device=tokens.device).unsqueeze(0).expand(b, -1, -1)
+        for i, block in enumerate(t.encoder.blocks):
+            if t.encoder.pos_every_block or i == 0:
+                x = x + pos
+            bias = size.log().transpose(1, 2).unsqueeze(1)  # (B, 1, 1, n): proportional attention
+            x = block(x, bias)
+            r = min(self.config.r, x.shape[1] - self.config.min_tokens)
+            if r > 0:
+                w = block.attn.qkv.weight
+                c = x.shape[-1]
+                keys = torch.nn.functional.linear(block.norm1(x), w[c:2 * c],
+                                                  None if block.attn.qkv.bias is None else block.attn.qkv.bias[c:2 * c])
+                step = bipartite_step(keys, r)  # (B, n, n')
+                new_size = step.transpose(1, 2) @ size
+                x = (step.transpose(1, 2) @ (x * size)) / new_size
+                pos = (step.transpose(1, 2) @ (pos * size)) / new_size
+                size = new_size
+                member = member @ step
+        return member @ t.norm(x), centers
+
+    def forward_layers(self, points, layers):
+        if any(l not in (-1, self.teacher.config.depth - 1) for l in layers):
+            raise ValueError("ToMeTeacher gives the final layer only (-1)")
+        tokens, centers = self.forward_tokens(points)
+        return [tokens for _ in layers], centers
+
+    def forward_features(self, points):
+        tokens, _ = self.forward_tokens(points)
+        return pool_tokens(tokens, self.teacher.config.pooling)
+
+    def forward(self, points):
+        return self.forward_features(points)
+
+    @property
+    def token_dim(self):
+        return self.teacher.token_dim
+
+    @property
+    def feature_dim(self):
+        return self.teacher.feature_dim
+
+
+def tome_r_for_macs(teacher: PointTransformer, target_macs: int, name: str = "") -> tuple[int, int]:
+    """The smallest per-block merge count r whose MACs at the teacher's input size are <= target
+    (or the most aggressive r when none is). Returns (r, macs)."""
+    from ..bench.flops import model_macs
+
+    g = teacher.config.num_groups
+    best = None
+    for r in range(0, g):
+        macs = model_macs(ToMeTeacher.wrap(teacher, r, name))
+        best = (r, macs)
+        if macs <= target_macs:
+            break
+    return best
+
+
+register_kind("tome-teacher", lambda cfg: ToMeTeacher(ToMeConfig.from_dict(cfg)))

@@ -1,0 +1,109 @@
+"""`foundry distill` and the teacher token cache on tiny models (CPU, a few synthetic clouds)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import foundry
+from foundry.cli import main as cli
+from foundry.models.student import FoundryStudent, student_config_for
+from foundry.train.distill import distill, evaluate_tokens
+from foundry.train.token_cache import open_token_cache
+from foundry.validation import FoundryInputError
+
+DATA = ["synthetic:6"]
+
+
+@pytest.fixture(scope="module")
+def teacher_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("teacher") / "tiny.safetensors"
+    foundry.save(foundry.create_model("tiny"), path)
+    return path
+
+
+def make_student(teacher, **kw):
+    torch.manual_seed(1)
+    return FoundryStudent(student_config_for("foundry-tiny", teacher, teacher="tiny", **kw))
+
+
+def run(teacher_path, out, **kw):
+    teacher = foundry.load(teacher_path)
+    student = make_student(teacher, **kw.pop("student_kw", {}))
+    args = dict(teacher_name="tiny", data=DATA, out_dir=out, epochs=2, batch_size=3, views=2, verbose=False)
+    args.update(kw)
+    return distill(teacher, student, **args), student
+
+
+def test_distill_saves_self_describing_student(teacher_path, tmp_path):
+    summary, student = run(teacher_path, tmp_path / "run", student_kw={"gate": True})
+    assert summary["finished"] and len(summary["history"]) == 2
+    model = foundry.load(tmp_path / "run" / "student.safetensors")
+    assert model.kind == "student" and model.config.teacher == "tiny"
+    info = model.checkpoint_info
+    for key in ("command", "data", "epochs", "wall_time_s", "device", "final_loss", "teacher_fingerprint"):
+        assert key in info
+    assert info["epochs"] == 2 and np.isfinite(info["final_loss"])
+    assert (tmp_path / "run" / "metrics.csv").exists()
+    cache = open_token_cache(tmp_path / "run" / "token_cache")
+    assert cache.tokens.shape == (2, 6, 16, 32) and cache.points.shape == (2, 6, 256, 3)
+    m = evaluate_tokens(model, cache)
+    assert 0 <= m["token_smoothl1"] and -1 <= m["token_cosine"] <= 1
+    # the cached targets are exactly the teacher's tokens of the cached points
+    teacher = foundry.load(teacher_path)
+    pts, tok, cen = cache.get(np.array([1, 1]), np.array([0, 3]))
+    ref, centers = teacher.forward_tokens(pts)
+    torch.testing.assert_close(tok, ref, atol=2e-3, rtol=2e-3)
+    assert torch.equal(cen, centers)
+
+
+def test_resume_continues_exactly(teacher_path, tmp_path):
+    full, a = run(teacher_path, tmp_path / "a")
+    run(teacher_path, tmp_path / "b", stop_after_epoch=1)
+    resumed, b = run(teacher_path, tmp_path / "b", resume=True)
+    assert resumed["finished"] and len(resumed["history"]) == 2
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, msg=k)
+    with pytest.raises(FoundryInputError, match="other settings"):
+        run(teacher_path, tmp_path / "b", resume=True, lr=5e-4)
+
+
+def test_corrupt_or_mismatched_cache_is_refused(teacher_path, tmp_path):
+    run(teacher_path, tmp_path / "r", epochs=1)
+    cache_dir = tmp_path / "r" / "token_cache"
+    # another teacher (other weights) must not reuse the cache
+    torch.manual_seed(5)
+    other = foundry.create_model("tiny")
+    with pytest.raises(FoundryInputError, match="other settings"):
+        distill(other, make_student(other), teacher_name="tiny", data=DATA, out_dir=tmp_path / "o", epochs=1,
+                batch_size=3, cache_dir=cache_dir, verbose=False)
+    with open(cache_dir / "tokens.npy", "r+b") as f:
+        f.seek(-7, 2)
+        f.write(b"garbage")
+    with pytest.raises(FoundryInputError, match="corrupt"):
+        run(teacher_path, tmp_path / "r2", epochs=1, cache_dir=cache_dir)
+    (cache_dir / "centers.npy").unlink()
+    with pytest.raises(FoundryInputError, match="corrupt"):
+        open_token_cache(cache_dir)
+
+
+def test_width_mismatch_is_a_clear_error(teacher_path, tmp_path):
+    teacher = foundry.load(teacher_path)
+    student = make_student(teacher, teacher_width=48)
+    with pytest.raises(FoundryInputError, match="width mismatch"):
+        distill(teacher, student, teacher_name="tiny", data=DATA, out_dir=tmp_path / "w", epochs=1, verbose=False)
+    rc = cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--set", "teacher_width=48",
+              "--data", "synthetic:6", "--out", str(tmp_path / "w2"), "--epochs", "1"])
+    assert rc == 2
+
+
+def test_cli_distill_no_cache(teacher_path, tmp_path, capsys):
+    rc = cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--data", "synthetic:6",
+              "--out", str(tmp_path / "c"), "--epochs", "1", "--batch-size", "3", "--no-cache",
+              "--fp16-copy", str(tmp_path / "c16.safetensors")])
+    assert rc == 0
+    model = foundry.load(tmp_path / "c16.safetensors")
+    assert model.checkpoint_info["token_cache"] is None
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["finished"]

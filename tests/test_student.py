@@ -1,0 +1,159 @@
+"""The Foundry student and its baselines: shapes, gradients, hard assignment, gate r=0, save/load."""
+import pytest
+import torch
+
+import foundry
+from foundry.api import create_model
+from foundry.models.backbone import PointTransformer
+from foundry.models.baselines import ToMeTeacher
+from foundry.models.student import STUDENT_PRESETS, FoundryStudent, bipartite_merge_assignment, student_config_for
+from foundry.validation import FoundryInputError
+
+G, S, C = 16, 4, 32  # the tiny preset: 16 patches, 4 SuperTokens, teacher width 32
+
+
+def clouds(b=2, n=256, seed=0):
+    return torch.randn(b, n, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return create_model("foundry-tiny", **kw)
+
+
+def test_presets_and_module_names():
+    m = tiny()
+    assert m.kind == "student"
+    for name in ("tokenizer", "gate", "dso", "encoder", "cau"):
+        assert hasattr(m, name)
+    assert {"foundry-s16", "foundry-s4", "foundry-s1"} <= set(STUDENT_PRESETS)
+    cfg = m.config
+    assert type(cfg).from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("compression", ["dso", "fps", "kmeans", "tome"])
+def test_shapes_and_gradients(compression):
+    m = tiny(compression=compression).train()
+    x = clouds()
+    out = m.forward_supertokens(x)
+    assert out["tokens"].shape == (2, G, C)
+    assert out["assignment"].shape == (2, G, S)
+    assert out["supertokens"].shape == (2, S, 32)
+    assert out["centers"].shape == (2, G, 3)
+    out["tokens"].pow(2).mean().backward()
+    assert m.tokenizer.patch_embed.conv1a.weight.grad.abs().sum() > 0
+    assert m.cau.mlp.fc2.weight.grad.abs().sum() > 0
+    if compression == "dso":  # straight-through Gumbel reaches the assignment's queries and keys
+        assert m.dso.q.weight.grad.abs().sum() > 0 and m.dso.k.weight.grad.abs().sum() > 0
+    m.eval()
+    feats = m.forward_features(x)
+    assert feats.shape == (2, m.feature_dim)
+    (layer,), _ = m.forward_layers(x, [-1])
+    assert layer.shape == (2, G, C)
+    with pytest.raises(FoundryInputError):
+        m.forward_layers(x, [0])
+
+
+@pytest.mark.parametrize("compression", ["dso", "fps", "kmeans", "tome"])
+def test_hard_assignment_exact(compression):
+    m = tiny(compression=compression).eval()
+    out = m.forward_supertokens(clouds(3))
+    a = out["assignment"]
+    assert torch.equal(a.sum(-1), torch.ones(3, G))  # every token in exactly one SuperToken
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    t = out["input_tokens"]
+    for b in range(3):
+        for j in range(S):
+            members = a[b, :, j] > 0
+            if members.any():
+                torch.testing.assert_close(out["supertokens"][b, j], t[b, members].mean(0), rtol=1e-5, atol=1e-6)
+            elif compression == "dso":  # empty SuperTokens keep their learned vector
+                torch.testing.assert_close(out["supertokens"][b, j], m.dso.supertokens[j])
+
+
+def test_dso_training_assignment_is_one_hot_and_tau_used():
+    m = tiny().train()
+    m.set_temperature(0.5)
+    assert m.dso.tau == 0.5
+    a = m.forward_supertokens(clouds())["assignment"]
+    torch.testing.assert_close(a.sum(-1), torch.ones(2, G))
+    assert ((a - a.round()).abs() < 1e-6).all()
+
+
+def test_bipartite_merge_reaches_target():
+    x = torch.randn(2, 16, 8)
+    for target in (1, 3, 8):
+        a = bipartite_merge_assignment(x, target)
+        assert a.shape == (2, 16, target) and torch.equal(a.sum(-1), torch.ones(2, 16))
+        assert (a.sum(1) > 0).all()
+
+
+def test_gate_r0_equals_plain_transformer():
+    m = tiny(gate=True).eval()
+    m.set_merge_budget(0)
+    x = clouds()
+    out = m.forward_supertokens(x)
+    assert out["merge"].sum() == 0
+    c = m.config
+    plain = PointTransformer(foundry.models.BackboneConfig(
+        num_points=c.num_points, num_groups=c.num_groups, group_size=c.group_size, width=c.width, depth=c.depth,
+        heads=c.heads, tokenizer_hidden=c.tokenizer_hidden, pos_hidden=c.pos_hidden, norm_eps=c.norm_eps,
+        drop_path=0.0)).eval()
+    plain.patch_embed.load_state_dict(m.tokenizer.patch_embed.state_dict())
+    plain.pos_embed.load_state_dict(m.encoder.pos_embed.state_dict())
+    plain.encoder.load_state_dict(m.encoder.blocks.state_dict())
+    plain.norm.load_state_dict(m.encoder.norm.state_dict())
+    ref, centers = plain.forward_tokens(x)
+    assert torch.equal(out["centers"], centers)
+    assert torch.equal(out["token_encoded"], ref)  # exactly the plain transformer over all tokens
+    assert torch.equal(out["tokens"], m.cau(m.encoder.proj(out["input_tokens"]), ref))
+    # other budgets: a count merges exactly that many; the encoder then sees fewer tokens
+    m.set_merge_budget(10)
+    assert int(m.forward_supertokens(x)["merge"].sum(1).max()) == 10
+    m.set_merge_budget(1.0)  # threshold reading: p > 1 never happens
+    assert m.forward_supertokens(x)["merge"].sum() == 0
+    with pytest.raises(FoundryInputError):
+        m.set_merge_budget(-1)
+    m.train()
+    out = m.forward_supertokens(x)
+    (out["tokens"].sum() - 1e-3 * out["gate_prob"].sum()).backward()
+    assert m.gate.mlp.fc1.weight.grad.abs().sum() > 0
+
+
+def test_save_load_round_trip(tmp_path):
+    for kw in ({}, {"gate": True}, {"compression": "tome"}):
+        m = tiny(**kw).eval()
+        path = foundry.save(m, tmp_path / "s.safetensors", info={"note": "test"})
+        back = foundry.load(path)
+        assert back.kind == "student" and back.config == m.config
+        x = clouds()
+        torch.testing.assert_close(back.forward_tokens(x)[0], m.forward_tokens(x)[0])
+
+
+def test_tome_teacher_wrapper(tmp_path):
+    torch.manual_seed(0)
+    teacher = create_model("tiny").eval()
+    x = clouds()
+    ref, _ = teacher.forward_tokens(x)
+    same, _ = ToMeTeacher.wrap(teacher, r=0).forward_tokens(x)
+    torch.testing.assert_close(same, ref)  # r = 0 merges nothing
+    w = ToMeTeacher.wrap(teacher, r=4, name="tiny")
+    tok, centers = w.forward_tokens(x)
+    assert tok.shape == ref.shape and centers.shape == (2, G, 3)
+    back = foundry.load(foundry.save(w, tmp_path / "tome.safetensors"))
+    torch.testing.assert_close(back.forward_tokens(x)[0], tok)
+
+
+def test_teacher_aware_config_and_init():
+    torch.manual_seed(0)
+    teacher = create_model("tiny").eval()
+    cfg = student_config_for("foundry-tiny", teacher, teacher="tiny", tokenizer="teacher", tokenizer_hidden=(16, 32, 64))
+    assert cfg.teacher_width == teacher.token_dim and cfg.num_groups == teacher.config.num_groups
+    s = FoundryStudent(cfg)
+    from foundry.models.student import init_from_teacher
+
+    init_from_teacher(s, teacher, encoder_blocks="spread", freeze_encoder=True)
+    x = clouds()
+    torch.testing.assert_close(s.tokenizer.patch_embed.eval()(teacher.group(x)[0]), teacher.eval().embed(teacher.group(x)[0]))
+    assert not any(p.requires_grad for p in s.encoder.blocks.parameters())
+    assert s.config.encoder_init.startswith("teacher:tiny")
