@@ -159,7 +159,7 @@ def _mug(g):
     r, h = g.uniform(0.3, 0.45), g.uniform(0.6, 1.0)
     R, tube = g.uniform(0.15, 0.25) * h / 0.8, g.uniform(0.03, 0.06)
     return [("body", Frustum([0, 0, h / 2], r, r * g.uniform(0.9, 1.15), h, caps=(True, False))),
-            ("handle", Torus([r + R * 0.4, 0, h / 2], R, tube, axis="y", arc=(-math.pi / 2 - 0.3, math.pi / 2 + 0.3)))]
+            ("handle", Torus([r + R * 0.15, 0, h / 2], R, tube, axis="y", arc=(-math.pi / 2 - 0.3, math.pi / 2 + 0.3)))]
 
 
 def _lamp(g):
