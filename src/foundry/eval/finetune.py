@@ -31,7 +31,10 @@ def _augment(points: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     try:
         from ..data import augment_batch
     except ImportError:
-        augment_batch = None
+        try:
+            from ..data.transforms import augment_batch
+        except ImportError:
+            augment_batch = None
     if augment_batch is not None:
         return augment_batch(points, generator=gen)
     b = points.shape[0]

@@ -27,10 +27,10 @@ from ..validation import FoundryInputError
 from .common import extract_tokens, resolve_layers, seed_everything
 
 DEFAULTS = dict(data="kicadpart", train_split="train", test_split="test", num_points=2048, train_per_class=None,
-                test_per_class=None, layers="auto", frozen=True, epochs=30, batch_size=16, lr=1e-3,
-                weight_decay=1e-4, proj_dim=256, point_dim=64, hidden=256, dropout=0.3, knn=3, head=None,
+                test_per_class=None, layers="auto", frozen=True, epochs=12, batch_size=16, lr=1e-3,
+                weight_decay=1e-4, proj_dim=128, point_dim=64, hidden=128, dropout=0.3, knn=3, head=None,
                 save_heads=True)
-QUICK = dict(train_per_class=16, test_per_class=8, num_points=1024, epochs=8, proj_dim=128, hidden=128)
+QUICK = dict(train_per_class=16, test_per_class=8, num_points=1024, epochs=8)
 METRICS = ("class_miou", "instance_miou", "point_accuracy")
 HEAD_FORMAT = "foundry-partseg-head"
 
@@ -156,15 +156,17 @@ def _num_parts(train, test, category_parts) -> int:
 
 
 @torch.no_grad()
-def predict(head, tokens, centers, points, cats, mask, batch_size=16) -> np.ndarray:
+def predict(head, tokens, centers, points, cats, mask, batch_size=16, device="cpu") -> np.ndarray:
     head.eval()
     out = []
+    mask = mask.to(device)
     for s in range(0, len(points), batch_size):
         sl = slice(s, s + batch_size)
-        cat = torch.from_numpy(cats[sl])
-        logits = head(tokens[sl].float(), centers[sl], torch.from_numpy(points[sl]), cat)
+        cat = torch.from_numpy(cats[sl]).to(device)
+        logits = head(tokens[sl].to(device).float(), centers[sl].to(device), torch.from_numpy(points[sl]).to(device),
+                      cat)
         logits = logits.masked_fill(~mask[cat].unsqueeze(1), float("-inf"))
-        out.append(logits.argmax(-1).numpy())
+        out.append(logits.argmax(-1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -198,7 +200,9 @@ def run(ctx, settings: dict, seed: int) -> dict:
     gen = seed_everything(seed)
     trained = s["head"] is None
     if trained:
-        head = PartSegHead(width, n_cat, n_parts, s["proj_dim"], s["point_dim"], s["hidden"], s["dropout"], s["knn"])
+        head = PartSegHead(width, n_cat, n_parts, s["proj_dim"], s["point_dim"], s["hidden"], s["dropout"],
+                           s["knn"]).to(ctx.device)
+        dev_mask = mask.to(ctx.device)
         opt = torch.optim.AdamW(head.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
         steps = s["epochs"] * ((len(train) + s["batch_size"] - 1) // s["batch_size"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
@@ -212,9 +216,11 @@ def run(ctx, settings: dict, seed: int) -> dict:
             total = 0.0
             for b in range(0, len(perm), s["batch_size"]):
                 idx = perm[b:b + s["batch_size"]]
-                logits = head(tr_tok[idx].float(), tr_cen[idx], pts[idx], cats[idx])
-                logits = logits.masked_fill(~mask[cats[idx]].unsqueeze(1), -1e4)
-                loss = nn.functional.cross_entropy(logits.reshape(-1, n_parts), parts[idx].reshape(-1))
+                cat = cats[idx].to(ctx.device)
+                logits = head(tr_tok[idx].to(ctx.device).float(), tr_cen[idx].to(ctx.device), pts[idx].to(ctx.device),
+                              cat)
+                logits = logits.masked_fill(~dev_mask[cat].unsqueeze(1), -1e4)
+                loss = nn.functional.cross_entropy(logits.reshape(-1, n_parts), parts[idx].to(ctx.device).reshape(-1))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -227,12 +233,13 @@ def run(ctx, settings: dict, seed: int) -> dict:
             save_head(head, head_file, meta=meta)
     else:
         head, _ = load_head(s["head"], token_width=width, model_name=ctx.name)
+        head = head.to(ctx.device)
         losses, head_file = [], s["head"]
         if head.hparams["num_parts"] != n_parts or head.hparams["num_categories"] != n_cat:
             raise FoundryInputError(
                 f"head {s['head']} predicts {head.hparams['num_parts']} parts of {head.hparams['num_categories']} "
                 f"categories, but {test.name} has {n_parts} parts of {n_cat} categories")
-    pred = predict(head, te_tok, te_cen, test.points, test.labels, mask, s["batch_size"])
+    pred = predict(head, te_tok, te_cen, test.points, test.labels, mask, s["batch_size"], ctx.device)
     res = segmentation_miou(pred, test.parts, test.labels, cp)
     acc = 100.0 * float((pred == test.parts).mean())
     names = train.class_names

@@ -1,0 +1,67 @@
+"""`foundry compare` and `foundry eval` through the CLI on tiny models: the table, retention,
+the random-init floor, the plot, and resume from saved eval results."""
+import json
+
+import pytest
+import torch
+
+import foundry
+from foundry.cli import main
+from foundry.eval.compare import random_init_like
+
+QUICK = ["--data", "synthetic:32", "--seg-data", "synthetic:32", "--quick", "--seeds", "0", "1", "2",
+         "--set", "svm.num_points=256", "--set", "svm.train_per_class=null", "--set", "svm.test_per_class=null",
+         "--set", "fewshot.num_points=256", "--set", "fewshot.settings=[[3,2]]", "--set", "fewshot.n_query=1",
+         "--set", "fewshot.folds=2", "--set", "fewshot.per_class=null"]
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    torch.manual_seed(3)
+    path = tmp_path_factory.mktemp("w") / "teach.safetensors"
+    foundry.save(foundry.create_model("tiny"), path)
+    return path
+
+
+def test_random_init_has_teacher_shape_and_new_weights(teacher_file):
+    t = foundry.load(teacher_file)
+    r = random_init_like(t, seed=0)
+    assert r.config.to_dict() == t.config.to_dict()
+    assert not torch.equal(r.encoder.blocks[0].attn.qkv.weight, t.encoder.blocks[0].attn.qkv.weight)
+    assert torch.equal(random_init_like(t, 0).encoder.blocks[0].attn.qkv.weight, r.encoder.blocks[0].attn.qkv.weight)
+
+
+def test_compare_table_retention_and_resume(teacher_file, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--teacher", str(teacher_file), "--models", "stu=foundry-tiny", "--protocol", "svm",
+            "--protocol", "fewshot", "--out", str(out)] + QUICK
+    assert main(args) == 0
+    res = json.loads((out / "compare.json").read_text())
+    rows = {r["label"]: r for r in res["rows"]}
+    assert set(rows) == {"teach", "random-init", "stu"}
+    assert rows["teach"]["group"] == "teacher" and rows["random-init"]["group"] == "random init"
+    assert rows["stu"]["group"] == "Foundry student"
+    key = "svm/accuracy"
+    t, r, s = (rows[k]["scores"][key]["mean"] for k in ("teach", "random-init", "stu"))
+    assert rows["stu"]["retention_raw"][key] == pytest.approx(100 * s / t)
+    if abs(t - r) > 1e-9:
+        assert rows["stu"]["retention_gain"][key] == pytest.approx(100 * (s - r) / (t - r))
+    assert rows["teach"]["retention_raw"][key] == pytest.approx(100.0)
+    assert all(row["gmacs"] > 0 for row in rows.values())
+    assert (out / "pareto.png").stat().st_size > 1000
+    md = (out / "compare.md").read_text()
+    assert "| stu | Foundry student |" in md and "gain" in md
+    assert "acc_3w2s" in rows["stu"]["fewshot_paired"]
+
+    # rerun: every (protocol, seed) comes from the saved eval results
+    capsys.readouterr()
+    assert main(args) == 0
+    log = capsys.readouterr().out
+    assert "running" not in log and log.count("skipped") == 3 * 2 * 3
+
+
+def test_eval_cli_bad_model_and_bad_set(tmp_path, capsys):
+    assert main(["eval", "no-such-model", "-p", "svm", "--out", str(tmp_path)]) == 2
+    assert "no model named" in capsys.readouterr().err
+    assert main(["eval", "tiny", "-p", "svm", "--set", "svm-epochs", "--out", str(tmp_path)]) == 2
+    assert "PROTOCOL.KEY=VALUE" in capsys.readouterr().err
