@@ -18,7 +18,8 @@ def register(p):
                    help="override a student config field, e.g. --set depth=2 --set cau_position=true (JSON values)")
     p.add_argument("--data", action="append", default=None,
                    help="unlabelled data, repeatable (default: modelnet10:train and kicadpart:train)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N clouds of the data mix")
+    p.add_argument("--limit", type=int, default=None,
+                   help="train on a fixed random subset of N clouds of the data mix (the token cache covers all)")
     p.add_argument("--out", required=True, help="run folder (metrics, training state, token cache, student.safetensors)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
@@ -109,10 +110,8 @@ def main(args):
         from ..train.token_cache import expected_header, load_or_build, teacher_identity
 
         ds = common.unlabelled_mix(data, student.config.num_points, args.seed)
-        if args.limit:
-            ds = torch.utils.data.Subset(ds, range(min(args.limit, len(ds))))
         want = expected_header(teacher_identity(teacher, args.teacher), layer=args.layer,
-                               data=list(data) + ([f"limit:{args.limit}"] if args.limit else []),
+                               data=list(data),
                                num_points=student.config.num_points, views=args.views, seed=args.seed, augment=True)
         cache, built = load_or_build(args.cache or Path(args.out) / "token_cache", teacher, ds, want,
                                      rebuild=args.rebuild_cache, augment_kwargs=DEFAULT_AUGMENT,

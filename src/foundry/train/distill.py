@@ -70,10 +70,15 @@ def evaluate_tokens(model, cache, *, beta: float = 1.0, batch_size: int = 32, vi
     return {"token_smoothl1": tot_loss / n, "token_cosine": tot_cos / n, "clouds": n}
 
 
-def _subset(dataset, limit: int | None):
-    if limit is None or limit >= len(dataset):
-        return dataset
-    return torch.utils.data.Subset(dataset, range(limit))
+def reference_cache(teacher, teacher_name: str, spec: str, folder, *, layer: int = -1, batch_size: int = 32):
+    """Teacher tokens of a split as it is (one view, no augmentation), e.g. "modelnet10:test", to
+    measure how well a student reproduces them (`evaluate_tokens`). Reused when it matches."""
+    num_points = teacher.config.num_points
+    dataset = common.unlabelled_mix([spec], num_points, 0)
+    want = expected_header(teacher_identity(teacher, teacher_name), layer=layer, data=[spec], num_points=num_points,
+                           views=1, seed=0, augment=False)
+    cache, _ = load_or_build(folder, teacher, dataset, want, batch_size=batch_size)
+    return cache
 
 
 def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, epochs: int = 10,
@@ -101,9 +106,9 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     fabric.launch()
     log = print if (verbose and fabric.is_global_zero) else (lambda *a, **k: None)
 
-    dataset = _subset(common.unlabelled_mix(data, num_points, seed), limit)
+    dataset = common.unlabelled_mix(data, num_points, seed)
     tid = teacher_identity(teacher, teacher_name)
-    want = expected_header(tid, layer=layer, data=list(data) + ([f"limit:{limit}"] if limit else []),
+    want = expected_header(tid, layer=layer, data=list(data),
                            num_points=num_points, views=views, seed=seed, augment=True)
     cache = None
     cache_info = None
@@ -121,7 +126,12 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
 
             cache = open_token_cache(cache_dir, want, verify=False)
         cache_info = {"folder": str(cache_dir), "views": views, "build_wall_s": cache.header["build_wall_s"]}
-    m = len(cache) if cache is not None else len(dataset)
+    total_clouds = len(cache) if cache is not None else len(dataset)
+    # `limit`: train on a fixed, seeded random subset of the clouds (the cache still covers them all)
+    pool = np.arange(total_clouds)
+    if limit is not None and limit < total_clouds:
+        pool = np.sort(np.random.default_rng((seed, 104729)).permutation(total_clouds)[:limit])
+    m = len(pool)
 
     run_config = {"student": student.config.to_dict(), "teacher": {k: tid[k] for k in ("name", "fingerprint")},
                   "data": list(data), "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
@@ -158,8 +168,8 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             break
         model.train()
         rng = np.random.default_rng((seed, epoch))
-        order = rng.permutation(m)[rank::world]
-        view_of = rng.integers(0, views, size=m)
+        order = pool[rng.permutation(m)][rank::world]
+        view_of = rng.integers(0, views, size=total_clouds)
         t_epoch, seen, sum_loss, sum_cos, n_batches = time.time(), 0, 0.0, 0.0, 0
         for b0 in range(0, len(order), batch_size):
             idx = order[b0:b0 + batch_size]
