@@ -135,3 +135,13 @@ def test_cache_returns_copies_and_sees_changes(tmp_path):
         lab[0] = 2 - lab[0]
         f["label"][...] = lab
     assert load_arrays(tmp_path, "test")["labels"][0] == 2 - b["labels"][0]
+
+
+def test_shapenetpart_h5_seg_alias(tmp_path):
+    import h5py
+
+    write_example("shapenetpart_h5", tmp_path)
+    with h5py.File(tmp_path / "ply_data_val0.h5", "r+") as f:
+        f["seg"] = f["pid"][()]
+        del f["pid"]
+    assert load_arrays(tmp_path, "val")["parts"].shape == (3, 64)

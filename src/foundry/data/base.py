@@ -194,7 +194,7 @@ def concat_sources(sources: list[ArraySource], description: str) -> ArraySource:
 def subsample_indices(n: int, num_points: int, rng: np.random.Generator) -> np.ndarray:
     """`num_points` distinct indices out of n; with replacement (padding) only when n < num_points."""
     if n >= num_points:
-        return np.sort(rng.choice(n, num_points, replace=False))
+        return np.sort(rng.permutation(n)[:num_points])
     extra = rng.choice(n, num_points - n, replace=True)
     return np.concatenate([np.arange(n), extra])
 

@@ -176,7 +176,8 @@ def _check_h5(rep, path: Path, num_classes, names_file, *, need_pid=False, num_p
         return 0, 0, None
     with f:
         keys = list(f.keys())
-        need = ["data", "label"] + (["pid"] if need_pid else [])
+        pid_key = "seg" if need_pid and "pid" not in f and "seg" in f else "pid"
+        need = ["data", "label"] + ([pid_key] if need_pid else [])
         missing = [k for k in need if k not in f]
         if missing:
             rep.add("error", path, f"h5 without {missing} (it has {keys})",
@@ -186,7 +187,7 @@ def _check_h5(rep, path: Path, num_classes, names_file, *, need_pid=False, num_p
                 rep.add("warning", path, f"no {k!r} dataset (optional here)")
         pts = _read(rep, path, f, "data") if "data" in f else None
         lab = _read(rep, path, f, "label") if "label" in f else None
-        pid = _read(rep, path, f, "pid") if need_pid and "pid" in f else None
+        pid = _read(rep, path, f, pid_key) if need_pid and pid_key in f else None
     rows = npts = 0
     if pts is not None and _check_clouds(rep, path, pts):
         rows, npts = pts.shape[0], pts.shape[1]

@@ -121,10 +121,13 @@ def load_shapenetpart_h5(folder: str | Path, split: str) -> ArraySource:
     names, keys2 = _category_table(folder / "all_object_categories.txt", "category list all_object_categories.txt")
     pts_all, lab_all, pid_all = [], [], []
     for f in split_files(folder, split, H5_LISTS, "ShapeNetPart h5 folder"):
-        arr = read_h5_arrays(f, ["data", "label", "pid"])
+        arr = read_h5_arrays(f, ["data", "label"], optional=["pid", "seg"])
+        if "pid" not in arr and "seg" not in arr:
+            raise FoundryInputError(f"{f} has no per-point part labels ('pid', or 'seg' in some copies); a "
+                                    "ShapeNetPart h5 file needs data, label and pid")
         labels = as_labels(arr["label"], str(f), len(names))
         pts = as_points(arr["data"], str(f), count=len(labels))
-        pid = np.asarray(arr["pid"])
+        pid = np.asarray(arr["pid"] if "pid" in arr else arr["seg"])
         if pid.shape != pts.shape[:2]:
             raise FoundryInputError(f"{f}: 'pid' has shape {tuple(pid.shape)} but 'data' is {tuple(pts.shape)}; "
                                     "there must be one part id per point")
