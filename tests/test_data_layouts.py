@@ -145,3 +145,11 @@ def test_shapenetpart_h5_seg_alias(tmp_path):
         f["seg"] = f["pid"][()]
         del f["pid"]
     assert load_arrays(tmp_path, "val")["parts"].shape == (3, 64)
+
+
+def test_up_axis_attribute(tmp_path):
+    assert open_dataset("modelnet10", "test").up_axis == 2 and open_dataset("synthetic:2").up_axis == 2
+    write_example("scanobjectnn", tmp_path / "sc")
+    assert open_dataset(tmp_path / "sc", "test").up_axis == 1
+    write_example("modelnet_h5", tmp_path / "mn")
+    assert open_dataset(tmp_path / "mn", "test").up_axis is None  # the layout does not say

@@ -140,6 +140,7 @@ class PointSource:
     part_names: list[str] | None = None
     category_parts: dict[int, list[int]] | None = None
     points_per_shape: int | None = None  # None when shapes differ in size
+    up_axis: int | None = None  # 0/1/2 when the layout fixes which axis is up, None when unknown
     description: str = ""
 
     def __len__(self) -> int:
@@ -185,7 +186,7 @@ def concat_sources(sources: list[ArraySource], description: str) -> ArraySource:
     out = ArraySource.__new__(ArraySource)
     out.points, out.labels, out.parts = pts, np.concatenate([s.labels for s in sources]), parts
     out.class_names, out.part_names, out.category_parts = first.class_names, first.part_names, first.category_parts
-    out.points_per_shape, out.description = n, description
+    out.points_per_shape, out.description, out.up_axis = n, description, first.up_axis
     return out
 
 
@@ -246,6 +247,12 @@ class PointCloudDataset(Dataset):
     def has_parts(self) -> bool:
         return self.source.has_parts
 
+    @property
+    def up_axis(self) -> int | None:
+        """The vertical axis (2 = z for the bundled data and synthetic, 1 = y for ShapeNet/ScanObjectNN),
+        None when the layout does not say (a ModelNet h5 folder); use it as augment_batch(up_axis=...)."""
+        return self.source.up_axis
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
@@ -296,6 +303,7 @@ class ConcatSource(PointSource):
         sizes = {s.points_per_shape for s in sources}
         self.points_per_shape = sizes.pop() if len(sizes) == 1 else None
         self.default_num_points = getattr(first, "default_num_points", None)
+        self.up_axis = first.up_axis
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
         self.description = " + ".join(s.description for s in sources)
 

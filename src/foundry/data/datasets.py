@@ -82,12 +82,11 @@ def open_source(spec, split: str = "train", *, seed: int = 0, variant: str | Non
 
         return SyntheticSource(value, split, num_points=synthetic_points, seed=seed)
     if kind == "bundled":
-        folder, layout = bundled_path(value), BUNDLED[value]
-    else:
-        folder, v = value
-        variant = variant or v
-        layout = detect_layout(folder)
-    return load_layout(layout, folder, split, variant=variant)
+        src = load_layout(BUNDLED[value], bundled_path(value), split, variant=variant)
+        src.up_axis = 2  # both bundles are z-up
+        return src
+    folder, v = value
+    return load_layout(detect_layout(folder), folder, split, variant=variant or v)
 
 
 _CACHE: "OrderedDict[tuple, PointSource]" = OrderedDict()

@@ -75,4 +75,6 @@ def load_scanobjectnn(folder: str | Path, split: str, variant: str | None = None
     arr = read_h5_arrays(path, ["data", "label"])
     labels = as_labels(arr["label"], str(path), len(CLASS_NAMES))
     pts = as_points(arr["data"], str(path), count=len(labels))
-    return ArraySource(pts, labels, CLASS_NAMES, description=f"ScanObjectNN {v} {folder} [{split}]")
+    src = ArraySource(pts, labels, CLASS_NAMES, description=f"ScanObjectNN {v} {folder} [{split}]")
+    src.up_axis = 1
+    return src

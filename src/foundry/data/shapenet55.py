@@ -84,6 +84,7 @@ class ShapeNet55Source(PointSource):
         self.labels = np.array([index[synset_of(n)] for n in names], dtype=np.int64)
         self.class_names = [SYNSET_NAMES.get(s, s) for s in self.synsets]
         self.points_per_shape = None
+        self.up_axis = 1
         self.description = f"ShapeNet-55 {folder} [{split}]"
 
     def __len__(self) -> int:

@@ -207,6 +207,7 @@ class ShapeNetPartTextSource(PointSource):
             self.category_parts = category_parts_for(folder, names, synsets)
         self.part_names = part_names_for(folder, names, self.category_parts)
         self.points_per_shape = None
+        self.up_axis = 1
         self.description = f"ShapeNetPart text {folder} [{split}]"
 
     def __len__(self) -> int:

@@ -274,6 +274,7 @@ class SyntheticSource(PointSource):
         self.part_names = list(PART_NAMES)
         self.category_parts = {k: list(v) for k, v in CATEGORY_PARTS.items()}
         self.points_per_shape = self.n
+        self.up_axis = 2
         self.description = f"synthetic:{self.num_shapes} [{split}]"
 
     def __len__(self) -> int:
