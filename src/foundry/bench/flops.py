@@ -13,10 +13,12 @@ Conventions (state them with every number):
 
 Stages: grouping (FPS + kNN, wherever it is called), tokenizer, gate, dso, encoder, cau, other.
 Top-level modules map to stages by name (`MODULE_STAGES`); unknown names go to "other", and so
-does anything counted outside a top-level module and outside the grouping.
+does anything counted outside a top-level module and outside the grouping ("(root)" in
+`by_module`; e.g. the student's `assignment @ encoded` upsampling product).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import torch
@@ -128,11 +130,35 @@ def _accepts(fn, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+@contextlib.contextmanager
+def patch_count(model, method: str, num_groups: int | None):
+    """Yields the kwargs that make `model.<method>` use `num_groups` patches.
+
+    The backbone takes `num_groups=` as an argument. A model whose method does not (the student
+    today) reads `config.num_groups` at call time; then the config field is set for the duration
+    of the block and restored afterwards.
+    """
+    default = getattr(model.config, "num_groups", None)
+    if num_groups is None or num_groups == default:
+        yield {}
+        return
+    if _accepts(getattr(model, method), "num_groups"):
+        yield {"num_groups": int(num_groups)}
+        return
+    if default is None:
+        raise TypeError(f"{type(model).__name__}.{method} takes no num_groups and has no config.num_groups")
+    model.config.num_groups = int(num_groups)
+    try:
+        yield {}
+    finally:
+        model.config.num_groups = default
+
+
 def random_cloud(batch: int, num_points: int, seed: int = 0, device="cpu") -> torch.Tensor:
     """A seeded (batch, num_points, 3) Gaussian cloud scaled into the unit ball, for cost figures."""
     g = torch.Generator().manual_seed(seed)
     pts = torch.randn(batch, num_points, 3, generator=g)
-    pts = pts / pts.norm(dim=-1).amax(dim=1, keepdim=True).clamp_min(1e-9)
+    pts = pts / pts.norm(dim=-1, keepdim=True).amax(dim=1, keepdim=True).clamp_min(1e-9)
     return pts.to(device)
 
 
@@ -145,15 +171,11 @@ def stage_costs(model, num_points: int | None = None, batch: int = 1, *, num_gro
     """
     n = num_points or getattr(model.config, "num_points", 1024)
     fn = getattr(model, method)
-    kwargs = {}
-    if num_groups is not None:
-        if not _accepts(fn, "num_groups"):
-            raise TypeError(f"{type(model).__name__}.{method} does not accept num_groups")
-        kwargs["num_groups"] = num_groups
     was_training = model.training
     model.eval()
     try:
-        total, per_module = count_flops(fn, random_cloud(batch, n, seed), **kwargs)
+        with patch_count(model, method, num_groups) as kwargs:
+            total, per_module = count_flops(fn, random_cloud(batch, n, seed), **kwargs)
     finally:
         model.train(was_training)
     flops = {s: 0 for s in STAGES}

@@ -76,7 +76,7 @@ def run(req: dict) -> dict:
 
     threads = int(req.get("threads") or 1)
     torch.set_num_threads(threads)
-    from .flops import _accepts, random_cloud
+    from .flops import _accepts, patch_count, random_cloud
     from .hooks import GroupingRecorder
     from .latency import device_sync
 
@@ -92,15 +92,10 @@ def run(req: dict) -> dict:
     g = req.get("num_groups")
     if g == "auto":
         g = auto_num_groups(n, default_g, k, int(req.get("group_ratio", 16)), req.get("max_groups"))
-    kwargs = {}
-    note = None
-    if g is not None and int(g) != default_g:
-        if _accepts(fn, "num_groups"):
-            kwargs["num_groups"] = int(g)
-        else:
-            note = f"{type(model).__name__}.{method} does not accept num_groups; ran with its own {default_g}"
-            g = default_g
     g = int(g) if g is not None else default_g
+    note = None
+    if g != default_g and not _accepts(fn, "num_groups"):
+        note = f"{type(model).__name__}.{method} takes no num_groups: config.num_groups set to {g} for the run"
     points = random_cloud(batch, n, int(req.get("seed", 0)), device)
     sync = device_sync(device)
     out = {"model": req["model"], "kind": getattr(model, "kind", "backbone"), "points": n, "batch": batch,
@@ -121,6 +116,8 @@ def run(req: dict) -> dict:
     maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rec = GroupingRecorder(keep_indices=True)
     t0 = time.perf_counter()
+    counts = patch_count(model, method, g)
+    kwargs = counts.__enter__()  # left in force for the repeats below; the process ends after
     with torch.no_grad(), rec.watch(sync=sync if device.type == "cuda" else None):
         fn(points, **kwargs)
     sync()

@@ -1,0 +1,131 @@
+"""`foundry bench`: cost, latency, throughput, memory and scaling of models, side by side."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+HELP = "benchmark models side by side: MACs/FLOPs per stage, latency, throughput, memory, ONNX, scaling"
+
+
+NAMED_SIZES = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768, "65k": 65536,
+               "131k": 131072}
+
+
+def _size(text: str) -> int:
+    """'8k' -> 8192 (the usual power-of-two cloud sizes), '300k' -> 300000, '1M' -> 1000000, '5000' -> 5000."""
+    t = text.strip().lower()
+    if t in NAMED_SIZES:
+        return NAMED_SIZES[t]
+    if t.endswith("k"):
+        return int(float(t[:-1]) * 1000)
+    if t.endswith("m"):
+        return int(float(t[:-1]) * 1_000_000)
+    return int(t)
+
+
+def _sizes(text: str) -> list[int]:
+    """'1k,8k,65k,300k,1M' -> [1024, 8192, 65536, 300000, 1000000] (1k/8k/65k are powers of two)."""
+    return [_size(s) for s in text.split(",") if s.strip()]
+
+
+def register(p):
+    p.add_argument("models", nargs="*", help="preset names (vit-s, small, foundry-s16, ...), shipped names or "
+                                              "checkpoint paths; benchmarked one after another in this process")
+    p.add_argument("--points", type=int, default=1024, help="points per cloud (default 1024)")
+    p.add_argument("--batch", type=int, default=16, help="batch for the throughput figure (default 16)")
+    p.add_argument("--flops-batch", type=int, default=1, help="batch at which FLOPs are counted (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; stated in the output)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; GPU figures added when not cpu "
+                                                  "('auto' picks cuda when present)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing (default 3)")
+    p.add_argument("--runs", type=int, default=20, help="timed calls at least (default 20)")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="keep timing until this much time has passed")
+    p.add_argument("--max-seconds", type=float, default=30.0, help="stop timing one figure after this long")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess runs")
+    p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime latency column")
+    p.add_argument("--no-latency", action="store_true", help="cost figures only")
+    p.add_argument("--fast", action="store_true", help="quick settings for smoke tests (warm-up 1, 3 runs)")
+    p.add_argument("--scaling", action="store_true", help="scaling curve over input size for MODELS instead")
+    p.add_argument("--sizes", default=None, help="sizes for --scaling / --grouping, e.g. 1k,8k,65k,300k,1M")
+    p.add_argument("--time-limit", type=float, default=240.0, help="--scaling/--grouping: seconds per point")
+    p.add_argument("--max-memory-gb", type=float, default=8.0,
+                   help="--scaling: memory cap per run (RLIMIT_DATA; 0 = none; default 8)")
+    p.add_argument("--group-ratio", type=int, default=16, help="--scaling/--grouping: G = max(G0, N // ratio)")
+    p.add_argument("--max-groups", type=int, default=None, help="--scaling: clip the patch count")
+    p.add_argument("--grouping", action="store_true", help="grouping time (FPS + kNN) per FPS backend instead")
+    p.add_argument("--groups", type=int, default=None, help="--grouping: fixed number of centres instead of N/ratio")
+    p.add_argument("--out", default=None, help="output folder for JSON/PNG (default runs/bench/<time>)")
+
+
+def main(args):
+    import torch
+
+    from ..validation import FoundryInputError
+
+    out_dir = Path(args.out or Path("runs") / "bench" / time.strftime("%Y%m%d-%H%M%S"))
+    torch.set_num_threads(args.threads)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise FoundryInputError(f"--device {device}: CUDA is not available here; use --device cpu")
+
+    if args.grouping:
+        return _grouping(args, out_dir, device)
+    if not args.models:
+        raise FoundryInputError("name at least one model, e.g. `foundry bench vit-s small` (or use --grouping)")
+    if args.scaling:
+        return _scaling(args, out_dir, device)
+
+    from ..bench.report import bench_models, format_report, write_json
+
+    warmup, runs, min_s = (1, 3, 0.0) if args.fast else (args.warmup, args.runs, args.min_seconds)
+    result = bench_models(args.models, points=args.points, batch=args.batch, flops_batch=args.flops_batch,
+                          device=device, threads=args.threads, warmup=warmup, runs=runs, min_seconds=min_s,
+                          max_seconds=args.max_seconds, memory=not args.no_memory, onnx=not args.no_onnx,
+                          latency=not args.no_latency)
+    print()
+    print(format_report(result))
+    write_json(result, out_dir / "bench.json")
+    print(f"\nwrote {out_dir / 'bench.json'}")
+    return 0
+
+
+def _grouping(args, out_dir, device):
+    from ..bench.grouping import format_grouping, grouping_times
+    from ..bench.report import machine_info, write_json
+
+    sizes = _sizes(args.sizes or "1k,8k,65k,300k")
+    print(f"grouping (FPS + kNN, K=32, G = {'%d' % args.groups if args.groups else 'max(64, N // %d)' % args.group_ratio})"
+          f" on {device}, {args.threads} thread(s), torch {__import__('torch').__version__}; median of repeated "
+          "runs at small sizes, one run at large ones")
+    rows = grouping_times(sizes, num_groups=args.groups, ratio=args.group_ratio, time_limit=args.time_limit,
+                          device=device)
+    print(format_grouping(rows))
+    write_json({"settings": machine_info(args.threads, device), "grouping": rows}, out_dir / "grouping.json")
+    print(f"wrote {out_dir / 'grouping.json'}")
+    return 0
+
+
+def _scaling(args, out_dir, device):
+    from ..bench.report import machine_info, write_json
+    from ..bench.scaling import format_scaling, plot_scaling, run_scaling
+
+    sizes = _sizes(args.sizes or "1k,8k,65k,300k,1M")
+    cap = args.max_memory_gb or None
+    print(f"scaling on {device}, {args.threads} thread(s), batch 1, G = max(G0, N // {args.group_ratio})"
+          f"{', at most %d' % args.max_groups if args.max_groups else ''}, time limit {args.time_limit:.0f} s"
+          f"{', memory cap %.1f GB' % cap if cap else ''}; fresh process per point")
+    print(format_scaling([], header=True))
+    records = run_scaling(args.models, sizes, ratio=args.group_ratio, max_groups=args.max_groups,
+                          time_limit=args.time_limit, max_memory_gb=cap, threads=args.threads, device=device)
+    settings = machine_info(args.threads, device)
+    settings.update(sizes=sizes, group_ratio=args.group_ratio, max_groups=args.max_groups,
+                    time_limit_s=args.time_limit, max_memory_gb=cap, batch=1)
+    write_json({"settings": settings, "scaling": records}, out_dir / "scaling.json")
+    plot_scaling(records, out_dir / "scaling.png",
+                 title=f"{', '.join(args.models)} on {device} ({settings['cpu']}), {args.threads} thread(s), batch 1")
+    print()
+    print(format_scaling(records))
+    print(f"wrote {out_dir / 'scaling.json'} and {out_dir / 'scaling.png'}")
+    return 0

@@ -1,0 +1,183 @@
+"""ONNX export of Foundry models, checked against PyTorch in onnxruntime; optional int8.
+
+What is exported: the whole model from raw points, grouping included. FPS is a loop of
+`num_groups` steps of tensor ops (sub, mul, min, argmax, gather) and kNN a matmul + top-k, so
+the TorchScript-based exporter unrolls FPS into the graph (G steps) and no custom op is needed.
+The graph therefore has a fixed patch count G; the batch size is dynamic, and so is the point
+count when `dynamic_points=True` (checked at a second size by `check_onnx`).
+
+Outputs: "features" (B, D) from `forward_features`, or "tokens" (B, G, C) and "centers"
+(B, G, 3) from `forward_tokens`.
+
+int8: `onnxruntime.quantization.quantize_dynamic` (weights of MatMul/Gemm in int8, activations
+quantised on the fly); its accuracy cost is measured with the linear-SVM protocol of
+`foundry.eval.svm` on features extracted by the ONNX session (`extract_features_onnx`).
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..validation import FoundryInputError
+
+OUTPUTS = ("features", "tokens")
+
+
+class _Exported(nn.Module):
+    def __init__(self, model: nn.Module, output: str):
+        super().__init__()
+        self.model = model
+        self.output = output
+
+    def forward(self, points):
+        if self.output == "tokens":
+            return self.model.forward_tokens(points)
+        return self.model.forward_features(points)
+
+
+def _names(output: str):
+    return ["tokens", "centers"] if output == "tokens" else ["features"]
+
+
+@contextlib.contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_onnx(model: nn.Module, path, *, num_points: int | None = None, output: str = "features",
+                opset: int = 17, dynamic_points: bool = True, check: bool = True, atol: float = 1e-4,
+                seed: int = 0) -> dict:
+    """Write `model` as ONNX to `path` (atomically). Returns a report dict (path, size, check)."""
+    from ..bench.flops import random_cloud
+    from ..models.checkpoint import atomic_write
+
+    if output not in OUTPUTS:
+        raise FoundryInputError(f"output must be one of {OUTPUTS}, got {output!r}")
+    n = num_points or getattr(model.config, "num_points", 1024)
+    model = model.eval().to("cpu")
+    wrapper = _Exported(model, output).eval()
+    example = random_cloud(2, n, seed)
+    names = _names(output)
+    axes = {"points": {0: "batch", 1: "num_points"} if dynamic_points else {0: "batch"}}
+    for name in names:
+        axes[name] = {0: "batch"}
+
+    def write(tmp):
+        with _quiet(), torch.no_grad():
+            torch.onnx.export(wrapper, (example,), tmp, input_names=["points"], output_names=names,
+                              dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+
+    atomic_write(path, write)
+    report = {"path": str(path), "bytes": Path(path).stat().st_size, "output": output, "opset": opset,
+              "num_points": n, "num_groups": getattr(model.config, "num_groups", None),
+              "dynamic_axes": {k: list(v.values()) for k, v in axes.items()},
+              "grouping": "included (FPS unrolled into the graph, kNN as matmul + TopK)"}
+    if check:
+        report["check"] = check_onnx(model, path, num_points=n, output=output, atol=atol,
+                                     other_points=(n + n // 2) if dynamic_points else None)
+    return report
+
+
+def onnx_session(path, threads: int = 1):
+    """An onnxruntime CPU session with a fixed thread count."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise FoundryInputError("onnxruntime is not installed: pip install 'foundry3d[export]'") from exc
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def check_onnx(model: nn.Module, path, *, num_points: int, output: str = "features", batches=(1, 3),
+               atol: float = 1e-4, other_points: int | None = None, seed: int = 1) -> dict:
+    """Max |ONNX - PyTorch| over outputs at several batch sizes (and a second point count)."""
+    from ..bench.flops import random_cloud
+
+    sess = onnx_session(path)
+    cases = [(b, num_points) for b in batches] + ([(2, other_points)] if other_points else [])
+    diffs = {}
+    for i, (b, n) in enumerate(cases):
+        pts = random_cloud(b, n, seed + i)
+        got = sess.run(None, {"points": pts.numpy()})
+        with torch.no_grad():
+            ref = _Exported(model.eval(), output)(pts)
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        diffs[f"batch{b}_points{n}"] = max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref))
+    worst = max(diffs.values())
+    return {"max_abs_diff": worst, "per_case": diffs, "atol": atol, "passed": worst < atol}
+
+
+def quantize_int8(src, dst) -> dict:
+    """Dynamic int8 quantisation of an exported model (weights int8, activations at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..models.checkpoint import atomic_write
+
+    def write(tmp):
+        with _quiet():
+            quantize_dynamic(str(src), tmp, weight_type=QuantType.QInt8)
+
+    atomic_write(dst, write)
+    a, b = Path(src).stat().st_size, Path(dst).stat().st_size
+    return {"path": str(dst), "bytes": b, "fp32_bytes": a, "ratio": b / a}
+
+
+def extract_features_onnx(session_or_path, points, batch_size: int = 64, threads: int = 1) -> np.ndarray:
+    """Features (M, D) of clouds (M, N, 3) from an exported "features" model, for the SVM probe.
+
+    The ONNX counterpart of `foundry.eval.svm.extract_features` (same batching, float32 out).
+    """
+    sess = onnx_session(session_or_path, threads) if isinstance(session_or_path, (str, Path)) else session_or_path
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim != 3 or points.shape[-1] != 3 or points.shape[0] == 0:
+        raise FoundryInputError(f"points must be a non-empty array of shape (M, N, 3), got {points.shape}")
+    outputs = [o.name for o in sess.get_outputs()]
+    if "features" not in outputs:
+        raise FoundryInputError(f"this ONNX model outputs {outputs}; export with --output features for the SVM")
+    out = [sess.run(["features"], {"points": points[s:s + batch_size]})[0] for s in range(0, len(points), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def svm_fp32_vs_int8(model: nn.Module, fp32_path, int8_path, *, dataset: str = "modelnet10",
+                     num_points: int | None = None, seeds=(0, 1, 2), batch_size: int = 32, threads: int = 1,
+                     limit: int | None = None, log=print) -> dict:
+    """Linear-SVM accuracy (foundry.eval.svm protocol) of PyTorch, ONNX fp32 and ONNX int8 features."""
+    from ..data import load_arrays
+    from ..eval.svm import extract_features, linear_svm_eval
+
+    n = num_points or getattr(model.config, "num_points", 1024)
+    train = load_arrays(dataset, "train", num_points=n)
+    test = load_arrays(dataset, "test", num_points=n)
+    if limit:
+        train = {k: (v[:limit] if hasattr(v, "shape") else v) for k, v in train.items()}
+        test = {k: (v[:limit] if hasattr(v, "shape") else v) for k, v in test.items()}
+    results = {"dataset": dataset, "num_points": n, "train": int(len(train["labels"])),
+               "test": int(len(test["labels"])), "seeds": list(seeds)}
+    feats = {
+        "pytorch": lambda x: extract_features(model, x, batch_size=batch_size),
+        "onnx_fp32": lambda x: extract_features_onnx(fp32_path, x, batch_size, threads),
+        "onnx_int8": lambda x: extract_features_onnx(int8_path, x, batch_size, threads),
+    }
+    cached = {}
+    for name, fn in feats.items():
+        tr, te = fn(train["points"]), fn(test["points"])
+        cached[name] = (tr, te)
+        res = linear_svm_eval(tr, train["labels"], te, test["labels"], seeds=seeds)
+        results[name] = {k: res[k] for k in ("accuracy_mean", "accuracy_std", "C") if k in res}
+        if log:
+            log(f"  SVM {name:<9} {res['accuracy_mean'] * 100:.2f} +- {res['accuracy_std'] * 100:.2f} % (C={res.get('C')})")
+    base_tr, base_te = cached["pytorch"]
+    for name in ("onnx_fp32", "onnx_int8"):
+        results[name]["feature_max_abs_diff_vs_pytorch"] = float(np.abs(cached[name][1] - base_te).max())
+    return results
