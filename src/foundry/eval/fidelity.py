@@ -22,7 +22,7 @@ from ..validation import FoundryInputError
 from .common import extract_tokens
 
 DEFAULTS = dict(data="modelnet10", split="test", num_points=1024, per_class=None, beta=1.0)
-QUICK = dict(per_class=10)
+QUICK = dict(per_class=5)
 METRICS = ("smooth_l1", "cosine", "cka_tokens", "cka_features")
 
 

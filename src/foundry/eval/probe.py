@@ -18,7 +18,7 @@ from .common import seed_everything
 DEFAULTS = dict(data="modelnet10", train_split="train", test_split="test", num_points=1024,
                 train_per_class=None, test_per_class=None, hidden=256, dropout=0.5, epochs=100,
                 batch_size=128, lr=1e-3, weight_decay=1e-4)
-QUICK = dict(train_per_class=40, test_per_class=20, epochs=60)
+QUICK = dict(train_per_class=20, test_per_class=20, epochs=60)
 METRICS = ("accuracy", "mean_class_accuracy")
 
 

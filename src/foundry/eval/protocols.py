@@ -17,7 +17,7 @@ class _Svm:
 
     DEFAULTS = dict(data="modelnet10", train_split="train", test_split="test", num_points=1024,
                     train_per_class=None, test_per_class=None, cv=3, standardize=True)
-    QUICK = dict(train_per_class=40, test_per_class=20)
+    QUICK = dict(train_per_class=20, test_per_class=20)
     METRICS = ("accuracy",)
     __doc__ = __doc__
 

@@ -146,6 +146,15 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
         "git": git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocols": {},
     }
+    if out is not None and (out / "results.json").exists():  # keep protocols run before into this folder
+        try:
+            before = json.loads((out / "results.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            before = {}
+        if before.get("model", {}).get("fingerprint") == ctx.fingerprint:
+            for p, e in before.get("protocols", {}).items():
+                if p not in protocols:
+                    results["protocols"][p] = e
     for proto_name in protocols:
         proto = get_protocol(proto_name)
         settings = all_settings[proto_name]
