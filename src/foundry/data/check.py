@@ -419,7 +419,7 @@ def _check_shapenet55(rep, folder: Path, max_files: int | None):
 
 
 def _check_shapenetpart_txt(rep, folder: Path, max_files: int | None):
-    from .shapenetpart import TXT_LISTS
+    from .shapenetpart import TXT_LISTS, parse_table
 
     names, synsets = _category_file(rep, folder / "synsetoffset2category.txt", "synsetoffset2category.txt")
     cp, n_parts = _part_tables(rep, folder, names, synsets)
@@ -453,7 +453,7 @@ def _check_shapenetpart_txt(rep, folder: Path, max_files: int | None):
         sizes = set()
         for p in _sample(files, max_files):
             try:
-                arr = np.loadtxt(p, dtype=np.float64, ndmin=2)
+                arr = parse_table(p)
             except ValueError as exc:
                 rep.add("error", p, f"not a table of numbers ({exc})", "rows must be 'x y z nx ny nz part'")
                 continue

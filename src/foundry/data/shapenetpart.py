@@ -144,12 +144,17 @@ def load_shapenetpart_h5(folder: str | Path, split: str) -> ArraySource:
                        description=f"ShapeNetPart h5 {folder} [{split}]")
 
 
+def parse_table(path: Path) -> np.ndarray:
+    """A whitespace-separated numeric table as (rows, columns) float64; ValueError when malformed."""
+    return np.loadtxt(path, dtype=np.float64, ndmin=2)
+
+
 def read_part_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(points (n, 3) float32, part ids (n,)) from one 'x y z [nx ny nz] part' text file."""
     if not path.is_file():
         raise FoundryInputError(f"missing shape file {path}; restore it or remove it from the split list")
     try:
-        arr = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        arr = parse_table(path)
     except ValueError as exc:
         raise FoundryInputError(f"{path} is not a table of numbers ({exc}); rows must be 'x y z nx ny nz part'") from exc
     if arr.shape[0] == 0:
