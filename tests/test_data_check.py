@@ -111,3 +111,17 @@ def test_unknown_and_empty(tmp_path):
     write_example("scanobjectnn", sc)
     (sc / "main_split_nobg" / "test_objectdataset.h5").unlink()
     assert "other split file" in _msgs(check_data(sc))
+
+
+def test_checksum_list_is_verified(tmp_path):
+    import shutil
+
+    from foundry.data import bundled_path
+
+    dst = tmp_path / "kp"
+    shutil.copytree(bundled_path("kicadpart"), dst)
+    assert check_data(dst).ok
+    with open(dst / "part_names.txt", "a") as f:
+        f.write("extra/part\n")
+    e = _msgs(check_data(dst))
+    assert "checksum differs" in e and "part_names.txt" in e

@@ -479,6 +479,26 @@ def _check_shapenetpart_txt(rep, folder: Path, max_files: int | None):
             rep.add("info", lst, f"opened a seeded sample of {max_files} of {len(files)} files; use --full for all")
 
 
+def _check_sums(rep, folder: Path):
+    """Compare files against a SHA256SUMS list when the folder has one (the bundles do)."""
+    import hashlib
+
+    sums = folder / "SHA256SUMS"
+    if not sums.is_file():
+        return
+    for line in sums.read_text().splitlines():
+        bits = line.split()
+        if len(bits) != 2:
+            continue
+        digest, name = bits
+        p = folder / name
+        if not p.is_file():
+            rep.add("error", p, "listed in SHA256SUMS but missing", "restore it (for a bundle: reinstall foundry)")
+        elif hashlib.sha256(p.read_bytes()).hexdigest() != digest:
+            rep.add("error", p, "checksum differs from SHA256SUMS: the file was changed or is corrupt",
+                    "restore the original (for a bundle: reinstall, or rebuild with scripts/bundle_data.py)")
+
+
 # ----------------------------------------------------------------------------- entry point
 
 def check_data(path, *, max_files: int | None = 200) -> DataReport:
@@ -517,6 +537,7 @@ def check_data(path, *, max_files: int | None = 200) -> DataReport:
             rep.add("error", folder, f"{str(exc).replace(' Run `foundry check-data` on it.', '')} Found here: {present}")
             return rep
     rep.layout = layout
+    _check_sums(rep, folder)
     if layout == "modelnet_h5":
         _check_modelnet(rep, folder)
     elif layout == "shapenetpart_h5":
