@@ -16,6 +16,7 @@ quantised on the fly); its accuracy cost is measured with the linear-SVM protoco
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -46,9 +47,16 @@ def _names(output: str):
 
 @contextlib.contextmanager
 def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    """Silence the exporter's tracer warnings and onnxruntime.quantization's root-logger advice."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def export_onnx(model: nn.Module, path, *, num_points: int | None = None, output: str = "features",
@@ -151,7 +159,7 @@ def extract_features_onnx(session_or_path, points, batch_size: int = 64, threads
 
 def svm_fp32_vs_int8(model: nn.Module, fp32_path, int8_path, *, dataset: str = "modelnet10",
                      num_points: int | None = None, seeds=(0, 1, 2), batch_size: int = 32, threads: int = 1,
-                     limit: int | None = None, log=print) -> dict:
+                     limit: int | None = None, svm_kwargs: dict | None = None, log=print) -> dict:
     """Linear-SVM accuracy (foundry.eval.svm protocol) of PyTorch, ONNX fp32 and ONNX int8 features."""
     from ..data import load_arrays
     from ..eval.svm import extract_features, linear_svm_eval
@@ -173,7 +181,7 @@ def svm_fp32_vs_int8(model: nn.Module, fp32_path, int8_path, *, dataset: str = "
     for name, fn in feats.items():
         tr, te = fn(train["points"]), fn(test["points"])
         cached[name] = (tr, te)
-        res = linear_svm_eval(tr, train["labels"], te, test["labels"], seeds=seeds)
+        res = linear_svm_eval(tr, train["labels"], te, test["labels"], seeds=seeds, **(svm_kwargs or {}))
         results[name] = {k: res[k] for k in ("accuracy_mean", "accuracy_std", "C") if k in res}
         if log:
             log(f"  SVM {name:<9} {res['accuracy_mean'] * 100:.2f} +- {res['accuracy_std'] * 100:.2f} % (C={res.get('C')})")

@@ -1,0 +1,65 @@
+"""`foundry export`: a model to ONNX (grouping included), checked in onnxruntime; optional int8."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HELP = "export a model to ONNX (dynamic batch), check it against PyTorch, optionally quantise to int8"
+
+
+def register(p):
+    p.add_argument("model", help="preset name, shipped name or checkpoint path")
+    p.add_argument("--out", required=True, help="output .onnx path")
+    p.add_argument("--points", type=int, default=None, help="points per cloud of the example input "
+                                                            "(default: the model's own)")
+    p.add_argument("--output", choices=("features", "tokens"), default="features",
+                   help="features: forward_features (B, D); tokens: forward_tokens (B, G, C) + centres")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--fixed-points", action="store_true", help="fix the point count (default: dynamic)")
+    p.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| accepted (default 1e-4)")
+    p.add_argument("--int8", action="store_true", help="also write <out>.int8.onnx (dynamic quantisation)")
+    p.add_argument("--svm", action="store_true",
+                   help="with --int8: linear-SVM accuracy (eval.svm protocol) of PyTorch, ONNX fp32 and int8 "
+                        "features on --svm-data (slow)")
+    p.add_argument("--svm-data", default="modelnet10", help="dataset spec for --svm (default modelnet10)")
+    p.add_argument("--threads", type=int, default=1, help="torch/onnxruntime threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def main(args):
+    import torch
+
+    from ..bench.worker import build_model
+    from ..export.onnx import export_onnx, quantize_int8, svm_fp32_vs_int8
+    from ..validation import FoundryInputError
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if out.suffix != ".onnx":
+        raise FoundryInputError(f"--out must end in .onnx, got {str(out)!r}")
+    if args.svm and not args.int8:
+        raise FoundryInputError("--svm compares fp32 with int8: add --int8")
+    model = build_model(args.model)
+    report = export_onnx(model, out, num_points=args.points, output=args.output, opset=args.opset,
+                         dynamic_points=not args.fixed_points, atol=args.atol)
+    check = report["check"]
+    if not args.json:
+        print(f"wrote {out} ({report['bytes'] / 1e6:.2f} MB, opset {args.opset}, output {args.output}, "
+              f"{report['num_groups']} patches, grouping {report['grouping']})")
+        print(f"dynamic axes: {report['dynamic_axes']}")
+        print(f"onnxruntime vs PyTorch: max |diff| = {check['max_abs_diff']:.2e} over {list(check['per_case'])} "
+              f"({'ok' if check['passed'] else 'FAILED'}, tolerance {args.atol:g})")
+    if args.int8:
+        int8_path = out.with_suffix(".int8.onnx")
+        report["int8"] = quantize_int8(out, int8_path)
+        if not args.json:
+            q = report["int8"]
+            print(f"wrote {int8_path} ({q['bytes'] / 1e6:.2f} MB, {q['ratio']:.0%} of fp32)")
+        if args.svm:
+            if args.output != "features":
+                raise FoundryInputError("--svm needs --output features")
+            report["svm"] = svm_fp32_vs_int8(model, out, int8_path, dataset=args.svm_data, num_points=args.points,
+                                             threads=args.threads, log=None if args.json else print)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    return 0 if check["passed"] else 1

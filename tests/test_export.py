@@ -1,0 +1,80 @@
+"""foundry.export: ONNX parity with PyTorch (dynamic batch and points), int8, ONNX features for the SVM."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from foundry.api import create_model  # noqa: E402
+from foundry.export.onnx import export_onnx, extract_features_onnx, onnx_session, quantize_int8  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    model = create_model("tiny").eval()
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    report = export_onnx(model, path)
+    return model, path, report
+
+
+def test_export_matches_pytorch_with_dynamic_batch_and_points(tiny_onnx):
+    model, path, report = tiny_onnx
+    assert report["check"]["passed"] and report["check"]["max_abs_diff"] < 1e-4
+    sess = onnx_session(path)
+    for b, n in ((1, 256), (5, 256), (2, 300)):
+        pts = torch.randn(b, n, 3, generator=torch.Generator().manual_seed(b))
+        got = sess.run(None, {"points": pts.numpy()})[0]
+        with torch.no_grad():
+            ref = model.forward_features(pts).numpy()
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() < 1e-4
+
+
+def test_int8_quantisation_and_onnx_features(tiny_onnx, tmp_path):
+    model, path, _ = tiny_onnx
+    q = quantize_int8(path, tmp_path / "tiny.int8.onnx")
+    assert q["bytes"] < q["fp32_bytes"]
+    pts = torch.randn(7, 256, 3, generator=torch.Generator().manual_seed(0))
+    f32 = extract_features_onnx(path, pts, batch_size=3)
+    i8 = extract_features_onnx(q["path"], pts.numpy(), batch_size=4)
+    assert f32.shape == i8.shape == (7, model.feature_dim) and f32.dtype == np.float32
+    with torch.no_grad():
+        ref = model.forward_features(pts).numpy()
+    assert np.abs(f32 - ref).max() < 1e-4
+    assert np.isfinite(i8).all()
+
+
+def test_export_student_tokens(tmp_path):
+    student = pytest.importorskip("foundry.models.student")
+    model = student.create_student("foundry-tiny").eval()
+    report = export_onnx(model, tmp_path / "s.onnx", output="tokens")
+    assert report["check"]["max_abs_diff"] < 1e-4
+    outs = [o.name for o in onnx_session(tmp_path / "s.onnx").get_outputs()]
+    assert outs == ["tokens", "centers"]
+    with pytest.raises(ValueError, match="features"):
+        extract_features_onnx(tmp_path / "s.onnx", np.zeros((1, 256, 3), np.float32))
+
+
+def test_svm_on_onnx_features(tiny_onnx, tmp_path):
+    from foundry.export.onnx import svm_fp32_vs_int8
+
+    model, path, _ = tiny_onnx
+    q = quantize_int8(path, tmp_path / "q.onnx")
+    res = svm_fp32_vs_int8(model, path, q["path"], dataset="synthetic:48", num_points=256, seeds=(0,),
+                           svm_kwargs={"c_grid": (0.1,), "cv": 2}, log=None)
+    for name in ("pytorch", "onnx_fp32", "onnx_int8"):
+        assert 0.0 <= res[name]["accuracy_mean"] <= 1.0
+    assert res["onnx_fp32"]["feature_max_abs_diff_vs_pytorch"] < 1e-4
+
+
+def test_export_cli(tmp_path, capsys):
+    from foundry.cli import main
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", "tiny", "--out", str(out), "--int8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["check"]["passed"] and out.exists() and (tmp_path / "m.int8.onnx").exists()
+    assert main(["export", "tiny", "--out", str(tmp_path / "m.txt")]) == 2
