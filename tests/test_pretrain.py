@@ -122,3 +122,11 @@ def test_cli_ctrl_c_saves_state_and_resumes(tmp_path):
     assert state["step"] >= 1
     s = pretrain(cfg(tmp_path, "cli", epochs=500, resume="auto", max_steps=state["step"] + 1))
     assert s["steps"] == state["step"] + 1
+
+
+def test_max_minutes_writes_encoder_and_resumes(tmp_path):
+    s = pretrain(cfg(tmp_path, max_minutes=1e-9))
+    assert s["steps"] == 1 and not s["complete"]
+    assert (tmp_path / "run" / "encoder.safetensors").exists()
+    s = pretrain(cfg(tmp_path, resume="auto"))
+    assert s["steps"] == 6 and s["complete"]

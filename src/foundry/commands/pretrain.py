@@ -43,6 +43,8 @@ def register(p):
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many steps in all, keeping the schedule of --epochs (quick runs)")
+    g.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this much wall time (state saved, encoder written; --resume continues)")
     g = p.add_argument_group("run")
     g.add_argument("--out", default="runs/pretrain", help="run folder (default runs/pretrain)")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="STATE",
@@ -78,7 +80,7 @@ def main(args):
         predictor_width=args.predictor_width, num_targets=args.num_targets,
         out=args.out, resume=args.resume, overwrite=args.overwrite, devices=_devices(args.devices),
         precision=args.precision, strategy=args.strategy, accelerator=args.accelerator,
-        num_workers=args.num_workers, val_every=args.val_every, max_steps=args.max_steps, log_every=args.log_every,
+        num_workers=args.num_workers, val_every=args.val_every, max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every,
         threads=args.threads, progress=not args.no_progress,
         command="foundry " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )

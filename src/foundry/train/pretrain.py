@@ -79,13 +79,14 @@ class PretrainConfig:
     val_every: int = 0  # epochs between SVM validations (0: never)
     val_points: int | None = None
     max_steps: int | None = None  # stop early after this many steps in all (the schedule is unchanged)
+    max_minutes: float | None = None  # stop (and write the encoder) after this much wall time in this process
     log_every: int = 10
     threads: int | None = None
     progress: bool = True
     command: str = ""
 
     RUN_CONTROL = ("out", "resume", "overwrite", "devices", "precision", "strategy", "accelerator", "num_workers",
-                   "val_every", "val_points", "max_steps", "log_every", "threads", "progress", "command")
+                   "val_every", "val_points", "max_steps", "max_minutes", "log_every", "threads", "progress", "command")
 
     def objective_options(self) -> dict:
         if self.objective == "mae":
@@ -340,19 +341,31 @@ def pretrain(cfg: PretrainConfig) -> dict:
                     pbar.set_postfix(loss=f"{last_loss:.4f}", epoch=step // steps_per_epoch)
                 if step % cfg.log_every == 0 or step == limit:
                     extra_m = {k: float(v) for k, v in metrics.items() if k != "loss"}
-                    logger.log(step, epoch=step / steps_per_epoch, loss=window["loss"] / window["n"],
+                    mean_loss = window["loss"] / window["n"]
+                    if world > 1:  # the mean over all processes
+                        mean_loss = float(fabric.all_reduce(torch.tensor(mean_loss, device=fabric.device),
+                                                            reduce_op="mean"))
+                    logger.log(step, epoch=step / steps_per_epoch, loss=mean_loss,
                                lr=optimizer.param_groups[0]["lr"],
                                clouds_per_s=cfg.batch_size * window["n"] / max(window["t"], 1e-9),
                                **extra_m, **step_metrics)
                     window = {"loss": 0.0, "n": 0, "t": 0.0}
                 stop_now = stop.requested
-                if world > 1:
-                    flag = torch.tensor(float(stop_now), device=fabric.device)
-                    stop_now = bool(fabric.all_reduce(flag, reduce_op="sum") > 0)
+                late = bool(cfg.max_minutes) and time.time() - start_wall > 60 * cfg.max_minutes
+                if world > 1:  # every process stops at the same step
+                    flags = fabric.all_reduce(torch.tensor([float(stop_now), float(late)], device=fabric.device),
+                                              reduce_op="sum")
+                    stop_now, late = bool(flags[0] > 0), bool(flags[1] > 0)
                 if stop_now:
                     interrupted = True
                     break
                 if step >= limit:
+                    break
+                if late:
+                    limit = step
+                    if is_rank_zero():
+                        print(f"[foundry] --max-minutes {cfg.max_minutes} reached at step {step}; "
+                              "writing the encoder (continue later with --resume)", file=sys.stderr, flush=True)
                     break
             epoch_done = step // steps_per_epoch
             if not interrupted and step % steps_per_epoch == 0 and cfg.val_every and epoch_done % cfg.val_every == 0:
