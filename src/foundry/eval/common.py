@@ -84,6 +84,16 @@ class Split:
                 "classes": self.num_classes, "sha256": self.checksum()}
 
 
+def reorder_points(split: Split, seed: int) -> Split:
+    """The same clouds with the points of each put in a seeded random order (the FPS start, and
+    so the patches, change; the cloud does not). Parts follow their points."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random(split.points.shape[:2]), axis=1)
+    pts = np.take_along_axis(split.points, order[..., None], axis=1)
+    parts = None if split.parts is None else np.take_along_axis(split.parts, order, axis=1)
+    return Split(pts, split.labels, parts, list(split.class_names), split.category_parts, split.spec, split.split)
+
+
 def stratified_cap(labels: np.ndarray, max_per_class: int | None, seed: int = DATA_SEED) -> np.ndarray:
     """Indices (sorted) keeping at most `max_per_class` items of each class, chosen with a fixed seed."""
     labels = np.asarray(labels)

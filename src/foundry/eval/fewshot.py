@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..validation import FoundryInputError
-from .common import mean_std
+from .common import mean_std, reorder_points
 
 DEFAULTS = dict(data="modelnet10", split="test", num_points=1024, per_class=None,
-                settings=[[5, 10], [5, 20], [10, 10], [10, 20]], n_query=20, folds=10, classifier="svm", C=1.0)
+                settings=[[5, 10], [5, 20], [10, 10], [10, 20]], n_query=20, folds=10, classifier="svm", C=1.0,
+                reorder_points_per_seed=False)
 QUICK = dict(per_class=20, settings=[[5, 10]], n_query=10, folds=5)
 METRICS = ()  # named per setting: acc_5w10s, ... (see metric_names)
 
@@ -169,8 +170,13 @@ def episode_accuracy(feats, labels, episode: dict, classifier: str = "svm", C: f
 def run(ctx, settings: dict, seed: int) -> dict:
     s = settings
     pool = ctx.split(s["data"], s["split"], s["num_points"], s["per_class"])
-    feats = ctx.features(pool)
-    ref_feats = ctx.features(pool, which="reference") if ctx.reference is not None else None
+    data = {"pool": pool.describe()}
+    seen = pool
+    if s["reorder_points_per_seed"]:  # see the svm protocol; splits still index the same clouds
+        seen = reorder_points(pool, seed)
+        data["pool"]["point_order_seed"] = seed
+    feats = ctx.features(seen)
+    ref_feats = ctx.features(seen, which="reference") if ctx.reference is not None else None
     metrics, details = {}, {"classifier": s["classifier"], "C": s["C"], "settings": {}}
     for n_way, k_shot in s["settings"]:
         name = metric_name(n_way, k_shot)
@@ -191,7 +197,7 @@ def run(ctx, settings: dict, seed: int) -> dict:
             d.update({"reference_fold_accuracy": ref, "fold_difference": diff, "difference": mean_std(diff)})
             metrics[f"{name}_minus_ref"] = float(np.mean(diff))
         details["settings"][name] = d
-    return {"metrics": metrics, "details": details, "data": {"pool": pool.describe()}}
+    return {"metrics": metrics, "details": details, "data": data}
 
 
 def summarize(per_seed: dict) -> dict:

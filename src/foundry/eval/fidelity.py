@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..validation import FoundryInputError
-from .common import extract_tokens
+from .common import extract_tokens, reorder_points
 
 DEFAULTS = dict(data="modelnet10", split="test", num_points=1024, per_class=None, beta=1.0)
 QUICK = dict(per_class=5)
@@ -53,9 +53,7 @@ def run(ctx, settings: dict, seed: int) -> dict:
     if ctx.reference is None:
         raise FoundryInputError("fidelity compares a model with a reference: pass --reference (e.g. the teacher)")
     data = ctx.split(s["data"], s["split"], s["num_points"], s["per_class"])
-    rng = np.random.default_rng(seed)
-    order = np.stack([rng.permutation(data.points.shape[1]) for _ in range(len(data))])
-    pts = np.take_along_axis(data.points, order[..., None], axis=1)
+    pts = reorder_points(data, seed).points
     tok, cen = extract_tokens(ctx.model, pts, None, ctx.batch_size, ctx.device)
     rtok, rcen = extract_tokens(ctx.reference, pts, None, ctx.batch_size, ctx.reference_device)
     tok, how = match_tokens(tok, cen, rcen)

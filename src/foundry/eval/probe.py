@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from ..validation import FoundryInputError
-from .common import seed_everything
+from .common import reorder_points, seed_everything
 
 DEFAULTS = dict(data="modelnet10", train_split="train", test_split="test", num_points=1024,
                 train_per_class=None, test_per_class=None, hidden=256, dropout=0.5, epochs=100,
-                batch_size=128, lr=1e-3, weight_decay=1e-4)
+                batch_size=128, lr=1e-3, weight_decay=1e-4, reorder_points_per_seed=False)
 QUICK = dict(train_per_class=20, test_per_class=20, epochs=60)
 METRICS = ("accuracy", "mean_class_accuracy")
 
@@ -80,10 +80,14 @@ def run(ctx, settings: dict, seed: int) -> dict:
     s = settings
     train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"])
     test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"])
+    data = {"train": train.describe(), "test": test.describe()}
+    if s["reorder_points_per_seed"]:  # see the svm protocol
+        train, test = reorder_points(train, seed), reorder_points(test, seed)
+        data = {k: v | {"point_order_seed": seed} for k, v in data.items()}
     xtr, xte = ctx.features(train), ctx.features(test)
     res = train_probe(xtr, train.labels, xte, test.labels, seed=seed, hidden=s["hidden"], dropout=s["dropout"],
                       epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], weight_decay=s["weight_decay"],
                       num_classes=max(train.num_classes, test.num_classes))
     metrics = {k: res[k] for k in METRICS}
     return {"metrics": metrics, "details": {"final_train_loss": res["final_train_loss"], "reported_epoch": s["epochs"]},
-            "data": {"train": train.describe(), "test": test.describe()}}
+            "data": data}
