@@ -130,3 +130,9 @@ def test_max_minutes_writes_encoder_and_resumes(tmp_path):
     assert (tmp_path / "run" / "encoder.safetensors").exists()
     s = pretrain(cfg(tmp_path, resume="auto"))
     assert s["steps"] == 6 and s["complete"]
+
+
+def test_svm_validation_is_logged(tmp_path):
+    s = pretrain(cfg(tmp_path, epochs=1, val_every=1, val_data="synthetic:16"))
+    assert len(s["val"]) == 1 and 0.0 <= s["val"][0]["val_svm_acc"] <= 1.0
+    assert "val_svm_acc" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]

@@ -57,6 +57,7 @@ def register(p):
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument("--val-every", type=int, default=0,
                    help="every N epochs, linear-SVM accuracy ModelNet10 train->test (logged only; 0 = off)")
+    g.add_argument("--val-data", default="modelnet10", help="labelled data of the SVM validation (default modelnet10)")
     g.add_argument("--log-every", type=int, default=10, help="steps between metrics.csv rows (default 10)")
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
 
@@ -80,7 +81,7 @@ def main(args):
         predictor_width=args.predictor_width, num_targets=args.num_targets,
         out=args.out, resume=args.resume, overwrite=args.overwrite, devices=_devices(args.devices),
         precision=args.precision, strategy=args.strategy, accelerator=args.accelerator,
-        num_workers=args.num_workers, val_every=args.val_every, max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every,
+        num_workers=args.num_workers, val_every=args.val_every, val_data=args.val_data, max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every,
         threads=args.threads, progress=not args.no_progress,
         command="foundry " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )

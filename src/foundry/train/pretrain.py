@@ -78,6 +78,7 @@ class PretrainConfig:
     num_workers: int = 0
     val_every: int = 0  # epochs between SVM validations (0: never)
     val_points: int | None = None
+    val_data: str = "modelnet10"  # labelled data of the SVM validation (its train and test splits)
     max_steps: int | None = None  # stop early after this many steps in all (the schedule is unchanged)
     max_minutes: float | None = None  # stop (and write the encoder) after this much wall time in this process
     log_every: int = 10
@@ -86,7 +87,7 @@ class PretrainConfig:
     command: str = ""
 
     RUN_CONTROL = ("out", "resume", "overwrite", "devices", "precision", "strategy", "accelerator", "num_workers",
-                   "val_every", "val_points", "max_steps", "max_minutes", "log_every", "threads", "progress", "command")
+                   "val_every", "val_points", "val_data", "max_steps", "max_minutes", "log_every", "threads", "progress", "command")
 
     def objective_options(self) -> dict:
         if self.objective == "mae":
@@ -149,14 +150,14 @@ class _StopFlag:
 
 
 class SvmValidator:
-    """Linear SVM on frozen global features, ModelNet10 train -> test (logged only; never used to
-    choose a checkpoint). Data is loaded once."""
+    """Linear SVM on frozen global features, train -> test split of `data` (ModelNet10 by default;
+    logged only, never used to choose a checkpoint). Data is loaded once."""
 
-    def __init__(self, num_points: int, seeds=(0,)):
+    def __init__(self, data: str, num_points: int, seeds=(0,)):
         from ..data import load_arrays
 
-        self.train = load_arrays("modelnet10", "train", num_points=num_points)
-        self.test = load_arrays("modelnet10", "test", num_points=num_points)
+        self.train = load_arrays(data, "train", num_points=num_points)
+        self.test = load_arrays(data, "test", num_points=num_points)
         self.seeds = tuple(seeds)
 
     def __call__(self, encoder, device) -> dict:
@@ -273,13 +274,13 @@ def pretrain(cfg: PretrainConfig) -> dict:
         nonlocal validator
         if is_rank_zero():
             if validator is None:
-                validator = SvmValidator(cfg.val_points or num_points)
+                validator = SvmValidator(cfg.val_data, cfg.val_points or num_points)
             res = validator(unwrap(model).encoder, fabric.device)
             unwrap(model).train()
             res["epoch"] = epoch_done
             val_history.append(res)
             logger.log(step, **res)
-            print(f"[foundry] epoch {epoch_done}: linear-SVM ModelNet10 test acc {res['val_svm_acc'] * 100:.2f}% "
+            print(f"[foundry] epoch {epoch_done}: linear-SVM {cfg.val_data} test acc {res['val_svm_acc'] * 100:.2f}% "
                   "(validation only; not used to pick a checkpoint)", flush=True)
         fabric.barrier()
 
