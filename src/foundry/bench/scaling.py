@@ -87,13 +87,20 @@ def run_scaling(models, sizes=DEFAULT_SIZES, *, ratio: int = 16, max_groups: int
                 records.append(rec)
                 continue
             req = {"model": spec, "points": n, "batch": 1, "num_groups": g, "threads": threads, "device": device,
-                   "method": method, "max_memory_gb": max_memory_gb, "repeat_budget_s": 3.0}
-            res = run_in_subprocess(req, timeout=time_limit + 60)  # + start-up and model build
-            if res.get("status") == "ok" and res.get("first_call_s", 0) > time_limit:
-                res["status"] = "time limit"
+                   "method": method, "max_memory_gb": max_memory_gb, "repeat_budget_s": 3.0, "progress": True}
+            res = run_in_subprocess(req, timeout=time_limit + 30)  # + start-up and model build
             rec.update({k2: v for k2, v in res.items() if k2 not in ("model", "points", "num_groups")})
-            if res.get("status") != "ok":
+            if res.get("status") == "ok" and res.get("first_call_s", 0) > time_limit:
+                rec["over_time_limit"] = True  # finished, so its figures stand; larger sizes are not run
+                stopped = "over the time limit"
+            elif res.get("status") != "ok":
                 stopped = res.get("status")
+                steps = res.get("progress") or []
+                if steps:  # how far the killed/failed run got, stage by stage
+                    rec["reached"] = ", ".join(f"{p['progress']} done at {p['elapsed_s']:.0f} s" for p in steps)
+                    peaks = [p["peak_extra_mb"] for p in steps if p.get("peak_extra_mb") is not None]
+                    if peaks:
+                        rec["peak_extra_mb_before_stop"] = max(peaks)
             records.append(rec)
             if log:
                 log(format_scaling([rec], header=False))
@@ -113,8 +120,13 @@ def format_scaling(records: list[dict], header: bool = True) -> str:
         gs = f"{r['grouping_s']:8.3f}" if ok and r.get("grouping_s") is not None else f"{'-':>8}"
         mem = f"{r['peak_extra_mb']:8.0f}" if ok else f"{'-':>8}"
         cov = f"{r['coverage']:6.1%}" if ok and r.get("coverage") is not None else f"{'-':>6}"
+        status = str(r.get("status", "?"))
+        if r.get("over_time_limit"):
+            status += " (over the time limit: larger sizes not run)"
+        if r.get("reached"):
+            status += f" [{r['reached']}; peak so far {r.get('peak_extra_mb_before_stop', float('nan')):.0f} MB]"
         lines.append(f"{str(r['model'])[:14]:<14} {r['points']:>9} {r['num_groups']:>6} {cov} {gm} {t} {gs} {mem}  "
-                     f"{r.get('status', '?')}")
+                     f"{status}")
     return "\n".join(lines)
 
 

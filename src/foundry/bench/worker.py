@@ -114,14 +114,33 @@ def run(req: dict) -> dict:
     rss_before = _status_kb("VmRSS")
     reset_ok = _reset_hwm()
     maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rec = GroupingRecorder(keep_indices=True)
     t0 = time.perf_counter()
+
+    def progress(stage):
+        # one line per finished stage, so a run killed at the time limit still tells how far it got
+        hwm = _status_kb("VmHWM") if reset_ok else None
+        line = {"progress": stage, "elapsed_s": round(time.perf_counter() - t0, 3),
+                "peak_extra_mb": None if hwm is None or rss_before is None else (hwm - rss_before) / 1024}
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+
+    class _Rec(GroupingRecorder):
+        def exit(self, name, result, seconds):
+            super().exit(name, result, seconds)
+            if self._depth == 0 and req.get("progress"):
+                progress(f"grouping ({name})")
+
+    rec = _Rec(keep_indices=True)
+    hooks = [child.register_forward_hook(lambda m, a, o, _n=name: progress(_n))
+             for name, child in model.named_children()] if req.get("progress") else []
     counts = patch_count(model, method, g)
     kwargs = counts.__enter__()  # left in force for the repeats below; the process ends after
     with torch.no_grad(), rec.watch(sync=sync if device.type == "cuda" else None):
         fn(points, **kwargs)
     sync()
     first = time.perf_counter() - t0
+    for h in hooks:
+        h.remove()
     if reset_ok and rss_before is not None:
         hwm = _status_kb("VmHWM")
         out["peak_extra_mb"] = (hwm - rss_before) / 1024
@@ -186,15 +205,21 @@ def run_in_subprocess(req: dict, timeout: float | None = None) -> dict:
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"status": "time limit", "error": f"exceeded {timeout:.0f} s", "wall_s": time.perf_counter() - t0}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{")]
+    except subprocess.TimeoutExpired as exc:
+        partial = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        steps = [json.loads(ln) for ln in partial.splitlines() if ln.startswith('{"progress"')]
+        return {"status": "time limit", "error": f"exceeded {timeout:.0f} s", "wall_s": time.perf_counter() - t0,
+                "progress": steps}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("{") and '"progress"' not in ln[:13]]
+    steps = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith('{"progress"')]
     if proc.returncode != 0 or not lines:
         status = "killed (likely out of memory)" if proc.returncode in (-9, 137) else "error"
         return {"status": status, "returncode": proc.returncode, "error": proc.stderr[-1000:],
-                "wall_s": time.perf_counter() - t0}
+                "wall_s": time.perf_counter() - t0, "progress": steps}
     out = json.loads(lines[-1])
     out["wall_s"] = time.perf_counter() - t0
+    if steps:
+        out["progress"] = steps
     return out
 
 
