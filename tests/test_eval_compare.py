@@ -53,9 +53,10 @@ def test_compare_table_retention_and_resume(teacher_file, tmp_path, capsys):
     assert "| stu | Foundry student |" in md and "gain" in md
     assert "acc_3w2s" in rows["stu"]["fewshot_paired"]
 
-    # rerun: every (protocol, seed) comes from the saved eval results
+    # rerun: every (protocol, seed) comes from the saved eval results, also from a folder given by --reuse
+    (out / "evals" / "stu").rename(tmp_path / "stu-eval")
     capsys.readouterr()
-    assert main(args) == 0
+    assert main(args + ["--reuse", f"stu={tmp_path / 'stu-eval'}"]) == 0
     log = capsys.readouterr().out
     assert "running" not in log and log.count("skipped") == 3 * 2 * 3
 

@@ -33,6 +33,8 @@ def register(p):
     p.add_argument("--quick", action="store_true", help="small subsets and few epochs (CPU demo settings)")
     p.add_argument("--set", action="append", default=[], metavar="PROTOCOL.KEY=VALUE")
     p.add_argument("--group", action="append", default=[], metavar="LABEL=GROUP", help="set a model's group")
+    p.add_argument("--reuse", action="append", default=[], metavar="LABEL=DIR",
+                   help="use an earlier `foundry eval --out DIR` of that model (finished seeds are reused)")
     p.add_argument("--no-random", action="store_true", help="leave out the random-init floor (no gain share)")
     p.add_argument("--random-seed", type=int, default=0, help="seed of the random-init network (default 0)")
     p.add_argument("--device", default="cpu")
@@ -76,10 +78,16 @@ def main(args):
         if not label:
             raise FoundryInputError(f"--group expects LABEL=GROUP, got {item!r}")
         groups[label] = group
+    eval_dirs = {}
+    for item in args.reuse:
+        label, folder = _split_label(item)
+        if not label:
+            raise FoundryInputError(f"--reuse expects LABEL=DIR, got {item!r}")
+        eval_dirs[label] = folder
     res = run_compare(teacher, specs, args.out, protocols=args.protocol, seeds=args.seeds, quick=args.quick,
                       overrides=overrides_from_args(args), device=args.device, batch_size=args.batch_size,
                       labels=labels, groups=groups, random_seed=args.random_seed, include_random=not args.no_random,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, eval_dirs=eval_dirs)
     print((Path(args.out) / "compare.md").read_text())
     print(f"wrote {Path(args.out) / 'compare.json'}, compare.md, pareto.png ({res['wall_time_s']:.1f} s)")
     return 0

@@ -59,6 +59,8 @@ def overrides_from_args(args) -> dict:
 
 
 def main(args):
+    import sys
+
     import torch
 
     from ..eval.runner import run_eval
@@ -67,7 +69,7 @@ def main(args):
         torch.set_num_threads(args.threads)
     res = run_eval(args.model, args.protocol, args.seeds, args.out, quick=args.quick,
                    overrides=overrides_from_args(args), reference=args.reference, device=args.device,
-                   batch_size=args.batch_size, overwrite=args.overwrite)
+                   batch_size=args.batch_size, overwrite=args.overwrite, progress=sys.stderr.isatty())
     from pathlib import Path
 
     print((Path(args.out) / "results.md").read_text())

@@ -257,7 +257,8 @@ class FeatureCache:
         self.folder = Path(folder) if folder else None
         self.mem: dict = {}
 
-    def features(self, model, split: Split, fingerprint: str, batch_size: int = 64, device="cpu") -> np.ndarray:
+    def features(self, model, split: Split, fingerprint: str, batch_size: int = 64, device="cpu",
+                 progress: bool = False) -> np.ndarray:
         from .svm import extract_features
 
         key = (fingerprint, split.checksum())
@@ -271,7 +272,7 @@ class FeatureCache:
                 if feats.shape[0] == len(split):
                     self.mem[key] = feats
                     return feats
-        feats = extract_features(model, split.points, batch_size=batch_size, device=device)
+        feats = extract_features(model, split.points, batch_size=batch_size, device=device, progress=progress)
         if not np.isfinite(feats).all():
             raise FoundryInputError(f"the model produced NaN/Inf features on {split.name}")
         if path is not None:

@@ -88,8 +88,13 @@ def _task_columns(evals: dict) -> list[tuple[str, str]]:
 
 def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "partseg", "fidelity"), seeds=(0, 1, 2),
                 quick=False, overrides=None, device="cpu", batch_size=32, labels=None, groups=None,
-                random_seed=0, include_random=True, macs_points=None, overwrite=False, log=print) -> dict:
-    """Evaluate teacher, random floor and `models`; write the comparison to `out_dir`."""
+                random_seed=0, include_random=True, macs_points=None, overwrite=False, eval_dirs=None,
+                log=print) -> dict:
+    """Evaluate teacher, random floor and `models`; write the comparison to `out_dir`.
+
+    eval_dirs: {label: folder} of earlier `foundry eval` runs to use (and complete) instead of
+    `<out_dir>/evals/<label>`; their finished seeds are reused when the settings match."""
+    eval_dirs = {k: Path(v) for k, v in (eval_dirs or {}).items()}
     t0 = time.time()
     out = Path(out_dir)
     labels, groups = dict(labels or {}), dict(groups or {})
@@ -118,7 +123,8 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     evals, rows = {}, []
     for label, model, spec in entries:
         log(f"== {label} ({spec})")
-        res = run_eval(model, protocols, seeds, out / "evals" / label, quick=quick, overrides=overrides,
+        edir = eval_dirs.get(label, out / "evals" / label)
+        res = run_eval(model, protocols, seeds, edir, quick=quick, overrides=overrides,
                        reference=teacher_model, device=device, batch_size=batch_size, overwrite=overwrite, log=log,
                        name=label)
         evals[label] = res
@@ -128,7 +134,7 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         macs = model_macs(model.cpu(), n)
         rows.append({"label": label, "spec": spec, "group": groups.get(label, model_group(model, label, tlabel)),
                      "kind": getattr(model, "kind", "backbone"), "parameters": res["model"]["parameters"],
-                     "gmacs": macs / 1e9, "macs_points": n, "eval_dir": str(Path("evals") / label)})
+                     "gmacs": macs / 1e9, "macs_points": n, "eval_dir": str(edir)})
     cols = _task_columns(evals)
     teacher_res, random_res = evals[tlabel], evals.get(RANDOM_LABEL)
     for row in rows:

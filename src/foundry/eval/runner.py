@@ -54,7 +54,7 @@ class EvalContext:
     """What a protocol sees: the model (and reference), cached splits, features and tokens."""
 
     def __init__(self, model, name, *, reference=None, reference_name=None, device="cpu", batch_size=32,
-                 out_dir=None, log=print):
+                 out_dir=None, log=print, progress=False):
         self.model = model.to(device).eval()
         self.name = name
         self.fingerprint = model_fingerprint(model)
@@ -67,6 +67,7 @@ class EvalContext:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.cache = FeatureCache(self.out_dir / "cache" if self.out_dir is not None else None)
         self.log = log
+        self.progress = progress
         self._memo: dict = {}
 
     def memo(self, key, make):
@@ -85,7 +86,8 @@ class EvalContext:
         model, fp = (self.model, self.fingerprint) if which == "model" else (self.reference, self.reference_fingerprint)
         if model is None:
             raise FoundryInputError("this protocol needs a reference model (--reference)")
-        return self.cache.features(model, split, fp, batch_size=self.batch_size, device=self.device)
+        return self.cache.features(model, split, fp, batch_size=self.batch_size, device=self.device,
+                                   progress=self.progress)
 
 
 def _hash(obj) -> str:
@@ -109,7 +111,7 @@ def parse_overrides(items) -> dict:
 
 
 def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, overrides=None, reference=None,
-             device="cpu", batch_size=32, overwrite=False, log=print, name=None) -> dict:
+             device="cpu", batch_size=32, overwrite=False, log=print, name=None, progress=False) -> dict:
     """Run `protocols` x `seeds` on `model` (a name, path or module) and write `out_dir`.
 
     overrides: {protocol: {setting: value}}; reference: a model (name, path or module) that
@@ -132,7 +134,7 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
     if reference is not None:
         ref, rname = load_model(reference)
     ctx = EvalContext(mdl, name or mname, reference=ref, reference_name=rname, device=device,
-                      batch_size=batch_size, out_dir=out_dir, log=log)
+                      batch_size=batch_size, out_dir=out_dir, log=log, progress=progress)
     out = Path(out_dir) if out_dir is not None else None
     results = {
         "format": "foundry-eval", "version": RESULT_VERSION,
