@@ -9,7 +9,7 @@ import torch
 import foundry
 from foundry import FoundryInputError
 from foundry.eval import fewshot, fidelity, partseg
-from foundry.eval.common import Split, default_layers, stratified_cap
+from foundry.eval.common import Split, default_layers, load_split, stratified_cap
 from foundry.eval.runner import EvalContext, run_eval
 
 DATA = "synthetic:48"  # 8 categories x 6 clouds per split, with part labels
@@ -189,6 +189,8 @@ def test_partseg_without_part_labels_is_refused():
     settings = dict(partseg.DEFAULTS) | {"data": "nolabels", "num_points": 256}
     with pytest.raises(FoundryInputError, match="no per-point part labels"):
         partseg.run(ctx, settings, seed=0)
+    with pytest.raises(FoundryInputError, match="'modelnet10' .* no per-point part labels"):  # the real loader
+        load_split("modelnet10", "test", need_parts=True)
 
 
 def test_unknown_setting_and_protocol_are_refused(tmp_path):

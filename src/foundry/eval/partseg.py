@@ -152,7 +152,8 @@ def _num_categories(train, test) -> int:
 
 
 def _num_parts(train, test, category_parts) -> int:
-    return int(max(train.parts.max(), test.parts.max(), max(max(v) for v in category_parts.values()))) + 1
+    listed = max((max(v) for v in category_parts.values() if len(v)), default=0)
+    return int(max(train.parts.max(), test.parts.max(), listed)) + 1
 
 
 @torch.no_grad()
