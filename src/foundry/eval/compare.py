@@ -154,6 +154,9 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
                 row["retention_raw"][key] = 100.0 * stat["mean"] / t
             if r is not None and t is not None and t - r > 1e-9:
                 row["retention_gain"][key] = 100.0 * (stat["mean"] - r) / (t - r)
+        seg = res["protocols"].get("partseg", {}).get("details", {})
+        if seg:
+            row["partseg_layers"] = next(iter(seg.values())).get("layers")
         pooled = res["protocols"].get("fewshot", {}).get("pooled", {})
         row["fewshot_paired"] = {k: v["paired_difference_all_folds"] for k, v in pooled.items()
                                  if "paired_difference_all_folds" in v}
@@ -193,6 +196,10 @@ def compare_markdown(result: dict) -> str:
         cells = [r["label"], r["group"], f"{r['parameters'] / 1e6:.2f}", f"{r['gmacs']:.3f}"]
         cells += [fmt(r["scores"].get(c), c.split("/")[1]) for c in cols + fid]
         lines.append("| " + " | ".join(cells) + " |")
+    seg = [f"{r['label']}: {'blocks ' + str(r['partseg_layers']) if r['partseg_layers'] else 'final tokens'}"
+           for r in result["rows"] if "partseg_layers" in r]
+    if seg:
+        lines += ["", "Part-segmentation head input (frozen backbone): " + "; ".join(seg) + "."]
     lines += ["", "## Retention of the teacher's score", "",
               "raw = score / teacher; gain share = (score - random init) / (teacher - random init); from the means.",
               "", "| model | group | " + " | ".join(f"{c} raw % / gain %" for c in cols) + " |",
