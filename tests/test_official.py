@@ -595,3 +595,29 @@ def test_reference_checkpoint_maps_fully(shared_dir):
     with torch.no_grad():
         f = model.forward_features(torch.nn.functional.normalize(torch.randn(1, 1024, 3), dim=-1))
     assert f.shape == (1, 768) and torch.isfinite(f).all()
+
+
+def test_shipped_teacher_vits():
+    from foundry.hub import model_card, shipped_models
+
+    if "teacher-vits" not in shipped_models():
+        pytest.skip("teacher-vits is not shipped in this build")
+    model = foundry.load("teacher-vits")
+    info = model.checkpoint_info
+    assert info["layout"] == "point-mae-pretrain" and "OUTSIDE this project's code" in info["origin"]
+    assert model.feature_dim == 768 and model.config.pooling == "mean+max"
+    assert "linear SVM" in model_card("teacher-vits")
+    with torch.no_grad():
+        f = model.forward_features(torch.nn.functional.normalize(torch.randn(1, 1024, 3), dim=-1))
+    assert torch.isfinite(f).all()
+
+
+def test_shipped_teacher_vits_equals_the_reference(shared_dir):
+    from foundry.hub import shipped_models
+
+    path = shared_dir / "checkpoints" / "point-mae-reference-vits" / "pretrain.pth"
+    if "teacher-vits" not in shipped_models() or not path.exists():
+        pytest.skip("needs the shipped teacher-vits and the reference checkpoint")
+    shipped, ref = foundry.load("teacher-vits").state_dict(), load_official(path).state_dict()
+    assert shipped.keys() == ref.keys()
+    assert all(torch.equal(shipped[k], ref[k]) for k in ref)  # fp16 -> fp32 -> fp16 is lossless
