@@ -6,6 +6,7 @@ recorded next to the numbers (device, CPU, torch version, threads, batch, points
 from __future__ import annotations
 
 import json
+import os
 import platform
 import tempfile
 import time
@@ -28,7 +29,11 @@ def machine_info(threads: int, device: str) -> dict:
                     break
     except OSError:
         pass
-    info = {"device": device, "cpu": cpu, "torch": torch.__version__, "python": platform.python_version(),
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    info = {"device": device, "cpu": cpu, "cpu_count": os.cpu_count(), "load_average_1_5_15min": load, "torch": torch.__version__, "python": platform.python_version(),
             "torch_threads": threads, "platform": platform.platform(),
             "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if torch.device(device).type == "cuda":
@@ -141,7 +146,8 @@ def format_report(result: dict) -> str:
     st = result["settings"]
     models = result["models"]
     fb = st["flops_batch"]
-    lines = [f"device {st['device']} ({st['cpu']}); torch {st['torch']}, {st['torch_threads']} thread(s); "
+    lines = [f"device {st['device']} ({st['cpu']}, {st.get('cpu_count')} cores, load average "
+             f"{st.get('load_average_1_5_15min')} at start); torch {st['torch']}, {st['torch_threads']} thread(s); "
              f"{st['points']} points; MACs/FLOPs per cloud at batch {fb}; latency batch 1, throughput batch "
              f"{st['throughput_batch']}", ""]
     head = f"{'model':<18} {'params M':>8} {'GMACs':>7} {'GFLOPs':>7} " + " ".join(f"{s[:8]:>8}" for s in STAGES)
