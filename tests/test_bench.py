@@ -155,3 +155,18 @@ def test_bench_refuses_without_models(capsys):
 
     assert main(["bench"]) == 2
     assert "name at least one model" in capsys.readouterr().err
+
+
+def test_merge_scaling_runs(tmp_path, capsys):
+    from foundry.cli import main
+
+    rec = {"model": "tiny", "num_groups": 64, "group_size": 16, "status": "ok", "time_s": 0.01, "grouping_s": 0.001,
+           "peak_extra_mb": 5.0, "coverage": 0.7, "macs": {"total": 1e6}}
+    settings = {"device": "cpu", "cpu": "x", "torch_threads": 1, "group_ratio": 16}
+    for i, n in enumerate((1024, 8192)):
+        (tmp_path / f"{i}.json").write_text(json.dumps({"settings": settings, "scaling": [{**rec, "points": n}]}))
+    out = tmp_path / "merged"
+    assert main(["bench", "--merge-scaling", str(tmp_path / "0.json"), str(tmp_path / "1.json"), "--out", str(out)]) == 0
+    merged = json.loads((out / "scaling.json").read_text())
+    assert [r["points"] for r in merged["scaling"]] == [1024, 8192]
+    assert (out / "scaling.png").exists()

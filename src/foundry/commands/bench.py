@@ -52,6 +52,8 @@ def register(p):
                    help="--scaling: memory cap per run (RLIMIT_DATA; 0 = none; default 8)")
     p.add_argument("--group-ratio", type=int, default=16, help="--scaling/--grouping: G = max(G0, N // ratio)")
     p.add_argument("--max-groups", type=int, default=None, help="--scaling: clip the patch count")
+    p.add_argument("--merge-scaling", nargs="+", default=None, metavar="JSON",
+                   help="combine scaling.json files of earlier --scaling runs into one table, JSON and PNG")
     p.add_argument("--grouping", action="store_true", help="grouping time (FPS + kNN) per FPS backend instead")
     p.add_argument("--groups", type=int, default=None, help="--grouping: fixed number of centres instead of N/ratio")
     p.add_argument("--out", default=None, help="output folder for JSON/PNG (default runs/bench/<time>)")
@@ -72,6 +74,8 @@ def main(args):
 
     if args.grouping:
         return _grouping(args, out_dir, device)
+    if args.merge_scaling:
+        return _merge_scaling(args, out_dir)
     if not args.models:
         raise FoundryInputError("name at least one model, e.g. `foundry bench vit-s small` (or use --grouping)")
     if args.scaling:
@@ -126,6 +130,32 @@ def _scaling(args, out_dir, device):
     plot_scaling(records, out_dir / "scaling.png",
                  title=f"{', '.join(args.models)} on {device} ({settings['cpu']}), {args.threads} thread(s), batch 1")
     print()
+    print(format_scaling(records))
+    print(f"wrote {out_dir / 'scaling.json'} and {out_dir / 'scaling.png'}")
+    return 0
+
+
+def _merge_scaling(args, out_dir):
+    import json
+
+    from ..bench.report import write_json
+    from ..bench.scaling import format_scaling, plot_scaling
+    from ..validation import FoundryInputError
+
+    runs = []
+    for path in args.merge_scaling:
+        try:
+            runs.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise FoundryInputError(f"cannot read scaling results {path!r}: {exc}") from exc
+    records = sorted((r for run in runs for r in run["scaling"]), key=lambda r: (str(r["model"]), r["points"]))
+    records = [r for r in records if not str(r.get("status", "")).startswith("not run")]
+    settings = [run["settings"] for run in runs]
+    write_json({"settings": settings, "scaling": records, "sources": args.merge_scaling}, out_dir / "scaling.json")
+    st = settings[0]
+    plot_scaling(records, out_dir / "scaling.png",
+                 title=f"{st.get('device')} ({st.get('cpu')}), {st.get('torch_threads')} thread(s), batch 1, "
+                       f"G = N/{st.get('group_ratio')}; merged from {len(runs)} runs")
     print(format_scaling(records))
     print(f"wrote {out_dir / 'scaling.json'} and {out_dir / 'scaling.png'}")
     return 0
