@@ -251,11 +251,17 @@ def resolve_layers(model, layers, points_example: np.ndarray, device="cpu") -> l
 
 
 class FeatureCache:
-    """Frozen global features per (model, split), in memory and optionally on disk (npz)."""
+    """Frozen global features per (model, split), in memory (shared by every run in this process,
+    so `foundry compare` extracts the teacher's reference features once) and optionally on disk."""
+
+    _shared: dict = {}
+    MAX_SHARED = 32
 
     def __init__(self, folder: str | Path | None = None):
         self.folder = Path(folder) if folder else None
-        self.mem: dict = {}
+        self.mem = FeatureCache._shared
+        while len(self.mem) > self.MAX_SHARED:
+            self.mem.pop(next(iter(self.mem)))
 
     def features(self, model, split: Split, fingerprint: str, batch_size: int = 64, device="cpu",
                  progress: bool = False) -> np.ndarray:
