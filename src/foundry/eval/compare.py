@@ -188,7 +188,8 @@ def compare_markdown(result: dict) -> str:
     fid = [f"fidelity/{m}" for m in FIDELITY_METRICS if any(f"fidelity/{m}" in r["scores"] for r in result["rows"])]
     head = ["model", "group", "params (M)", f"GMACs @{result['rows'][0]['macs_points']} pts"] + cols + fid
     lines = [f"# foundry compare (teacher: {result['teacher']})", "",
-             f"Mean ± std over seeds {result['seeds']}{' (quick settings)' if result['quick'] else ''}. "
+             f"Mean ± std (sample std, ddof=1) over seeds {result['seeds']}"
+             f"{' (quick settings)' if result['quick'] else ''}. "
              "Accuracy / mIoU in percent; fidelity against the teacher "
              f"({', '.join(m + (' (lower is better)' if m in LOWER_IS_BETTER else '') for m in FIDELITY_METRICS)}).",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
