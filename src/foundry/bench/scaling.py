@@ -164,7 +164,8 @@ def plot_scaling(records: list[dict], path, title: str = "") -> None:
         ax.set_xlabel("points per cloud (G = N/16 patches)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

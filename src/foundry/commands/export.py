@@ -22,6 +22,8 @@ def register(p):
                    help="with --int8: linear-SVM accuracy (eval.svm protocol) of PyTorch, ONNX fp32 and int8 "
                         "features on --svm-data (slow)")
     p.add_argument("--svm-data", default="modelnet10", help="dataset spec for --svm (default modelnet10)")
+    p.add_argument("--svm-limit", type=int, default=None,
+                   help="--svm on a seeded random subset of this many clouds per split (quicker, stated)")
     p.add_argument("--threads", type=int, default=1, help="torch/onnxruntime threads (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -59,7 +61,8 @@ def main(args):
             if args.output != "features":
                 raise FoundryInputError("--svm needs --output features")
             report["svm"] = svm_fp32_vs_int8(model, out, int8_path, dataset=args.svm_data, num_points=args.points,
-                                             threads=args.threads, log=None if args.json else print)
+                                             threads=args.threads, limit=args.svm_limit,
+                                             log=None if args.json else print)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     return 0 if check["passed"] else 1

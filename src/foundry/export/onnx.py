@@ -157,21 +157,37 @@ def extract_features_onnx(session_or_path, points, batch_size: int = 64, threads
     return np.concatenate(out).astype(np.float32)
 
 
+def _subset(arrays: dict, limit: int, seed: int) -> dict:
+    m = len(arrays["labels"])
+    if limit >= m:
+        return arrays
+    idx = np.sort(np.random.default_rng(seed).choice(m, limit, replace=False))
+    return {"points": arrays["points"][idx], "labels": np.asarray(arrays["labels"])[idx]}
+
+
 def svm_fp32_vs_int8(model: nn.Module, fp32_path, int8_path, *, dataset: str = "modelnet10",
                      num_points: int | None = None, seeds=(0, 1, 2), batch_size: int = 32, threads: int = 1,
-                     limit: int | None = None, svm_kwargs: dict | None = None, log=print) -> dict:
-    """Linear-SVM accuracy (foundry.eval.svm protocol) of PyTorch, ONNX fp32 and ONNX int8 features."""
-    from ..data import load_arrays
+                     limit: int | None = None, svm_kwargs: dict | None = None, arrays=None, log=print) -> dict:
+    """Linear-SVM accuracy (foundry.eval.svm protocol) of PyTorch, ONNX fp32 and ONNX int8 features.
+
+    The data is `load_arrays(dataset, "train"/"test", num_points)`, or `arrays` = (train, test)
+    dicts with "points" and "labels" when given.
+    """
     from ..eval.svm import extract_features, linear_svm_eval
 
     n = num_points or getattr(model.config, "num_points", 1024)
-    train = load_arrays(dataset, "train", num_points=n)
-    test = load_arrays(dataset, "test", num_points=n)
-    if limit:
-        train = {k: (v[:limit] if hasattr(v, "shape") else v) for k, v in train.items()}
-        test = {k: (v[:limit] if hasattr(v, "shape") else v) for k, v in test.items()}
+    if arrays is not None:
+        train, test = arrays
+    else:
+        from ..data import load_arrays
+
+        train = load_arrays(dataset, "train", num_points=n)
+        test = load_arrays(dataset, "test", num_points=n)
+    if limit:  # a seeded random subset of each split (stated in the results), for a quicker check
+        train, test = _subset(train, limit, 0), _subset(test, limit, 1)
     results = {"dataset": dataset, "num_points": n, "train": int(len(train["labels"])),
-               "test": int(len(test["labels"])), "seeds": list(seeds)}
+               "test": int(len(test["labels"])), "seeds": list(seeds),
+               "subset": f"random {limit} per split (seeds 0/1)" if limit else "full splits"}
     feats = {
         "pytorch": lambda x: extract_features(model, x, batch_size=batch_size),
         "onnx_fp32": lambda x: extract_features_onnx(fp32_path, x, batch_size, threads),
