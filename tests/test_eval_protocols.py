@@ -88,9 +88,9 @@ def test_linear_cka():
 
 def test_fewshot_splits_deterministic_and_disjoint(tmp_path):
     labels = np.repeat(np.arange(6), 10)
-    a = fewshot.make_splits(labels, 3, 2, 4, folds=5, seed=7)
-    b = fewshot.make_splits(labels, 3, 2, 4, folds=5, seed=7)
-    c = fewshot.make_splits(labels, 3, 2, 4, folds=5, seed=8)
+    a = fewshot.make_splits(labels, 3, 2, 4, folds=5, seed=7).episodes
+    b = fewshot.make_splits(labels, 3, 2, 4, folds=5, seed=7).episodes
+    c = fewshot.make_splits(labels, 3, 2, 4, folds=5, seed=8).episodes
     assert a == b and a != c and len(a) == 5
     for ep in a:
         assert len(ep["support"]) == 6 and len(ep["query"]) == 12
@@ -98,16 +98,23 @@ def test_fewshot_splits_deterministic_and_disjoint(tmp_path):
         assert len(set(labels[ep["support"]])) == 3
     path = tmp_path / "s.json"
     first = fewshot.load_or_make_splits(path, labels, 3, 2, 4, 5, 7, "x")
-    assert json.loads(path.read_text())["episodes"] == first
+    assert first == a and json.loads(path.read_text())["episodes"] == first
+    path.write_text(path.read_text().replace('"seed": 7', '"seed": 7 '))  # still the same splits: reused
     assert fewshot.load_or_make_splits(path, labels, 3, 2, 4, 5, 7, "x") == first
-    with pytest.raises(FoundryInputError, match="needs 3 classes"):
+    # saved splits of other data are not applied: drawn again for this data
+    other = fewshot.load_or_make_splits(path, labels[::-1].copy(), 3, 2, 4, 5, 7, "y")
+    assert json.loads(path.read_text())["dataset_checksum"] == "y" and len(other) == 5
+    # queries from another split (support from train, queries from test)
+    q = fewshot.make_splits(labels, 3, 2, 9, folds=2, seed=0, query_labels=np.repeat(np.arange(6), 9)).episodes
+    assert all(len(ep["query"]) == 27 for ep in q)
+    with pytest.raises(FoundryInputError, match="enough examples"):
         fewshot.make_splits(labels, 3, 8, 4, folds=1, seed=0)
 
 
 def test_fewshot_episode_perfect_on_separated_features():
     labels = np.repeat(np.arange(3), 6)
     feats = np.eye(3)[labels] * 5 + np.random.default_rng(0).normal(scale=0.1, size=(18, 3))
-    ep = fewshot.make_splits(labels, 3, 2, 4, folds=1, seed=0)[0]
+    ep = fewshot.make_splits(labels, 3, 2, 4, folds=1, seed=0).episodes[0]
     for clf in ("svm", "logreg", "centroid"):
         assert fewshot.episode_accuracy(feats, labels, ep, clf) == 100.0
 
