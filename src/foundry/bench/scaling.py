@@ -148,6 +148,10 @@ def plot_scaling(records: list[dict], path, title: str = "") -> None:
         for ax, key in ((axes[0], "time_s"), (axes[1], "peak_extra_mb")):
             if ok:
                 (line,) = ax.plot([r["points"] for r in ok], [r[key] for r in ok], "o-", label=str(spec))
+        grp = [r for r in ok if r.get("grouping_s")]
+        if grp and line is not None:
+            axes[0].plot([r["points"] for r in grp], [r["grouping_s"] for r in grp], ":", color=line.get_color(),
+                         label=f"{spec}: FPS + kNN part")
         failed = [r for r in rows if r.get("status") not in ("ok", None) and not str(r["status"]).startswith("not run")]
         for r in failed:
             for ax in axes[:2]:
