@@ -207,6 +207,11 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                 if "merge" in out:
                     metrics["merged_fraction"] = float(out["merge"].detach().mean())
                 logger.log(step, **metrics)
+                if step % (log_every * 5) == 0:
+                    rate = seen * world / max(time.time() - t_epoch, 1e-9)
+                    eta = (total_steps - step) * batch_size * world / max(rate, 1e-9)
+                    log(f"step {step}/{total_steps} epoch {epoch + 1}: loss {metrics['loss']:.5f} "
+                        f"cos {metrics['cosine']:.4f} ({rate:.1f} clouds/s, about {eta / 60:.0f} min left)")
         dt = time.time() - t_epoch
         rec = {"epoch": epoch + 1, "loss": sum_loss / max(1, n_batches), "cosine": sum_cos / max(1, n_batches),
                "wall_s": round(dt, 2), "clouds_per_s": round(seen * world / max(dt, 1e-9), 2)}
