@@ -15,7 +15,7 @@ from foundry.eval.runner import EvalContext, run_eval
 DATA = "synthetic:48"  # 8 categories x 6 clouds per split, with part labels
 TINY = {  # small everything so that the whole file runs in seconds
     "svm": {"data": DATA, "num_points": 256, "train_per_class": None, "test_per_class": None},
-    "probe": {"data": DATA, "num_points": 256, "epochs": 5},
+    "probe": {"data": DATA, "num_points": 256, "epochs": 5, "hidden": 32},
     "finetune": {"data": DATA, "num_points": 256, "epochs": 1, "batch_size": 16, "train_per_class": 3,
                  "test_per_class": 2},
     "fewshot": {"data": DATA, "num_points": 256, "settings": [[3, 2]], "n_query": 2, "folds": 3, "per_class": None},
