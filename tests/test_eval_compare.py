@@ -51,6 +51,7 @@ def test_compare_table_retention_and_resume(teacher_file, tmp_path, capsys):
     assert (out / "pareto.png").stat().st_size > 1000
     md = (out / "compare.md").read_text()
     assert "| stu | Foundry student |" in md and "gain" in md
+    assert res["mismatches"] == [] and "same protocol settings and the same data" in md
     assert "acc_3w2s" in rows["stu"]["fewshot_paired"]
 
     # rerun: every (protocol, seed) comes from the saved eval results, also from a folder given by --reuse

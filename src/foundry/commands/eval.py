@@ -43,6 +43,7 @@ def register(p):
     p.add_argument("--batch-size", type=int, default=32, help="clouds per forward pass for frozen features")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--overwrite", action="store_true", help="recompute finished (protocol, seed) results")
+    p.add_argument("--dry-run", action="store_true", help="print the settings each protocol would use, and stop")
 
 
 def overrides_from_args(args) -> dict:
@@ -67,6 +68,15 @@ def main(args):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.dry_run:
+        import json
+
+        from ..eval.protocols import protocol_settings
+
+        over = overrides_from_args(args)
+        for proto in dict.fromkeys(args.protocol):
+            print(f"{proto}: {json.dumps(protocol_settings(proto, args.quick, over.get(proto)))}")
+        return 0
     res = run_eval(args.model, args.protocol, args.seeds, args.out, quick=args.quick,
                    overrides=overrides_from_args(args), reference=args.reference, device=args.device,
                    batch_size=args.batch_size, overwrite=args.overwrite, progress=sys.stderr.isatty())

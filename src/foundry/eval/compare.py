@@ -160,12 +160,16 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         pooled = res["protocols"].get("fewshot", {}).get("pooled", {})
         row["fewshot_paired"] = {k: v["paired_difference_all_folds"] for k, v in pooled.items()
                                  if "paired_difference_all_folds" in v}
+    mismatches = _mismatches(evals, tlabel)
+    for m in mismatches:
+        log(f"WARNING: {m}")
     rows.sort(key=lambda r: (GROUP_ORDER.index(r["group"]) if r["group"] in GROUP_ORDER else 99, r["gmacs"]))
     result = {"format": "foundry-compare", "teacher": tlabel, "seeds": list(seeds), "protocols": list(protocols),
               "quick": bool(quick), "columns": [f"{p}/{m}" for p, m in cols], "rows": rows,
               "settings": {p: teacher_res["protocols"][p]["settings"] for p in teacher_res["protocols"]},
               "versions": teacher_res["versions"], "git": teacher_res["git"], "device": teacher_res["device"],
-              "random_init_seed": random_seed if include_random else None, "wall_time_s": time.time() - t0}
+              "random_init_seed": random_seed if include_random else None, "mismatches": mismatches,
+              "wall_time_s": time.time() - t0}
     write_json(out / "compare.json", result)
     from ..models.checkpoint import atomic_write
 
@@ -173,6 +177,24 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(text))
     plot_pareto(result, out / "pareto.png")
     return result
+
+
+def _mismatches(evals: dict, teacher_label: str) -> list[str]:
+    """Where a model was not evaluated on the teacher's settings and data (e.g. a reused folder)."""
+    out = []
+    ref = evals[teacher_label]["protocols"]
+    for label, res in evals.items():
+        for proto, e in res["protocols"].items():
+            t = ref.get(proto)
+            if t is None:
+                continue
+            if e["settings"] != t["settings"]:
+                out.append(f"{label}: {proto} settings differ from the teacher's")
+            if e.get("data_checksums") != t.get("data_checksums"):
+                out.append(f"{label}: {proto} data checksums differ from the teacher's")
+            if not e.get("data_consistent_across_seeds", True):
+                out.append(f"{label}: {proto} data differ between seeds")
+    return out
 
 
 def _points(res) -> int | None:
@@ -197,6 +219,10 @@ def compare_markdown(result: dict) -> str:
         cells = [r["label"], r["group"], f"{r['parameters'] / 1e6:.2f}", f"{r['gmacs']:.3f}"]
         cells += [fmt(r["scores"].get(c), c.split("/")[1]) for c in cols + fid]
         lines.append("| " + " | ".join(cells) + " |")
+    if result.get("mismatches"):
+        lines += ["", "**Not comparable:** " + "; ".join(result["mismatches"]) + "."]
+    else:
+        lines += ["", "Every model: the same protocol settings and the same data (checksums match the teacher's)."]
     seg = [f"{r['label']}: {'blocks ' + str(r['partseg_layers']) if r['partseg_layers'] else 'final tokens'}"
            for r in result["rows"] if "partseg_layers" in r]
     if seg:

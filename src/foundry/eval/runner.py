@@ -265,6 +265,9 @@ def markdown_table(results: dict) -> str:
                 lines.append(f"| {name} | {metric} minus reference, per fold | "
                              f"{fmt(pooled['paired_difference_all_folds'])} | "
                              f"{pooled['paired_difference_all_folds']['n']} folds | {data} |")
+    lines += ["", "## Settings", ""]
+    for name, e in results["protocols"].items():
+        lines.append(f"- {name}: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in e["settings"].items()))
     lines += ["", "Accuracies and mIoU in percent; std is the sample standard deviation (ddof=1). "
               "Settings of each protocol are in results.json; "
               "final-epoch numbers, nothing chosen on a test split, voting off unless named in the metric."]
