@@ -207,3 +207,15 @@ def test_unknown_setting_and_protocol_are_refused(tmp_path):
         run_eval(tiny(0), ["knn"], seeds=[0], out_dir=tmp_path)
     with pytest.raises(FoundryInputError, match="--reference"):
         run_eval(tiny(0), ["fidelity"], seeds=[0], out_dir=tmp_path, overrides=TINY)
+
+
+def test_finetune_voting_is_labelled_and_backbone_untouched():
+    from foundry.eval import finetune
+
+    m = tiny(0)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    settings = dict(finetune.DEFAULTS) | TINY["finetune"] | {"vote": 2}
+    res = finetune.run(EvalContext(m, "tiny"), settings, seed=0)
+    assert set(res["metrics"]) == {"accuracy_vote2", "mean_class_accuracy_vote2"}
+    assert res["details"]["voting"] == 2
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # fine-tuned a copy
