@@ -63,7 +63,12 @@ def test_svm_on_onnx_features(tiny_onnx, tmp_path):
 
     model, path, _ = tiny_onnx
     q = quantize_int8(path, tmp_path / "q.onnx")
-    res = svm_fp32_vs_int8(model, path, q["path"], dataset="synthetic:48", num_points=256, seeds=(0,),
+    g = torch.Generator().manual_seed(0)
+    labels = np.arange(24) % 2
+    clouds = torch.randn(24, 256, 3, generator=g) * torch.tensor([1.0, 1.0, 0.3])
+    clouds[labels == 1] *= torch.tensor([0.3, 1.0, 1.0])  # two separable shape classes
+    data = {"points": clouds.numpy(), "labels": labels}
+    res = svm_fp32_vs_int8(model, path, q["path"], arrays=(data, data), num_points=256, seeds=(0,),
                            svm_kwargs={"c_grid": (0.1,), "cv": 2}, log=None)
     for name in ("pytorch", "onnx_fp32", "onnx_int8"):
         assert 0.0 <= res[name]["accuracy_mean"] <= 1.0
@@ -78,3 +83,14 @@ def test_export_cli(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["check"]["passed"] and out.exists() and (tmp_path / "m.int8.onnx").exists()
     assert main(["export", "tiny", "--out", str(tmp_path / "m.txt")]) == 2
+
+
+def test_svm_subset_is_stratified_and_seeded():
+    from foundry.export.onnx import _subset
+
+    labels = np.array([0] * 90 + [1] * 8 + [2] * 2)
+    data = {"points": np.zeros((100, 4, 3), np.float32), "labels": labels}
+    a, b = _subset(data, 20, 0), _subset(data, 20, 0)
+    assert np.array_equal(a["labels"], b["labels"])
+    counts = np.bincount(a["labels"])
+    assert counts.min() >= 2 and 18 <= counts.sum() <= 24

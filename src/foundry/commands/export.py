@@ -23,7 +23,7 @@ def register(p):
                         "features on --svm-data (slow)")
     p.add_argument("--svm-data", default="modelnet10", help="dataset spec for --svm (default modelnet10)")
     p.add_argument("--svm-limit", type=int, default=None,
-                   help="--svm on a seeded random subset of this many clouds per split (quicker, stated)")
+                   help="--svm on a seeded class-stratified subset of about this many clouds per split (quicker, stated)")
     p.add_argument("--threads", type=int, default=1, help="torch/onnxruntime threads (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -63,6 +63,12 @@ def main(args):
             report["svm"] = svm_fp32_vs_int8(model, out, int8_path, dataset=args.svm_data, num_points=args.points,
                                              threads=args.threads, limit=args.svm_limit,
                                              log=None if args.json else print)
+    from ..bench.report import write_json
+
+    report["settings"] = {"model": str(args.model), "threads": args.threads, "torch": torch.__version__}
+    write_json(report, out.with_suffix(".json"))
     if args.json:
         print(json.dumps(report, indent=2, default=str))
+    else:
+        print(f"wrote {out.with_suffix('.json')}")
     return 0 if check["passed"] else 1

@@ -158,11 +158,19 @@ def extract_features_onnx(session_or_path, points, batch_size: int = 64, threads
 
 
 def _subset(arrays: dict, limit: int, seed: int) -> dict:
-    m = len(arrays["labels"])
+    """A seeded, class-stratified subset of about `limit` clouds (at least 2 per class, for the CV)."""
+    labels = np.asarray(arrays["labels"])
+    m = len(labels)
     if limit >= m:
         return arrays
-    idx = np.sort(np.random.default_rng(seed).choice(m, limit, replace=False))
-    return {"points": arrays["points"][idx], "labels": np.asarray(arrays["labels"])[idx]}
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        take = min(len(members), max(2, int(round(limit * len(members) / m))))
+        keep.append(rng.choice(members, take, replace=False))
+    idx = np.sort(np.concatenate(keep))
+    return {"points": arrays["points"][idx], "labels": labels[idx]}
 
 
 def svm_fp32_vs_int8(model: nn.Module, fp32_path, int8_path, *, dataset: str = "modelnet10",
@@ -187,7 +195,7 @@ def svm_fp32_vs_int8(model: nn.Module, fp32_path, int8_path, *, dataset: str = "
         train, test = _subset(train, limit, 0), _subset(test, limit, 1)
     results = {"dataset": dataset, "num_points": n, "train": int(len(train["labels"])),
                "test": int(len(test["labels"])), "seeds": list(seeds),
-               "subset": f"random {limit} per split (seeds 0/1)" if limit else "full splits"}
+               "subset": f"seeded class-stratified ~{limit} per split (seeds 0/1)" if limit else "full splits"}
     feats = {
         "pytorch": lambda x: extract_features(model, x, batch_size=batch_size),
         "onnx_fp32": lambda x: extract_features_onnx(fp32_path, x, batch_size, threads),
