@@ -45,10 +45,22 @@ ROOT = "(root)"
 
 
 def stage_of(module_name: str) -> str:
-    """Stage of a top-level module name ("grouping" and unknown names handled too)."""
+    """Stage of a module name or dotted path (its last part decides; "grouping" and unknown names
+    handled too)."""
     if module_name == "grouping":
         return "grouping"
-    return MODULE_STAGES.get(module_name, "other")
+    return MODULE_STAGES.get(module_name.rsplit(".", 1)[-1], "other")
+
+
+def place_of(path: str) -> str:
+    """Where FLOPs of module `path` are booked: the path up to its first stage-named part
+    ("teacher.encoder.blocks.0.attn" -> "teacher.encoder", "cau.norm" -> "cau"), else its
+    top-level name ("head.fc" -> "head")."""
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        if part in MODULE_STAGES:
+            return ".".join(parts[: i + 1])
+    return parts[0]
 
 
 def _cpu_flash_sdpa_flops(query, key, value, *args, out_val=None, **kwargs) -> int:
@@ -93,8 +105,10 @@ def _owner_module(fn):
 def count_flops(fn, *args, **kwargs) -> tuple[int, dict[str, int]]:
     """Run fn(*args, **kwargs) without gradients under the counter.
 
-    Returns (total FLOPs, FLOPs per place): places are the top-level child modules of the model
-    `fn` is bound to (by attribute name), "grouping" for FPS + kNN, and "(root)" for the rest.
+    Returns (total FLOPs, FLOPs per place): places are the submodules of the model `fn` is bound
+    to, cut at the first stage-named part of their path (`place_of`: "patch_embed", "encoder",
+    "teacher.encoder" inside a wrapper, "head" for an unknown top-level name), "grouping" for
+    FPS + kNN, and "(root)" for the rest.
     """
     from .hooks import watch_grouping
 
@@ -109,9 +123,12 @@ def count_flops(fn, *args, **kwargs) -> tuple[int, dict[str, int]]:
         stack.pop()
 
     if model is not None:
-        for name, child in model.named_children():
-            handles.append(child.register_forward_pre_hook(lambda m, a, _n=name: push(_n)))
-            handles.append(child.register_forward_hook(lambda m, a, o: pop()))
+        # every submodule pushes the place it books to, so wrappers that call inner blocks directly
+        # (not through their parent's forward) are still attributed to the right stage
+        for path, sub in model.named_modules():
+            if path:
+                handles.append(sub.register_forward_pre_hook(lambda m, a, _p=place_of(path): push(_p)))
+                handles.append(sub.register_forward_hook(lambda m, a, o: pop()))
     counter = _StageCounter(stack)
     try:
         with watch_grouping(on_enter=lambda _name: push("grouping"), on_exit=pop), counter, torch.no_grad():
