@@ -146,6 +146,10 @@ def bench_models(specs, **kwargs) -> dict:
     return {"settings": settings, "models": [bench_one(s, **kwargs) for s in specs]}
 
 
+def _num(x) -> float:
+    return float("nan") if x is None else float(x)
+
+
 def _ms(x):
     return f"{x * 1e3:.2f}" if x is not None else "-"
 
@@ -180,7 +184,7 @@ def format_report(result: dict) -> str:
             f"{r['model'][:18]:<18} {_ms(med):>8} {_ms(lat['iqr_s']) if lat else '-':>7} "
             f"{_ms(lat.get('grouping_median_s')) if lat else '-':>8} "
             f"{thr['clouds_per_s'] if thr else float('nan'):9.1f} "
-            f"{m1.get('peak_extra_mb', float('nan')):10.1f} {mb.get('peak_extra_mb', float('nan')):11.1f} "
+            f"{_num(m1.get('peak_extra_mb')):10.1f} {_num(mb.get('peak_extra_mb')):11.1f} "
             f"{_ms(ort.get('median_s')) if ort.get('status') == 'ok' else '-':>9} "
             f"{_ms((ort.get('int8') or {}).get('median_s')):>8} "
             f"{(ref / med) if (med and ref) else float('nan'):8.2f}")

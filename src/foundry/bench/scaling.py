@@ -118,7 +118,7 @@ def format_scaling(records: list[dict], header: bool = True) -> str:
         ok = r.get("status") == "ok"
         t = f"{r['time_s']:9.3f}" if ok else f"{'-':>9}"
         gs = f"{r['grouping_s']:8.3f}" if ok and r.get("grouping_s") is not None else f"{'-':>8}"
-        mem = f"{r['peak_extra_mb']:8.0f}" if ok else f"{'-':>8}"
+        mem = f"{r['peak_extra_mb']:8.0f}" if ok and r.get("peak_extra_mb") is not None else f"{'-':>8}"
         cov = f"{r['coverage']:6.1%}" if ok and r.get("coverage") is not None else f"{'-':>6}"
         status = str(r.get("status", "?"))
         if r.get("over_time_limit"):
@@ -146,8 +146,9 @@ def plot_scaling(records: list[dict], path, title: str = "") -> None:
         ok = [r for r in rows if r.get("status") == "ok"]
         line = None
         for ax, key in ((axes[0], "time_s"), (axes[1], "peak_extra_mb")):
-            if ok:
-                (line,) = ax.plot([r["points"] for r in ok], [r[key] for r in ok], "o-", label=str(spec))
+            pts = [r for r in ok if r.get(key) is not None]
+            if pts:
+                (line,) = ax.plot([r["points"] for r in pts], [r[key] for r in pts], "o-", label=str(spec))
         grp = [r for r in ok if r.get("grouping_s")]
         if grp and line is not None:
             axes[0].plot([r["points"] for r in grp], [r["grouping_s"] for r in grp], ":", color=line.get_color(),

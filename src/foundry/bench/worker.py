@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import sys
 import time
 import traceback
+
+try:  # POSIX only; elsewhere no memory cap and no ru_maxrss fallback
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
 
 
 def build_model(spec: str, **overrides):
@@ -65,8 +69,12 @@ def _reset_hwm() -> bool:
         return False
 
 
+def _maxrss_kb() -> int | None:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource is not None else None
+
+
 def _set_memory_cap(gb: float | None) -> None:
-    if not gb:
+    if not gb or resource is None:
         return
     limit = int(gb * (1 << 30))
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
@@ -114,7 +122,7 @@ def run(req: dict) -> dict:
         before = torch.cuda.memory_allocated(device)
     rss_before = _status_kb("VmRSS")
     reset_ok = _reset_hwm()
-    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    maxrss_before = _maxrss_kb()
     t0 = time.perf_counter()
 
     def progress(stage):
@@ -148,8 +156,9 @@ def run(req: dict) -> dict:
         out["peak_extra_mb"] = (hwm - rss_before) / 1024
         out["rss_method"] = "VmHWM after reset (clear_refs) minus VmRSS before the call"
     else:
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        out["peak_extra_mb"] = (maxrss - (rss_before or maxrss_before)) / 1024
+        maxrss = _maxrss_kb()
+        base = rss_before or maxrss_before
+        out["peak_extra_mb"] = (maxrss - base) / 1024 if maxrss is not None and base is not None else None
         out["rss_method"] = "ru_maxrss minus RSS before the call (lower bound if an earlier peak was higher)"
     out["rss_before_mb"] = (rss_before or 0) / 1024
     if device.type == "cuda":
