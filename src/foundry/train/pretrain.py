@@ -112,11 +112,22 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) * 64 + int(rank))
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _device_name(fabric) -> str:
     dev = fabric.device
     if dev.type == "cuda":
         return f"{torch.cuda.get_device_name(dev)} x{fabric.world_size}"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads) x{fabric.world_size}"
+    return f"cpu ({_cpu_name()}, {torch.get_num_threads()} threads) x{fabric.world_size}"
 
 
 class _StopFlag:
