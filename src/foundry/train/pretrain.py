@@ -29,10 +29,11 @@ import torch
 from ..validation import FoundryInputError
 from .common import (
     RunLogger,
+    cosine_with_warmup,
+    default_precision,
     is_rank_zero,
     load_training_state,
     make_fabric,
-    read_training_state,
     save_training_state,
     unlabelled_mix,
     unwrap,
@@ -256,8 +257,6 @@ def pretrain(cfg: PretrainConfig) -> dict:
     model = build_objective(cfg.objective, encoder, **cfg.objective_options())
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     model, optimizer = fabric.setup(model, optimizer)
-    from .common import cosine_with_warmup
-
     scheduler = cosine_with_warmup(optimizer, round(cfg.warmup_epochs * steps_per_epoch), total_steps,
                                    cfg.min_lr_ratio)
     run_config = cfg.run_config(encoder.config.to_dict())
@@ -393,7 +392,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         "batch_size": cfg.batch_size, "points": num_points, "lr": cfg.lr, "seed": cfg.seed,
         "wall_seconds": round(wall, 1), "train_seconds": round(train_seconds, 1),
         "throughput_clouds_per_s": round(step * cfg.batch_size / max(train_seconds, 1e-9), 2) if step else None,
-        "device": _device_name(fabric), "precision": str(fabric._precision.precision if hasattr(fabric._precision, "precision") else cfg.precision),
+        "device": _device_name(fabric), "precision": cfg.precision or default_precision(),
         "world_size": world, "final_loss": last_loss, "val": val_history, "command": cfg.command,
         "interrupted": interrupted, "out": str(out),
     }
@@ -416,8 +415,3 @@ def pretrain(cfg: PretrainConfig) -> dict:
     fabric.barrier()
     return summary
 
-
-def summary_of(out) -> dict:
-    """The training-state summary of a run folder (for tools and tests)."""
-    state = read_training_state(Path(out) / STATE_FILE)
-    return {"epoch": state["epoch"], "step": state["step"], **state.get("extra", {})}
