@@ -79,6 +79,10 @@ def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict
     if getattr(model, "kind", None) != "student":
         raise FoundryInputError(f"--student {name_or_path!r} is neither a student preset ({sorted(STUDENT_PRESETS)}) "
                                 "nor a student checkpoint")
+    prev = getattr(model, "checkpoint_info", {}) or {}
+    model.continued_from = {"continued_from": {"checkpoint": str(name_or_path), "epochs": prev.get("epochs"),
+                                               "command": prev.get("command"), "wall_time_s": prev.get("wall_time_s"),
+                                               "final_loss": prev.get("final_loss")}}
     return model.train()
 
 
@@ -126,7 +130,7 @@ def main(args):
                       use_cache=not args.no_cache, cache_dir=args.cache, rebuild_cache=args.rebuild_cache,
                       tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed,
                       limit=args.limit, devices=args.devices, precision=args.precision, strategy=args.strategy,
-                      resume=args.resume, command=command)
+                      resume=args.resume, command=command, extra_info=getattr(student, "continued_from", None))
     info = summary["info"]
     print(f"done: {info['epochs']} epochs, final loss {info['final_loss']:.5f}, cosine {info['final_cosine']:.4f}, "
           f"{info['wall_time_s']:.0f} s -> {Path(args.out) / 'student.safetensors'}")

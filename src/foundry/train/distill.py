@@ -87,7 +87,8 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             rebuild_cache: bool = False, tau_start: float = 1.0, tau_end: float = 0.1, gate_lambda: float = 1e-3,
             seed: int = 0, limit: int | None = None, devices="auto", precision: str | None = None,
             strategy: str = "auto", resume: bool = False, stop_after_epoch: int | None = None,
-            log_every: int = 10, command: str | None = None, verbose: bool = True) -> dict:
+            log_every: int = 10, command: str | None = None, extra_info: dict | None = None,
+            verbose: bool = True) -> dict:
     """Distil `teacher` into `student`; returns a summary dict (also written to out_dir/summary.json).
 
     stop_after_epoch: end this process after that many epochs (the run stays resumable)."""
@@ -235,6 +236,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         "device": _device_name(fabric), "precision": str(fabric.strategy.precision.__class__.__name__),
         "final_loss": history[-1]["loss"] if history else None,
         "final_cosine": history[-1]["cosine"] if history else None,
+        **(extra_info or {}),
     }
     summary = {"finished": finished, "info": info, "history": history, "run_config": run_config}
     if fabric.is_global_zero:
