@@ -214,7 +214,8 @@ def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) ->
         figs["supertokens"] = str(viz.scatter_clouds(
             list(pts.numpy()), list(colours),
             [f"{names[test['labels'][i]]}: {len(np.unique(c))} SuperTokens used" for i, c in zip(pick, colours)],
-            fig_dir / "supertokens.png", suptitle=f"{student_label}: SuperToken assignment"))
+            fig_dir / "supertokens.png", vmax=st["assignment"].shape[-1] - 1,
+            suptitle=f"{student_label}: SuperToken assignment"))
     # part predictions next to ground truth
     heads = sorted((out / "compare" / "evals").glob("*/heads/partseg_seed0.safetensors"))
     head_file = next((h for h in heads if h.parts[-3] == student_label), None)
@@ -243,8 +244,12 @@ def _part_figure(head_file, model, seg_data, path, label):
     mask = category_mask(cp, head.hparams["num_categories"], n_parts)
     pred = predict(head, tok, cen, pts, cats[pick], mask, 8, "cpu")
     gt = test["parts"][pick]
+    if cp:  # colour by the part's index within its category, so each category's parts differ clearly
+        local = {g: i for parts in cp.values() for i, g in enumerate(parts)}
+        to_local = np.vectorize(lambda g: local.get(int(g), 0))
+        gt, pred = to_local(gt), to_local(pred)
     names = test["class_names"]
     titles = [f"{names[cats[i]]}: ground truth" for i in pick] + [
         f"prediction ({100 * (p == g).mean():.0f}% points)" for p, g in zip(pred, gt)]
-    return viz.scatter_clouds(list(pts) + list(pts), list(gt) + list(pred), titles, path,
+    return viz.scatter_clouds(list(pts) + list(pts), list(gt) + list(pred), titles, path, cmap="tab10", vmax=9,
                               suptitle=f"Part segmentation, frozen {label} tokens + trained head")

@@ -15,11 +15,15 @@ def _plt():
     return plt
 
 
-def scatter_clouds(clouds, colors, titles, path, *, cmap="tab20", suptitle=None, point_size=4.0, up_axis=2):
+def scatter_clouds(clouds, colors, titles, path, *, cmap="tab20", suptitle=None, point_size=4.0, up_axis=2,
+                   vmax=None):
     """A row (or grid) of 3D scatter plots, one cloud each, coloured by integer labels.
 
-    clouds: list of (N, 3) arrays; colors: list of (N,) integer arrays (or None).
+    clouds: list of (N, 3) arrays; colors: list of (N,) integer arrays (or None). One colour scale
+    (0..vmax, default the largest label over all clouds) so equal labels look alike everywhere.
     """
+    if vmax is None:
+        vmax = max([int(np.max(c)) for c in colors if c is not None and len(c)] or [1])
     plt = _plt()
     n = len(clouds)
     cols = min(n, 4)
@@ -30,7 +34,7 @@ def scatter_clouds(clouds, colors, titles, path, *, cmap="tab20", suptitle=None,
         pts = np.asarray(pts)
         axes = [a for a in range(3) if a != up_axis] + [up_axis]
         ax.scatter(pts[:, axes[0]], pts[:, axes[1]], pts[:, axes[2]], c=col, cmap=cmap, s=point_size,
-                   linewidths=0, vmin=0, vmax=max(1, int(np.max(col))) if col is not None else None)
+                   linewidths=0, vmin=0, vmax=max(1, vmax))
         ax.set_title(title, fontsize=9)
         ax.set_box_aspect((1, 1, 1))
         lim = np.abs(pts).max() if len(pts) else 1.0
