@@ -26,11 +26,13 @@ def _log_step(log, n, text):
 def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, preset="foundry-s16",
              epochs=6, limit=800, views=1, batch_size=32, seeds=(0, 1, 2), data=("modelnet10:train",),
              overrides=None, seg_data="kicadpart", cls_data="modelnet10", bench_points=1024, bench_runs=10,
-             bench_memory=True, threads=None,
+             bench_memory=True, threads=None, also_shipped="foundry-vits-s16",
              figures=True, log=print) -> dict:
     """Run the whole demo; returns the summary dict (also written as report.json).
 
     student: a shipped name / checkpoint to use instead of distilling one (skips step 1).
+    also_shipped: a shipped student evaluated beside a freshly distilled one, when it exists
+        (the short demo run is a demonstration; the shipped student shows a full run).
     overrides: {protocol: {setting: value}} on top of the quick protocol settings.
     """
     from . import load
@@ -81,8 +83,16 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
           "fidelity": {"data": cls_data}}
     for k, v in (overrides or {}).items():
         ov.setdefault(k, {}).update(v)
-    cmp = run_compare(teacher, [student_spec], out / "compare", protocols=DEMO_PROTOCOLS, seeds=seeds, quick=True,
-                      overrides=ov, labels={str(teacher): _label(teacher), student_spec: student_label},
+    from .hub import resolve
+
+    models = [student_spec]
+    labels = {str(teacher): _label(teacher), student_spec: student_label}
+    if (student is None and also_shipped and resolve(also_shipped) is not None
+            and load(also_shipped).config.teacher == str(teacher)):  # only a student of this very teacher
+        models.append(also_shipped)
+        labels[also_shipped] = also_shipped
+    cmp = run_compare(teacher, models, out / "compare", protocols=DEMO_PROTOCOLS, seeds=seeds, quick=True,
+                      overrides=ov, labels=labels,
                       batch_size=batch_size, log=log)
     timings["evaluation"] = time.time() - t
 
