@@ -107,3 +107,11 @@ def test_cli_distill_no_cache(teacher_path, tmp_path, capsys):
     assert model.checkpoint_info["token_cache"] is None
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["finished"]
+
+
+def test_classification_expert(teacher_path, tmp_path):
+    rc = cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--expert", "classification",
+              "--data", "synthetic:6", "--out", str(tmp_path / "e"), "--epochs", "1", "--batch-size", "3"])
+    assert rc == 0
+    model = foundry.load(tmp_path / "e" / "student.safetensors")
+    assert model.kind == "student" and model.checkpoint_info["expert"] == "classification"

@@ -46,6 +46,9 @@ def register(p):
     p.add_argument("--precision", default=None, help="Fabric precision (default bf16-mixed on CUDA, 32-true on CPU)")
     p.add_argument("--strategy", default="auto", help="Fabric strategy, e.g. ddp")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    p.add_argument("--expert", choices=["classification"], default=None,
+                   help="train a task-specific KD baseline instead: the same body + a linear head with cross-entropy "
+                        "on the labels of --data (default modelnet10:train); no teacher tokens")
     p.add_argument("--fp16-copy", default=None, metavar="PATH", help="also save the final student in fp16 at PATH")
 
 
@@ -109,6 +112,14 @@ def main(args):
                           encoder_blocks=None if args.init_encoder == "none" else args.init_encoder,
                           freeze_encoder=args.freeze_encoder)
     command = "foundry distill " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
+    if args.expert:
+        from ..train.distill import train_classification_expert
+
+        summary = train_classification_expert(student, data=(args.data or ["modelnet10:train"])[0], out_dir=args.out,
+                                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                              weight_decay=args.weight_decay, seed=args.seed, command=command)
+        print(f"expert saved: {Path(args.out) / 'student.safetensors'} ({summary['info']['wall_time_s']:.0f} s)")
+        return 0
     if args.cache_only:
         from ..train import common
         from ..train.token_cache import expected_header, load_or_build, teacher_identity

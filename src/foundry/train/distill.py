@@ -263,3 +263,57 @@ def _progress(log, what: str):
             log(f"{what}: {done}/{total} ({rate:.1f} clouds/s, {elapsed:.0f} s)")
 
     return report
+
+
+def train_classification_expert(student, *, data: str = "modelnet10:train", out_dir, epochs: int = 2,
+                                batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05,
+                                seed: int = 0, command: str | None = None, verbose: bool = True) -> dict:
+    """Baseline "classification KD expert": the same student body plus a linear head on its pooled
+    features, trained with cross-entropy on the labels of `data` (no teacher tokens). The saved
+    checkpoint is the body (kind "student"); `info["expert"]` says what it is."""
+    from ..data import augment_batch, load_arrays
+    from .common import parse_spec
+
+    name, split = parse_spec(data)
+    arrays = load_arrays(name, split, num_points=student.config.num_points)
+    points, labels = torch.from_numpy(arrays["points"]).float(), torch.from_numpy(arrays["labels"]).long()
+    num_classes = int(labels.max()) + 1
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(student.feature_dim, num_classes)
+    params = list(student.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = -(-len(points) // batch_size)
+    sched = common.cosine_with_warmup(opt, steps_per_epoch // 10, steps_per_epoch * epochs, 0.01)
+    gen = torch.Generator().manual_seed(seed)
+    history, t0 = [], time.time()
+    for epoch in range(epochs):
+        student.train()
+        order = torch.randperm(len(points), generator=gen)
+        t_ep, tot, correct = time.time(), 0.0, 0
+        for b0 in range(0, len(order), batch_size):
+            idx = order[b0:b0 + batch_size]
+            x = augment_batch(points[idx], generator=gen, **DEFAULT_AUGMENT)
+            logits = head(student.forward_features(x))
+            loss = F.cross_entropy(logits, labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(-1) == labels[idx]).sum())
+        rec = {"epoch": epoch + 1, "loss": tot / len(points), "train_accuracy": correct / len(points),
+               "wall_s": round(time.time() - t_ep, 1)}
+        history.append(rec)
+        if verbose:
+            print(f"expert epoch {epoch + 1}/{epochs}: CE {rec['loss']:.4f} train acc {rec['train_accuracy']:.3f} "
+                  f"({rec['wall_s']} s)", flush=True)
+    info = {"command": command or " ".join(sys.argv), "expert": "classification",
+            "objective": f"cross-entropy on {data} labels through a linear head (discarded); no teacher tokens",
+            "data": [data], "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "wall_time_s": round(time.time() - t0, 1), "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+            "final_loss": history[-1]["loss"], "final_train_accuracy": history[-1]["train_accuracy"]}
+    out_dir = Path(out_dir)
+    save_checkpoint(student.eval(), out_dir / "student.safetensors", info=info)
+    summary = {"finished": True, "info": info, "history": history}
+    atomic_write(out_dir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    return summary
