@@ -41,7 +41,9 @@ def register(p):
     p.add_argument("--freeze-encoder", action="store_true", help="keep the (teacher-initialised) blocks frozen")
     p.add_argument("--init-tokenizer", action="store_true",
                    help="copy the teacher's mini-PointNet (student tokenizer='teacher')")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (init, data order, Gumbel noise)")
+    p.add_argument("--cache-seed", type=int, default=0,
+                   help="seed of the cached augmented views (runs with other --seed values share one cache)")
     p.add_argument("--devices", default="auto")
     p.add_argument("--precision", default=None, help="Fabric precision (default bf16-mixed on CUDA, 32-true on CPU)")
     p.add_argument("--strategy", default="auto", help="Fabric strategy, e.g. ddp")
@@ -105,6 +107,7 @@ def main(args):
         overrides.setdefault("tokenizer", "teacher")
         overrides.setdefault("tokenizer_hidden", list(tc.tokenizer_hidden))
         overrides.setdefault("token_dim", tc.tokenizer_width or tc.width)
+    torch.manual_seed(args.seed)  # the student's initialisation follows --seed
     student = build_student(args.student, teacher, args.teacher, overrides)
     check_compatible(teacher, student)
     if args.init_tokenizer or args.init_encoder != "none" or args.freeze_encoder:
@@ -124,10 +127,10 @@ def main(args):
         from ..train import common
         from ..train.token_cache import expected_header, load_or_build, teacher_identity
 
-        ds = common.unlabelled_mix(data, student.config.num_points, args.seed)
+        ds = common.unlabelled_mix(data, student.config.num_points, args.cache_seed)
         want = expected_header(teacher_identity(teacher, args.teacher), layer=args.layer,
                                data=list(data),
-                               num_points=student.config.num_points, views=args.views, seed=args.seed, augment=True)
+                               num_points=student.config.num_points, views=args.views, seed=args.cache_seed, augment=True)
         cache, built = load_or_build(args.cache or Path(args.out) / "token_cache", teacher, ds, want,
                                      rebuild=args.rebuild_cache, augment_kwargs=DEFAULT_AUGMENT,
                                      progress=lambda d, t, e: print(f"cached {d}/{t} ({d / max(e, 1e-9):.1f} clouds/s)")
@@ -139,7 +142,7 @@ def main(args):
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       warmup_epochs=args.warmup_epochs, beta=args.beta, layer=args.layer, views=args.views,
                       use_cache=not args.no_cache, cache_dir=args.cache, rebuild_cache=args.rebuild_cache,
-                      tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed,
+                      tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed, cache_seed=args.cache_seed,
                       limit=args.limit, devices=args.devices, precision=args.precision, strategy=args.strategy,
                       resume=args.resume, command=command, extra_info=getattr(student, "continued_from", None))
     info = summary["info"]

@@ -85,7 +85,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
             beta: float = 1.0, layer: int = -1, views: int = 2, use_cache: bool = True, cache_dir=None,
             rebuild_cache: bool = False, tau_start: float = 1.0, tau_end: float = 0.1, gate_lambda: float = 1e-3,
-            seed: int = 0, limit: int | None = None, devices="auto", precision: str | None = None,
+            seed: int = 0, cache_seed: int = 0, limit: int | None = None, devices="auto", precision: str | None = None,
             strategy: str = "auto", resume: bool = False, stop_after_epoch: int | None = None,
             log_every: int = 10, command: str | None = None, extra_info: dict | None = None,
             verbose: bool = True) -> dict:
@@ -107,10 +107,11 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     fabric.launch()
     log = print if (verbose and fabric.is_global_zero) else (lambda *a, **k: None)
 
-    dataset = common.unlabelled_mix(data, num_points, seed)
+    # the data and its cached views depend on cache_seed only, so runs with other seeds share one cache
+    dataset = common.unlabelled_mix(data, num_points, cache_seed)
     tid = teacher_identity(teacher, teacher_name)
     want = expected_header(tid, layer=layer, data=list(data),
-                           num_points=num_points, views=views, seed=seed, augment=True)
+                           num_points=num_points, views=views, seed=cache_seed, augment=True)
     cache = None
     cache_info = None
     if use_cache:
@@ -138,7 +139,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                   "data": list(data), "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                   "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "beta": beta, "layer": layer,
                   "views": views, "use_cache": use_cache, "tau": [tau_start, tau_end], "gate_lambda": gate_lambda,
-                  "seed": seed}
+                  "seed": seed, "cache_seed": cache_seed}
     world, rank = fabric.world_size, fabric.global_rank
     per_rank = -(-m // world)
     steps_per_epoch = max(1, -(-per_rank // batch_size))
@@ -232,7 +233,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         "objective": f"FMD: SmoothL1(beta={beta}) on teacher layer {layer} tokens",
         "teacher": teacher_name, "teacher_fingerprint": tid["fingerprint"], "data": list(data), "limit": limit,
         "epochs": len(history), "epochs_planned": epochs, "steps": step, "batch_size": batch_size, "lr": lr,
-        "views": views, "token_cache": cache_info, "seed": seed, "wall_time_s": round(wall, 1),
+        "views": views, "token_cache": cache_info, "seed": seed, "cache_seed": cache_seed, "wall_time_s": round(wall, 1),
         "device": _device_name(fabric), "precision": str(fabric.strategy.precision.__class__.__name__),
         "final_loss": history[-1]["loss"] if history else None,
         "final_cosine": history[-1]["cosine"] if history else None,
