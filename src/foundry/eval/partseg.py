@@ -31,7 +31,7 @@ DEFAULTS = dict(data="kicadpart", train_split="train", test_split="test", num_po
                 test_per_class=None, layers="auto", frozen=True, epochs=12, batch_size=16, lr=1e-3,
                 weight_decay=1e-4, proj_dim=128, point_dim=64, hidden=128, dropout=0.3, knn=3, head=None,
                 save_heads=True, train_points=512)
-QUICK = dict(train_per_class=12, test_per_class=6, num_points=1024, epochs=6, train_points=256)
+QUICK = dict(train_per_class=12, test_per_class=6, num_points=1024, epochs=20, batch_size=8, lr=3e-3, train_points=256)
 METRICS = ("class_miou", "instance_miou", "point_accuracy")
 HEAD_FORMAT = "foundry-partseg-head"
 
