@@ -100,6 +100,7 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
     _log_step(log, 3, f"benchmark: MACs, CPU latency and memory at {bench_points} points")
     t = time.time()
     bench = _bench(teacher, student_spec, bench_points, bench_runs, bench_memory, log)
+    bench["labels"] = {str(teacher): _label(teacher), student_spec: student_label}
     timings["benchmark"] = time.time() - t
 
     # 4. figures and report -----------------------------------------------------------------
@@ -152,8 +153,9 @@ def _bench(teacher, student_spec, points, runs, memory, log) -> dict:
 
 def _bench_rows(bench) -> list[dict]:
     rows = []
+    names = bench.get("labels", {})
     for rec in bench.get("models", []):
-        rows.append({"model": rec["model"],
+        rows.append({"model": names.get(rec["model"], rec["model"]),
                      "gmacs": rec["cost"]["total_macs"] / rec["cost"].get("batch", 1) / 1e9,
                      "params_m": rec["parameters"] / 1e6,
                      "lat_ms": rec.get("cpu_latency_b1", {}).get("median_s", float("nan")) * 1e3,
