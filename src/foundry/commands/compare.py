@@ -57,7 +57,6 @@ def main(args):
     import torch
 
     from ..eval.compare import run_compare
-    from ..validation import FoundryInputError
     from .eval import overrides_from_args
 
     if args.threads:
@@ -72,18 +71,8 @@ def main(args):
     tlabel, teacher = _split_label(args.teacher)
     if tlabel:
         labels[teacher] = tlabel
-    groups = {}
-    for item in args.group:
-        label, group = _split_label(item)
-        if not label:
-            raise FoundryInputError(f"--group expects LABEL=GROUP, got {item!r}")
-        groups[label] = group
-    eval_dirs = {}
-    for item in args.reuse:
-        label, folder = _split_label(item)
-        if not label:
-            raise FoundryInputError(f"--reuse expects LABEL=DIR, got {item!r}")
-        eval_dirs[label] = folder
+    groups = _label_pairs(args.group, "--group", "GROUP")
+    eval_dirs = _label_pairs(args.reuse, "--reuse", "DIR")
     res = run_compare(teacher, specs, args.out, protocols=args.protocol, seeds=args.seeds, quick=args.quick,
                       overrides=overrides_from_args(args), device=args.device, batch_size=args.batch_size,
                       labels=labels, groups=groups, random_seed=args.random_seed, include_random=not args.no_random,
@@ -91,3 +80,16 @@ def main(args):
     print((Path(args.out) / "compare.md").read_text())
     print(f"wrote {Path(args.out) / 'compare.json'}, compare.md, pareto.png ({res['wall_time_s']:.1f} s)")
     return 0
+
+
+def _label_pairs(items, flag: str, what: str) -> dict:
+    """["LABEL=VALUE", ...] -> {LABEL: VALUE}, refusing items without a label."""
+    from ..validation import FoundryInputError
+
+    out = {}
+    for item in items:
+        label, value = _split_label(item)
+        if not label:
+            raise FoundryInputError(f"{flag} expects LABEL={what}, got {item!r}")
+        out[label] = value
+    return out

@@ -9,6 +9,18 @@ CONFIG_VERSION = 1
 POOLINGS = ("mean+max", "cls+max", "max", "mean", "cls")
 
 
+def check_transformer_fields(cfg) -> None:
+    """Checks shared by every transformer config (backbone, PointGPT): tuple-ise the tokenizer
+    widths, a known pooling that the cls token supports, and heads that divide the width."""
+    cfg.tokenizer_hidden = tuple(cfg.tokenizer_hidden)
+    if cfg.pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {cfg.pooling!r}")
+    if cfg.pooling.startswith("cls") and not cfg.cls_token:
+        raise ValueError(f"pooling {cfg.pooling!r} needs cls_token=True")
+    if cfg.width % cfg.heads:
+        raise ValueError(f"width {cfg.width} must be divisible by heads {cfg.heads}")
+
+
 @dataclass
 class BackboneConfig:
     """Everything needed to rebuild a backbone; stored inside every checkpoint.
@@ -44,17 +56,11 @@ class BackboneConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.tokenizer_hidden = tuple(self.tokenizer_hidden)
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.pooling.startswith("cls") and not self.cls_token:
-            raise ValueError(f"pooling {self.pooling!r} needs cls_token=True")
+        check_transformer_fields(self)
         if self.pos_embed not in ("mlp", "sincos"):
             raise ValueError(f"pos_embed must be 'mlp' or 'sincos', got {self.pos_embed!r}")
         if self.patch_order not in ("fps", "morton"):
             raise ValueError(f"patch_order must be 'fps' or 'morton', got {self.patch_order!r}")
-        if self.width % self.heads:
-            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
         if self.group_size < 1 or self.num_groups < 1:
             raise ValueError("num_groups and group_size must be positive")
 

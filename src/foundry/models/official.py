@@ -45,7 +45,7 @@ from torch import nn
 
 from ..validation import FoundryInputError
 from .backbone import PointTransformer
-from .config import POOLINGS, BackboneConfig
+from .config import BackboneConfig, check_transformer_fields
 from .layers import Attention, Mlp
 from .tokenizer import PointNetPatchEmbed
 
@@ -354,13 +354,7 @@ class PointGPTConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.tokenizer_hidden = tuple(self.tokenizer_hidden)
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.pooling.startswith("cls") and not self.cls_token:
-            raise ValueError(f"pooling {self.pooling!r} needs cls_token=True")
-        if self.width % self.heads:
-            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+        check_transformer_fields(self)
 
     # the same helpers as BackboneConfig (they only touch dataclass fields, width and pooling)
     feature_dim = BackboneConfig.feature_dim
