@@ -65,10 +65,17 @@ def test_stage_mapping_of_student_modules():
     cost = stage_costs(model, 256, 1)
     assert cost["macs"]["dso"] > 0 and cost["macs"]["cau"] > 0 and cost["macs"]["tokenizer"] > 0
     assert sum(cost["flops"].values()) == cost["total_flops"]
-    # a model that takes no num_groups argument still runs with more patches (config set for the call)
-    more = stage_costs(model, 512, 1, num_groups=32)
+    more = stage_costs(model, 512, 1, num_groups=32)  # the student takes num_groups= like the backbone
     assert more["macs"]["tokenizer"] == 2 * cost["macs"]["tokenizer"]
-    assert model.config.num_groups == 16
+
+    class NoOverride(student.FoundryStudent):
+        def forward_features(self, points):
+            return super().forward_features(points)
+
+    # a model that takes no num_groups argument still runs with more patches (config set for the call)
+    plain = NoOverride(model.config)
+    assert stage_costs(plain, 512, 1, num_groups=32)["macs"] == more["macs"]
+    assert plain.config.num_groups == 16
 
 
 def test_extrapolated_macs_match_counted():

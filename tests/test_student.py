@@ -120,6 +120,51 @@ def test_gate_r0_equals_plain_transformer():
     assert m.gate.mlp.fc1.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("compression,gate", [("dso", False), ("dso", True), ("fps", False), ("kmeans", False),
+                                              ("tome", False)])
+def test_num_groups_override_like_the_teacher(compression, gate):
+    """forward_* take the teacher's `num_groups` override: more or fewer patches, s stays fixed."""
+    m = tiny(compression=compression, gate=gate).eval()
+    x = clouds()
+    torch.manual_seed(0)
+    teacher = create_model("tiny").eval()
+    for g in (8, 32):
+        tokens, centers = m.forward_tokens(x, num_groups=g)
+        assert tokens.shape == (2, g, C) and centers.shape == (2, g, 3) and torch.isfinite(tokens).all()
+        assert torch.equal(centers, teacher.forward_tokens(x, num_groups=g)[1])  # the teacher's patch centres
+        out = m.forward_supertokens(x, num_groups=g)
+        assert out["assignment"].shape == (2, g, S) and out["supertokens"].shape[1] == S
+        torch.testing.assert_close(out["assignment"].sum(-1), torch.ones(2, g))
+        if gate:
+            assert out["merge"].shape == out["gate_prob"].shape == (2, g)
+        assert m.forward_features(x, num_groups=g).shape == (2, m.feature_dim)
+        assert m.forward_layers(x, [-1], num_groups=g)[0][0].shape == (2, g, C)
+    torch.testing.assert_close(m.forward_tokens(x, num_groups=G)[0], m.forward_tokens(x)[0])  # G: the default
+    m.train()
+    m.forward_tokens(x, num_groups=32)[0].pow(2).mean().backward()
+    assert m.cau.mlp.fc2.weight.grad.abs().sum() > 0
+
+
+def test_num_groups_below_supertokens_is_a_clear_error():
+    m = tiny()
+    with pytest.raises(FoundryInputError, match=r"num_groups=3 .*4 SuperTokens"):
+        m.forward_tokens(clouds(), num_groups=S - 1)
+    with pytest.raises(FoundryInputError, match="positive"):
+        m.forward_features(clouds(), num_groups=0)
+
+
+def test_tome_teacher_takes_num_groups():
+    torch.manual_seed(0)
+    teacher = create_model("tiny").eval()
+    w = ToMeTeacher.wrap(teacher, r=4)
+    x = clouds()
+    tok, centers = w.forward_tokens(x, num_groups=32)
+    assert tok.shape == (2, 32, C) and torch.equal(centers, teacher.forward_tokens(x, num_groups=32)[1])
+    torch.testing.assert_close(ToMeTeacher.wrap(teacher, r=0).forward_features(x, num_groups=8),
+                               teacher.forward_features(x, num_groups=8))
+    assert w.forward_layers(x, [-1], num_groups=8)[0][0].shape == (2, 8, C)
+
+
 def test_save_load_round_trip(tmp_path):
     for kw in ({}, {"gate": True}, {"compression": "tome"}):
         m = tiny(**kw).eval()

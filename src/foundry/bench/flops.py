@@ -151,9 +151,9 @@ def _accepts(fn, name: str) -> bool:
 def patch_count(model, method: str, num_groups: int | None):
     """Yields the kwargs that make `model.<method>` use `num_groups` patches.
 
-    The backbone takes `num_groups=` as an argument. A model whose method does not (the student
-    today) reads `config.num_groups` at call time; then the config field is set for the duration
-    of the block and restored afterwards.
+    The backbone, the student and the ToMe wrapper take `num_groups=` as an argument. A model whose
+    method does not is assumed to read `config.num_groups` at call time; then the config field is
+    set for the duration of the block and restored afterwards.
     """
     default = getattr(model.config, "num_groups", None)
     if num_groups is None or num_groups == default:

@@ -58,9 +58,9 @@ class ToMeTeacher(nn.Module):
     def wrap(cls, teacher: PointTransformer, r: int, name: str = "", min_tokens: int = 1) -> "ToMeTeacher":
         return cls(ToMeConfig(teacher.config.to_dict(), name, r, min_tokens), teacher).eval()
 
-    def forward_tokens(self, points: torch.Tensor):
+    def forward_tokens(self, points: torch.Tensor, num_groups: int | None = None):
         t = self.teacher
-        tokens, centers = t.tokenize(points)
+        tokens, centers = t.tokenize(points, num_groups)
         b, g, _ = tokens.shape
         x, pos = tokens, t.pos_embed(centers)
         size = tokens.new_ones(b, g, 1)
@@ -84,14 +84,14 @@ class ToMeTeacher(nn.Module):
                 member = member @ step
         return member @ t.norm(x), centers
 
-    def forward_layers(self, points, layers):
+    def forward_layers(self, points, layers, num_groups: int | None = None):
         if any(l not in (-1, self.teacher.config.depth - 1) for l in layers):
             raise ValueError("ToMeTeacher gives the final layer only (-1)")
-        tokens, centers = self.forward_tokens(points)
+        tokens, centers = self.forward_tokens(points, num_groups)
         return [tokens for _ in layers], centers
 
-    def forward_features(self, points):
-        tokens, _ = self.forward_tokens(points)
+    def forward_features(self, points, num_groups: int | None = None):
+        tokens, _ = self.forward_tokens(points, num_groups)
         return pool_tokens(tokens, self.teacher.config.pooling)
 
     def forward(self, points):

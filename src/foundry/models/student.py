@@ -138,9 +138,9 @@ class StudentTokenizer(nn.Module):
         self.config = config
         self.patch_embed = PointNetPatchEmbed(config.token_dim, config.tokenizer_hidden)
 
-    def forward(self, points: torch.Tensor):
+    def forward(self, points: torch.Tensor, num_groups: int | None = None):
         # the backbone's grouping reads only the patch fields that StudentConfig shares with it
-        nbhd, centers = PointTransformer.group(self, points)
+        nbhd, centers = PointTransformer.group(self, points, num_groups)
         return self.patch_embed(nbhd), centers
 
 
@@ -392,12 +392,25 @@ class FoundryStudent(nn.Module):
             return (rank < self.merge_count).to(p.dtype)
         return (p > self.merge_threshold).to(p.dtype)
 
-    def forward_supertokens(self, points: torch.Tensor) -> dict:
+    def check_num_groups(self, num_groups: int | None = None) -> int:
+        """The number of patches G of a forward call: `num_groups`, or the config's when None. The
+        s SuperTokens are fixed by the model, so G must be at least s."""
+        g = self.config.num_groups if num_groups is None else num_groups
+        s = self.config.num_supertokens
+        if isinstance(g, bool) or not isinstance(g, int) or g < 1:
+            raise FoundryInputError(f"num_groups must be a positive whole number of patches, got {g!r}")
+        if g < s:
+            raise FoundryInputError(f"num_groups={g} patches is fewer than this student's {s} SuperTokens; "
+                                    f"ask for at least {s} patches (s is fixed by the trained model)")
+        return g
+
+    def forward_supertokens(self, points: torch.Tensor, num_groups: int | None = None) -> dict:
         """Everything the student computes. Keys: supertokens (B, s, d) before the encoder,
         encoded (B, s, width), assignment (B, G, s), counts (B, s), super_centers (B, s, 3),
         centers (B, G, 3), tokens (B, G, C_teacher) reconstructed teacher tokens; with the gate
-        also gate_prob (B, G), merge (B, G) and token_encoded (B, G, width) of bypass tokens."""
-        tokens, centers = self.tokenizer(points)
+        also gate_prob (B, G), merge (B, G) and token_encoded (B, G, width) of bypass tokens.
+        num_groups: G patches instead of the config's (like the teacher's override); s stays fixed."""
+        tokens, centers = self.tokenizer(points, self.check_num_groups(num_groups))
         out = {"centers": centers, "input_tokens": tokens}
         merge = None
         if self.gate is not None:
@@ -452,22 +465,22 @@ class FoundryStudent(nn.Module):
         tok_enc = y.new_zeros(b, g, y.shape[-1]).scatter(1, idx.unsqueeze(-1).expand_as(y_b), y_b)
         return enc, tok_enc
 
-    def forward_tokens(self, points: torch.Tensor):
-        out = self.forward_supertokens(points)
+    def forward_tokens(self, points: torch.Tensor, num_groups: int | None = None):
+        out = self.forward_supertokens(points, num_groups)
         return out["tokens"], out["centers"]
 
-    def forward_layers(self, points: torch.Tensor, layers: list[int]):
+    def forward_layers(self, points: torch.Tensor, layers: list[int], num_groups: int | None = None):
         """The student reconstructs one teacher layer (config.teacher_layer; -1 = the last)."""
         ok = {-1, self.config.teacher_layer}
         bad = [l for l in layers if l not in ok]
         if bad:
             raise FoundryInputError(
                 f"a student reconstructs only teacher layer {self.config.teacher_layer} (ask for -1); got layers {bad}")
-        tokens, centers = self.forward_tokens(points)
+        tokens, centers = self.forward_tokens(points, num_groups)
         return [tokens for _ in layers], centers
 
-    def forward_features(self, points: torch.Tensor) -> torch.Tensor:
-        tokens, _ = self.forward_tokens(points)
+    def forward_features(self, points: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
+        tokens, _ = self.forward_tokens(points, num_groups)
         return pool_tokens(tokens, self.config.teacher_pooling)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
