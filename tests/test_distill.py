@@ -88,6 +88,38 @@ def test_corrupt_or_mismatched_cache_is_refused(teacher_path, tmp_path):
         open_token_cache(cache_dir)
 
 
+def test_limit_caches_only_the_subset_or_indexes_a_full_cache(teacher_path, tmp_path, monkeypatch):
+    from foundry.train import token_cache
+    from foundry.train.distill import subset_indices
+
+    rows_read = []  # (clouds in the cache, rows asked for) of every training batch
+    get = token_cache.TokenCache.get
+    monkeypatch.setattr(token_cache.TokenCache, "get",
+                        lambda self, view, index: rows_read.append((len(self), set(index.tolist()))) or get(self, view, index))
+    # --limit 3: the cache holds exactly the 3 trained clouds, its header names the subset
+    summary, a = run(teacher_path, tmp_path / "a", limit=3)
+    cache = open_token_cache(tmp_path / "a" / "token_cache")
+    assert cache.tokens.shape[:2] == (2, 3) and summary["info"]["token_cache"]["clouds"] == 3
+    assert {k: cache.header["subset"][k] for k in ("of", "clouds", "seed")} == {"of": 6, "clouds": 3, "seed": 0}
+    assert set().union(*(r for _, r in rows_read)) == {0, 1, 2}
+    # a resumed limit run matches the uninterrupted one
+    run(teacher_path, tmp_path / "b", limit=3, stop_after_epoch=1)
+    _, b = run(teacher_path, tmp_path / "b", limit=3, resume=True)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, msg=k)
+    # a subset cache is never taken for a full one, nor for another seed's subset
+    for kw in ({}, {"limit": 3, "seed": 1}):
+        with pytest.raises(FoundryInputError, match="subset"):
+            run(teacher_path, tmp_path / "x", epochs=1, cache_dir=tmp_path / "a" / "token_cache", **kw)
+    # an existing cache of all the data is reused (no rebuild) and indexed by the subset's indices
+    run(teacher_path, tmp_path / "full", epochs=1)
+    monkeypatch.setattr(token_cache, "build_token_cache", lambda *a, **k: pytest.fail("the full cache was rebuilt"))
+    rows_read.clear()
+    summary, _ = run(teacher_path, tmp_path / "c", limit=3, cache_dir=tmp_path / "full" / "token_cache")
+    assert summary["info"]["token_cache"]["clouds"] == 6 and {n for n, _ in rows_read} == {6}
+    assert set().union(*(r for _, r in rows_read)) == set(subset_indices(6, 3, 0).tolist())
+
+
 def test_width_mismatch_is_a_clear_error(teacher_path, tmp_path):
     teacher = foundry.load(teacher_path)
     student = make_student(teacher, teacher_width=48)
@@ -115,3 +147,48 @@ def test_classification_expert(teacher_path, tmp_path):
     assert rc == 0
     model = foundry.load(tmp_path / "e" / "student.safetensors")
     assert model.kind == "student" and model.checkpoint_info["expert"] == "classification"
+
+
+def test_segmentation_expert(teacher_path, tmp_path):
+    rc = cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--expert", "segmentation",
+              "--data", "synthetic:16", "--out", str(tmp_path / "s"), "--epochs", "4", "--batch-size", "4",
+              "--lr", "3e-3"])
+    assert rc == 0
+    model = foundry.load(tmp_path / "s" / "student.safetensors")
+    info = model.checkpoint_info
+    assert model.kind == "student" and info["expert"] == "segmentation" and info["role"] == "kd-expert"
+    assert "labels only" in info["objective"] and info["data"] == ["synthetic:16"]
+    for key in ("command", "epochs", "wall_time_s", "device", "final_loss", "final_train_point_accuracy"):
+        assert key in info
+    history = json.loads((tmp_path / "s" / "summary.json").read_text())["history"]
+    assert len(history) == 4 and history[-1]["loss"] < history[0]["loss"]
+    # chance: a uniform guess among each synthetic category's 2-4 parts is right for ~35% of the points
+    assert info["final_train_point_accuracy"] > 0.4
+
+
+def test_segmentation_expert_kd_on_shapenetpart_layout(teacher_path, tmp_path):
+    from foundry.data.examples import write_example
+    from foundry.train.distill import train_segmentation_expert
+
+    write_example("shapenetpart_h5", tmp_path / "parts")
+    teacher = foundry.load(teacher_path)
+    summary = train_segmentation_expert(make_student(teacher), data=str(tmp_path / "parts"), out_dir=tmp_path / "k",
+                                        epochs=1, batch_size=4, seed=0, verbose=False, teacher=teacher,
+                                        kd_weight=0.5, temperature=2.0, teacher_head_epochs=1)
+    info = foundry.load(tmp_path / "k" / "student.safetensors").checkpoint_info
+    assert info["expert"] == "segmentation" and "KL at T=2.0" in info["objective"] and info["kd_weight"] == 0.5
+    assert info["teacher_head"]["epochs"] == 1 and np.isfinite(summary["history"][-1]["kl"])
+
+
+def test_segmentation_expert_refuses_data_without_parts(teacher_path, tmp_path):
+    from foundry.data.examples import write_example
+    from foundry.train.distill import train_segmentation_expert
+
+    write_example("modelnet_h5", tmp_path / "mn")
+    with pytest.raises(FoundryInputError, match="per-point part labels") as err:
+        train_segmentation_expert(make_student(foundry.load(teacher_path)), data=str(tmp_path / "mn"),
+                                  out_dir=tmp_path / "x", epochs=1, verbose=False)
+    assert "kicadpart:train" in str(err.value)
+    rc = cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--expert", "segmentation",
+              "--data", str(tmp_path / "mn"), "--out", str(tmp_path / "x2"), "--epochs", "1"])
+    assert rc == 2 and not (tmp_path / "x2" / "student.safetensors").exists()

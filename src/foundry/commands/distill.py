@@ -19,7 +19,8 @@ def register(p):
     p.add_argument("--data", action="append", default=None,
                    help="unlabelled data, repeatable (default: modelnet10:train and kicadpart:train)")
     p.add_argument("--limit", type=int, default=None,
-                   help="train on a fixed random subset of N clouds of the data mix (the token cache covers all)")
+                   help="train on a fixed random subset of N clouds of the data mix (picked by --seed); the token "
+                        "cache holds just those, or an existing cache of all the data at --cache is indexed")
     p.add_argument("--out", required=True, help="run folder (metrics, training state, token cache, student.safetensors)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
@@ -27,6 +28,8 @@ def register(p):
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--beta", type=float, default=1.0, help="SmoothL1 beta")
+    p.add_argument("--feature-weight", type=float, default=0.0,
+                   help="weight of an extra SmoothL1 on the pooled global feature (what SVM/probes read); 0: off")
     p.add_argument("--layer", type=int, default=-1, help="teacher block whose normed tokens are the target (-1: last)")
     p.add_argument("--views", type=int, default=2, help="augmented views per cloud in the token cache")
     p.add_argument("--cache", default=None, help="token cache folder (default: OUT/token_cache); share it between runs")
@@ -48,9 +51,17 @@ def register(p):
     p.add_argument("--precision", default=None, help="Fabric precision (default bf16-mixed on CUDA, 32-true on CPU)")
     p.add_argument("--strategy", default="auto", help="Fabric strategy, e.g. ddp")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
-    p.add_argument("--expert", choices=["classification"], default=None,
-                   help="train a task-specific KD baseline instead: the same body + a linear head with cross-entropy "
-                        "on the labels of --data (default modelnet10:train); no teacher tokens")
+    p.add_argument("--expert", choices=["classification", "segmentation"], default=None,
+                   help="train a task-specific KD baseline instead: the same body + a task head with cross-entropy on "
+                        "the labels of --data; classification: linear head on the pooled feature (default "
+                        "modelnet10:train); segmentation: the partseg head on the tokens, per-point part labels "
+                        "(default kicadpart:train)")
+    p.add_argument("--kd-weight", type=float, default=0.0,
+                   help="--expert segmentation: weight of the per-point KL to the teacher's logits (from a head first "
+                        "fitted on the frozen teacher's tokens); 0: labels only")
+    p.add_argument("--kd-temperature", type=float, default=2.0, help="--expert segmentation: KD temperature T")
+    p.add_argument("--teacher-head-epochs", type=int, default=5,
+                   help="--expert segmentation with --kd-weight > 0: epochs to fit the teacher's head")
     p.add_argument("--fp16-copy", default=None, metavar="PATH", help="also save the final student in fp16 at PATH")
 
 
@@ -116,11 +127,17 @@ def main(args):
                           freeze_encoder=args.freeze_encoder)
     command = "foundry distill " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
     if args.expert:
-        from ..train.distill import train_classification_expert
+        from ..train.distill import train_classification_expert, train_segmentation_expert
 
-        summary = train_classification_expert(student, data=(args.data or ["modelnet10:train"])[0], out_dir=args.out,
-                                              epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                              weight_decay=args.weight_decay, seed=args.seed, command=command)
+        expert_kw = dict(out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         weight_decay=args.weight_decay, seed=args.seed, command=command)
+        if args.expert == "segmentation":
+            summary = train_segmentation_expert(student, data=(args.data or ["kicadpart:train"])[0],
+                                                teacher=teacher if args.kd_weight > 0 else None,
+                                                kd_weight=args.kd_weight, temperature=args.kd_temperature,
+                                                teacher_head_epochs=args.teacher_head_epochs, **expert_kw)
+        else:
+            summary = train_classification_expert(student, data=(args.data or ["modelnet10:train"])[0], **expert_kw)
         print(f"expert saved: {Path(args.out) / 'student.safetensors'} ({summary['info']['wall_time_s']:.0f} s)")
         return 0
     if args.cache_only:
@@ -140,7 +157,8 @@ def main(args):
         return 0
     summary = distill(teacher, student, teacher_name=args.teacher, data=data, out_dir=args.out, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                      warmup_epochs=args.warmup_epochs, beta=args.beta, layer=args.layer, views=args.views,
+                      warmup_epochs=args.warmup_epochs, beta=args.beta, layer=args.layer,
+                      feature_weight=args.feature_weight, views=args.views,
                       use_cache=not args.no_cache, cache_dir=args.cache, rebuild_cache=args.rebuild_cache,
                       tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed, cache_seed=args.cache_seed,
                       limit=args.limit, devices=args.devices, precision=args.precision, strategy=args.strategy,

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..validation import FoundryInputError
-from .common import extract_tokens, resolve_layers, seed_everything
+from .common import extract_tokens, infer_category_parts, resolve_layers, seed_everything
 
 DEFAULTS = dict(data="kicadpart", train_split="train", test_split="test", num_points=2048, train_per_class=None,
                 test_per_class=None, layers="auto", frozen=True, epochs=12, batch_size=16, lr=1e-3,
@@ -148,13 +148,16 @@ def load_head(path, *, token_width: int, model_name: str = "this model") -> tupl
 
 # ----------------------------------------------------------------------------- protocol
 
-def _num_categories(train, test) -> int:
-    return max(len(train.class_names), int(max(train.labels.max(), test.labels.max())) + 1)
-
-
-def _num_parts(train, test, category_parts) -> int:
-    listed = max((max(v) for v in category_parts.values() if len(v)), default=0)
-    return int(max(train.parts.max(), test.parts.max(), listed)) + 1
+def label_space(*splits) -> tuple[dict, int, int]:
+    """(category -> part ids, number of categories, number of parts) of part-labelled splits; the
+    part lists come from the first split's data set, or from the labels seen when it has none."""
+    cp = splits[0].category_parts or {}
+    if not cp:
+        cp = infer_category_parts(np.concatenate([s.labels for s in splits]), np.concatenate([s.parts for s in splits]))
+    n_cat = max(max(len(s.class_names) for s in splits), max(int(s.labels.max()) for s in splits) + 1)
+    listed = max((max(v) for v in cp.values() if len(v)), default=0)
+    n_parts = max(max(int(s.parts.max()) for s in splits), listed) + 1
+    return cp, n_cat, n_parts
 
 
 @torch.no_grad()
@@ -178,13 +181,7 @@ def run(ctx, settings: dict, seed: int) -> dict:
         raise FoundryInputError("partseg: only the frozen-backbone protocol is implemented (frozen=true)")
     train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"], need_parts=True)
     test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"], need_parts=True)
-    cp = train.category_parts or {}
-    if not cp:
-        from .common import infer_category_parts
-
-        cp = infer_category_parts(np.concatenate([train.labels, test.labels]), np.concatenate([train.parts, test.parts]))
-    n_cat = _num_categories(train, test)
-    n_parts = _num_parts(train, test, cp)
+    cp, n_cat, n_parts = label_space(train, test)
     missing = sorted(set(np.unique(test.labels).tolist()) - set(cp))
     if missing:
         raise FoundryInputError(f"partseg: test categories {missing} have no part list in the data set's category_parts")

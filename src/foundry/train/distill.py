@@ -1,10 +1,16 @@
 """Foundation Model Distillation: a frozen teacher's tokens -> a SuperToken student.
 
-loss = SmoothL1(student.forward_tokens(x), teacher tokens of `layer`)  [+ -gate_lambda * sum(p)]
+loss = SmoothL1(student.forward_tokens(x), teacher tokens of `layer`)
+       [+ feature_weight * SmoothL1(pool(student tokens), pool(teacher tokens))]  [- gate_lambda * sum(p)]
 
-The teacher's target tokens are cached on disk for V augmented views of every cloud
-(`foundry.train.token_cache`), so epochs after the first read them instead of rerunning the
-teacher; `use_cache=False` runs the teacher online instead (fresh augmentation every step).
+The optional pooled-feature term matches the global feature (the teacher's own pooling, e.g. mean+max)
+that frozen-feature protocols (SVM, probes, few-shot) read: a max-pool is decided by a few extreme
+tokens, which a token-wise loss averaged over 64 tokens weights lightly.
+
+The teacher's target tokens are cached on disk for V augmented views of every cloud trained on
+(`foundry.train.token_cache`; with `limit`, the seeded subset: see `training_cache`), so epochs
+after the first read them instead of rerunning the teacher; `use_cache=False` runs the teacher
+online instead (fresh augmentation every step).
 AdamW with linear warm-up and cosine decay; the DSO's Gumbel temperature anneals geometrically from
 tau_start to tau_end over the run. Progress, metrics (metrics.csv + TensorBoard), resume, mixed
 precision and DDP go through `foundry.train.common`. The result is a self-describing student
@@ -12,6 +18,7 @@ checkpoint (`student.safetensors`) with the run's provenance in its info.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
@@ -22,10 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.backbone import pool_tokens
 from ..models.checkpoint import atomic_write, save_checkpoint
 from ..validation import FoundryInputError
 from . import common
-from .token_cache import draw_points, expected_header, load_or_build, teacher_identity
+from .token_cache import cache_matches, draw_points, expected_header, load_or_build, open_token_cache, teacher_identity
 
 STATE_FILE = "training_state.pt"
 DEFAULT_AUGMENT = {"scale": (2 / 3, 3 / 2), "translate": 0.2}
@@ -81,9 +89,40 @@ def reference_cache(teacher, teacher_name: str, spec: str, folder, *, layer: int
     return cache
 
 
+def subset_indices(total: int, limit: int | None, seed: int) -> np.ndarray:
+    """The clouds a `limit` run trains on: sorted dataset indices, a random choice of `limit` of the
+    `total` clouds drawn from `seed` (the training seed); all of them when there is no limit."""
+    if limit is not None and limit < 1:
+        raise FoundryInputError(f"limit must be a positive number of clouds, got {limit}")
+    if limit is None or limit >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng((seed, 104729)).permutation(total)[:limit])
+
+
+def training_cache(folder, teacher, dataset, want: dict, pool: np.ndarray, seed: int, *, rebuild: bool = False,
+                   build: bool = True, **build_kwargs):
+    """The token cache of the clouds `pool` (from `subset_indices`) of `dataset`, and their rows in it.
+
+    A cache of the whole data at `folder` (header `want`) is built or reused, and indexed by `pool`.
+    When `pool` is a subset and no such full cache is there (or `rebuild`), the cache holds the
+    subset alone (rows 0..m-1, its own augmentation draws); its header records the subset, so it is
+    never taken for a full cache nor a full one for it. build=False opens what another process
+    built (DDP ranks > 0) without checksums. Returns (cache, rows, built_now).
+    """
+    rows = pool
+    if len(pool) < len(dataset) and (rebuild or not cache_matches(folder, want)):
+        digest = hashlib.sha256(np.asarray(pool, dtype=np.int64).tobytes()).hexdigest()
+        want = {**want, "subset": {"of": len(dataset), "clouds": len(pool), "seed": int(seed), "indices_sha256": digest}}
+        dataset, rows = torch.utils.data.Subset(dataset, pool.tolist()), np.arange(len(pool))
+    if not build:
+        return open_token_cache(folder, want, verify=False), rows, False
+    cache, built = load_or_build(folder, teacher, dataset, want, rebuild=rebuild, **build_kwargs)
+    return cache, rows, built
+
+
 def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, epochs: int = 10,
             batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
-            beta: float = 1.0, layer: int = -1, views: int = 2, use_cache: bool = True, cache_dir=None,
+            beta: float = 1.0, layer: int = -1, feature_weight: float = 0.0, views: int = 2, use_cache: bool = True, cache_dir=None,
             rebuild_cache: bool = False, tau_start: float = 1.0, tau_end: float = 0.1, gate_lambda: float = 1e-3,
             seed: int = 0, cache_seed: int = 0, limit: int | None = None, devices="auto", precision: str | None = None,
             strategy: str = "auto", resume: bool = False, stop_after_epoch: int | None = None,
@@ -108,37 +147,39 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     log = print if (verbose and fabric.is_global_zero) else (lambda *a, **k: None)
 
     # the data and its cached views depend on cache_seed only, so runs with other seeds share one cache
+    # (a cache of a `limit` subset depends on seed too: seed picks the subset)
     dataset = common.unlabelled_mix(data, num_points, cache_seed)
     tid = teacher_identity(teacher, teacher_name)
     want = expected_header(tid, layer=layer, data=list(data),
                            num_points=num_points, views=views, seed=cache_seed, augment=True)
+    total_clouds = len(dataset)
+    # `limit`: train on a fixed, seeded random subset of the clouds; the cache holds just those
+    # (or an existing cache of all the data is indexed)
+    pool = subset_indices(total_clouds, limit, seed)
+    m = len(pool)
+    rows = pool  # row in the cache of each trained cloud
     cache = None
     cache_info = None
     if use_cache:
         if cache_dir is None:
             cache_dir = out_dir / "token_cache"
         if fabric.is_global_zero:
-            cache, built = load_or_build(cache_dir, teacher, dataset, want, rebuild=rebuild_cache,
-                                         augment_kwargs=DEFAULT_AUGMENT, device=fabric.device,
-                                         progress=_progress(log, "caching teacher tokens"))
-            log(f"token cache {cache_dir}: {'built' if built else 'reused'} ({cache.header['build_wall_s']} s to build)")
+            cache, rows, built = training_cache(cache_dir, teacher, dataset, want, pool, seed, rebuild=rebuild_cache,
+                                                augment_kwargs=DEFAULT_AUGMENT, device=fabric.device,
+                                                progress=_progress(log, "caching teacher tokens"))
+            log(f"token cache {cache_dir}: {'built' if built else 'reused'}, {len(cache)} clouds "
+                f"({cache.header['build_wall_s']} s to build)")
         fabric.barrier()
         if cache is None:
-            from .token_cache import open_token_cache
-
-            cache = open_token_cache(cache_dir, want, verify=False)
-        cache_info = {"folder": str(cache_dir), "views": views, "build_wall_s": cache.header["build_wall_s"]}
-    total_clouds = len(cache) if cache is not None else len(dataset)
-    # `limit`: train on a fixed, seeded random subset of the clouds (the cache still covers them all)
-    pool = np.arange(total_clouds)
-    if limit is not None and limit < total_clouds:
-        pool = np.sort(np.random.default_rng((seed, 104729)).permutation(total_clouds)[:limit])
-    m = len(pool)
+            cache, rows, _ = training_cache(cache_dir, teacher, dataset, want, pool, seed, rebuild=rebuild_cache,
+                                            build=False)
+        cache_info = {"folder": str(cache_dir), "views": views, "clouds": len(cache),
+                      "build_wall_s": cache.header["build_wall_s"]}
 
     run_config = {"student": student.config.to_dict(), "teacher": {k: tid[k] for k in ("name", "fingerprint")},
                   "data": list(data), "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                   "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "beta": beta, "layer": layer,
-                  "views": views, "use_cache": use_cache, "tau": [tau_start, tau_end], "gate_lambda": gate_lambda,
+                  "feature_weight": feature_weight, "views": views, "use_cache": use_cache, "tau": [tau_start, tau_end], "gate_lambda": gate_lambda,
                   "seed": seed, "cache_seed": cache_seed}
     world, rank = fabric.world_size, fabric.global_rank
     per_rank = -(-m // world)
@@ -170,15 +211,16 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             break
         model.train()
         rng = np.random.default_rng((seed, epoch))
-        order = pool[rng.permutation(m)][rank::world]
+        order = rng.permutation(m)[rank::world]  # positions in pool
         view_of = rng.integers(0, views, size=total_clouds)
         t_epoch, seen, sum_loss, sum_cos, n_batches = time.time(), 0, 0.0, 0.0, 0
         for b0 in range(0, len(order), batch_size):
-            idx = order[b0:b0 + batch_size]
+            at = order[b0:b0 + batch_size]
+            idx = pool[at]
             tau = tau_start * (tau_end / tau_start) ** (step / max(1, total_steps - 1))
             unwrapped.set_temperature(tau)
             if cache is not None:
-                pts, target, _ = cache.get(view_of[idx], idx)
+                pts, target, _ = cache.get(view_of[idx], rows[at])
                 pts, target = pts.to(fabric.device), target.to(fabric.device)
             else:
                 from ..data import augment_batch
@@ -192,6 +234,11 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                 out = model.forward_supertokens(pts)  # through the Fabric/DDP wrapper
             loss, cos = token_metrics(out["tokens"], target, beta)
             total = loss
+            if feature_weight:
+                pooling = unwrapped.config.teacher_pooling
+                feat_loss = F.smooth_l1_loss(pool_tokens(out["tokens"].float(), pooling),
+                                             pool_tokens(target.float(), pooling), beta=beta)
+                total = total + feature_weight * feat_loss
             if "gate_prob" in out and gate_lambda:
                 total = total - gate_lambda * out["gate_prob"].float().sum(1).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -204,7 +251,8 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             sum_loss += float(loss.detach())
             sum_cos += float(cos)
             if step % log_every == 0 or b0 + batch_size >= len(order):
-                metrics = {"loss": float(loss.detach()), "cosine": float(cos), "lr": scheduler.get_last_lr()[0], "tau": tau,
+                metrics = {"loss": float(loss.detach()), "cosine": float(cos),
+                           **({"feature_loss": float(feat_loss.detach())} if feature_weight else {}), "lr": scheduler.get_last_lr()[0], "tau": tau,
                            "epoch": epoch}
                 if "merge" in out:
                     metrics["merged_fraction"] = float(out["merge"].detach().mean())
@@ -230,7 +278,8 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     wall = wall_before + time.time() - t_run
     info = {
         "command": command or " ".join(sys.argv),
-        "objective": f"FMD: SmoothL1(beta={beta}) on teacher layer {layer} tokens",
+        "objective": f"FMD: SmoothL1(beta={beta}) on teacher layer {layer} tokens"
+                     + (f" + {feature_weight} x SmoothL1 on pooled features" if feature_weight else ""),
         "teacher": teacher_name, "teacher_fingerprint": tid["fingerprint"], "data": list(data), "limit": limit,
         "epochs": len(history), "epochs_planned": epochs, "steps": step, "batch_size": batch_size, "lr": lr,
         "views": views, "token_cache": cache_info, "seed": seed, "cache_seed": cache_seed, "wall_time_s": round(wall, 1),
@@ -247,8 +296,8 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     return summary
 
 
-def _device_name(fabric) -> str:
-    dev = fabric.device
+def _device_name(fabric_or_device) -> str:
+    dev = torch.device(getattr(fabric_or_device, "device", fabric_or_device))
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
@@ -308,7 +357,7 @@ def train_classification_expert(student, *, data: str = "modelnet10:train", out_
         if verbose:
             print(f"expert epoch {epoch + 1}/{epochs}: CE {rec['loss']:.4f} train acc {rec['train_accuracy']:.3f} "
                   f"({rec['wall_s']} s)", flush=True)
-    info = {"command": command or " ".join(sys.argv), "expert": "classification",
+    info = {"command": command or " ".join(sys.argv), "expert": "classification", "role": "kd-expert",
             "objective": f"cross-entropy on {data} labels through a linear head (discarded); no teacher tokens",
             "data": [data], "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
             "wall_time_s": round(time.time() - t0, 1), "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
@@ -316,5 +365,148 @@ def train_classification_expert(student, *, data: str = "modelnet10:train", out_
     out_dir = Path(out_dir)
     save_checkpoint(student.eval(), out_dir / "student.safetensors", info=info)
     summary = {"finished": True, "info": info, "history": history}
+    atomic_write(out_dir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    return summary
+
+
+def _segmentation_epochs(tokens_of, head, modules, arrays, *, epochs: int, batch_size: int, lr: float,
+                         weight_decay: float, gen, device, log, what: str, teacher_logits=None,
+                         kd_weight: float = 0.0, temperature: float = 1.0) -> list[dict]:
+    """Train `head` (and whatever `tokens_of` differentiates through) with per-point cross-entropy,
+    logits restricted to the cloud's category parts as in `foundry.eval.partseg`; with
+    `teacher_logits`, plus kd_weight * T^2 * KL(teacher || student) at temperature T per point."""
+    from ..data import augment_batch
+
+    points, parts, cats, mask = arrays
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = -(-len(points) // batch_size)
+    sched = common.cosine_with_warmup(opt, steps_per_epoch // 10, steps_per_epoch * epochs, 0.01)
+    history = []
+    for epoch in range(epochs):
+        for m in modules:
+            m.train()
+        order = torch.randperm(len(points), generator=gen)
+        t_ep, tot, tot_kl, correct = time.time(), 0.0, 0.0, 0
+        for b0 in range(0, len(order), batch_size):
+            idx = order[b0:b0 + batch_size]
+            x = augment_batch(points[idx], generator=gen, **DEFAULT_AUGMENT).to(device)
+            y, cat = parts[idx].to(device), cats[idx].to(device)
+            tokens, centers = tokens_of(x)
+            logits = head(tokens.float(), centers, x, cat).masked_fill(~mask[cat].unsqueeze(1), -1e4)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            if teacher_logits is not None:
+                with torch.no_grad():
+                    target = teacher_logits(x, cat).masked_fill(~mask[cat].unsqueeze(1), -1e4)
+                kl = F.kl_div(F.log_softmax(logits / temperature, -1), F.log_softmax(target / temperature, -1),
+                              log_target=True, reduction="none").sum(-1).mean()
+                loss = loss + kd_weight * temperature ** 2 * kl
+                tot_kl += float(kl.detach()) * len(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(-1) == y).sum())
+        rec = {"epoch": epoch + 1, "loss": tot / len(points), "train_point_accuracy": correct / parts.numel(),
+               "wall_s": round(time.time() - t_ep, 1)}
+        if teacher_logits is not None:
+            rec["kl"] = tot_kl / len(points)
+        history.append(rec)
+        log(f"{what} epoch {epoch + 1}/{epochs}: loss {rec['loss']:.4f}"
+            + (f" (KL {rec['kl']:.4f})" if "kl" in rec else "")
+            + f" train point acc {rec['train_point_accuracy']:.3f} ({rec['wall_s']} s)")
+    return history
+
+
+def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir, epochs: int = 2,
+                              batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0,
+                              command: str | None = None, verbose: bool = True, teacher=None,
+                              kd_weight: float = 1.0, temperature: float = 2.0,
+                              teacher_head_epochs: int = 5) -> dict:
+    """Baseline "segmentation KD expert": the same student body plus the part-segmentation head of
+    `foundry.eval.partseg` (`PartSegHead`: tokens -> per-point logits by inverse-distance
+    propagation from the patch centres, with the object-category one-hot; logits restricted to the
+    category's parts) on its final tokens, trained end to end with per-point cross-entropy on the
+    part labels of `data` (KiCadPart / ShapeNetPart layouts, or "synthetic:N").
+
+    Real KD, optional: with a `teacher` and kd_weight > 0, a head of the same shape is first fitted
+    for `teacher_head_epochs` on the frozen teacher's tokens (the teacher's task head, head lr and
+    weight decay of the partseg protocol), then the student's loss adds
+    kd_weight * T^2 * KL(teacher logits / T || student logits / T) per point, with the teacher and
+    its head run on the same augmented clouds. Without a teacher (or kd_weight 0) it is labels only.
+    The saved checkpoint is the body (kind "student"); the heads are discarded and
+    `info["expert"]` / `info["objective"]` say what was trained."""
+    from ..eval.common import load_split
+    from ..eval.partseg import DEFAULTS as SEG
+    from ..eval.partseg import PartSegHead, category_mask, label_space
+    from .common import parse_spec
+
+    use_kd = teacher is not None and kd_weight > 0
+    if epochs < 1 or (use_kd and teacher_head_epochs < 1):
+        raise FoundryInputError(f"the segmentation expert needs epochs >= 1 (got {epochs}) and, with KD, "
+                                f"teacher_head_epochs >= 1 (got {teacher_head_epochs})")
+    name, split = parse_spec(data)
+    ds = load_split(name, split, num_points=student.config.num_points)
+    if ds.parts is None:
+        raise FoundryInputError(
+            f"the segmentation expert trains on per-point part labels, but {data!r} has none; pass part-labelled "
+            "data (--data kicadpart:train, synthetic:N or a ShapeNetPart folder), or train --expert classification "
+            "on this data set")
+    category_parts, n_cat, n_parts = label_space(ds)
+    device = next(student.parameters()).device
+    mask = category_mask(category_parts, n_cat, n_parts).to(device)
+    arrays = (torch.from_numpy(ds.points), torch.from_numpy(ds.parts), torch.from_numpy(ds.labels), mask)
+    log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
+    hp = dict(proj_dim=SEG["proj_dim"], point_dim=SEG["point_dim"], hidden=SEG["hidden"], dropout=SEG["dropout"],
+              knn=SEG["knn"])
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.time()
+    kd = {}
+    teacher_history = None
+    if use_kd:
+        check_compatible(teacher, student)
+        teacher = teacher.eval()
+        teacher_head = PartSegHead(teacher.token_dim, n_cat, n_parts, **hp).to(device)
+
+        @torch.no_grad()
+        def teacher_tokens(x):
+            return teacher.forward_tokens(x)
+
+        teacher_history = _segmentation_epochs(teacher_tokens, teacher_head, [teacher_head], arrays,
+                                               epochs=teacher_head_epochs, batch_size=batch_size, lr=SEG["lr"],
+                                               weight_decay=SEG["weight_decay"], gen=gen, device=device, log=log,
+                                               what="teacher head")
+        teacher_head.eval()
+
+        def teacher_logits(x, cat):
+            tokens, centers = teacher.forward_tokens(x)
+            return teacher_head(tokens.float(), centers, x, cat)
+
+        kd = dict(teacher_logits=teacher_logits, kd_weight=kd_weight, temperature=temperature)
+    head = PartSegHead(student.token_dim, n_cat, n_parts, **hp).to(device)
+    history = _segmentation_epochs(student.forward_tokens, head, [student, head], arrays, epochs=epochs,
+                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, gen=gen, device=device,
+                                   log=log, what="expert", **kd)
+    objective = (f"per-point cross-entropy on {data} part labels through the partseg head (PartSegHead, "
+                 "discarded) on the student's tokens")
+    if use_kd:
+        objective += (f" + {kd_weight} x T^2 x KL at T={temperature} to the frozen teacher's per-point logits "
+                      f"(the same head fitted {teacher_head_epochs} epochs on the teacher's tokens)")
+    else:
+        objective += "; labels only, no teacher"
+    info = {"command": command or " ".join(sys.argv), "expert": "segmentation", "role": "kd-expert",
+            "objective": objective, "data": [data], "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "seed": seed, "num_parts": n_parts, "num_categories": n_cat, "head": hp,
+            "wall_time_s": round(time.time() - t0, 1), "device": _device_name(device),
+            "final_loss": history[-1]["loss"], "final_train_point_accuracy": history[-1]["train_point_accuracy"]}
+    if use_kd:
+        info.update(kd_weight=kd_weight, temperature=temperature, final_kl=history[-1]["kl"],
+                    teacher_head={"epochs": teacher_head_epochs, "final_loss": teacher_history[-1]["loss"],
+                                  "final_train_point_accuracy": teacher_history[-1]["train_point_accuracy"]})
+    out_dir = Path(out_dir)
+    save_checkpoint(student.eval(), out_dir / "student.safetensors", info=info)
+    summary = {"finished": True, "info": info, "history": history, "teacher_head_history": teacher_history}
     atomic_write(out_dir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     return summary
