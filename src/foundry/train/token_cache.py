@@ -3,7 +3,8 @@
 A cache is a folder:
 
     header.json   what it holds: teacher identity (name, kind, config, weight fingerprint), target
-                  layer, data specs, clouds, points, views, view seeds, augmentation, shapes, dtypes,
+                  layer, data specs (and the subset of their clouds, when not all), clouds, points,
+                  views, view seeds, augmentation, shapes, dtypes,
                   sha256 of every array file, build wall time
     points.npy    (V, M, N, 3) float32: the exact (augmented) clouds the teacher saw
     tokens.npy    (V, M, G, C) float16: the teacher's normed tokens of the target layer
@@ -94,10 +95,14 @@ class TokenCache:
 
 
 def expected_header(teacher_id: dict, *, layer: int, data: list[str], num_points: int, views: int,
-                    seed: int, augment: bool) -> dict:
-    """The fields a cache must agree on to be reused."""
+                    seed: int, augment: bool, subset: dict | None = None) -> dict:
+    """The fields a cache must agree on to be reused. subset: None when the cache holds every cloud
+    of `data` (caches written before this field existed read as None), else a record of which
+    clouds it holds (e.g. `foundry.train.distill.training_cache`'s), so a subset cache and a full
+    one are never taken for each other."""
     return {"teacher": teacher_id, "layer": int(layer), "data": list(data), "num_points": int(num_points),
-            "views": int(views), "view_seeds": [int(seed) * 1000 + v for v in range(views)], "augment": bool(augment)}
+            "views": int(views), "view_seeds": [int(seed) * 1000 + v for v in range(views)], "augment": bool(augment),
+            "subset": subset}
 
 
 def _mismatches(header: dict, want: dict) -> list[str]:
@@ -111,6 +116,15 @@ def _mismatches(header: dict, want: dict) -> list[str]:
         elif json.dumps(have, sort_keys=True) != json.dumps(v, sort_keys=True):
             out.append(f"{k}: cache {have!r} vs now {v!r}")
     return out
+
+
+def cache_matches(folder, want: dict) -> bool:
+    """Whether `folder` holds a finished cache whose header agrees with `want` (files not checked)."""
+    try:
+        header = json.loads((Path(folder) / "header.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (header.get("format"), header.get("version")) == (CACHE_FORMAT, CACHE_VERSION) and not _mismatches(header, want)
 
 
 def open_token_cache(folder, want: dict | None = None, *, verify: bool = True) -> TokenCache:
@@ -224,5 +238,5 @@ def load_or_build(folder, teacher, dataset, want: dict, *, rebuild: bool = False
     return build_token_cache(folder, teacher, dataset, want, **kwargs), True
 
 
-__all__ = ["TokenCache", "build_token_cache", "draw_points", "expected_header", "load_or_build", "model_fingerprint",
+__all__ = ["TokenCache", "build_token_cache", "cache_matches", "draw_points", "expected_header", "load_or_build", "model_fingerprint",
            "open_token_cache", "teacher_identity"]
