@@ -120,6 +120,19 @@ def test_limit_caches_only_the_subset_or_indexes_a_full_cache(teacher_path, tmp_
     assert set().union(*(r for _, r in rows_read)) == set(subset_indices(6, 3, 0).tolist())
 
 
+def test_cli_cache_only_with_limit_builds_the_subset_cache(teacher_path, tmp_path):
+    folder = tmp_path / "cache"
+    rc = cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--data", "synthetic:6",
+              "--out", str(tmp_path / "o"), "--cache", str(folder), "--views", "2", "--limit", "4", "--cache-only"])
+    assert rc == 0 and not (tmp_path / "o" / "student.safetensors").exists()
+    cache = open_token_cache(folder)
+    assert cache.tokens.shape[:2] == (2, 4) and cache.header["subset"]["clouds"] == 4
+    # the training run with the same limit and seed then reuses it as it is
+    summary, _ = run(teacher_path, tmp_path / "t", limit=4, views=2, cache_dir=folder, epochs=1,
+                     teacher_name=str(teacher_path))
+    assert summary["info"]["token_cache"]["clouds"] == 4
+
+
 def test_width_mismatch_is_a_clear_error(teacher_path, tmp_path):
     teacher = foundry.load(teacher_path)
     student = make_student(teacher, teacher_width=48)

@@ -142,16 +142,19 @@ def main(args):
         return 0
     if args.cache_only:
         from ..train import common
-        from ..train.token_cache import expected_header, load_or_build, teacher_identity
+        from ..train.distill import subset_indices, training_cache
+        from ..train.token_cache import expected_header, teacher_identity
 
         ds = common.unlabelled_mix(data, student.config.num_points, args.cache_seed)
         want = expected_header(teacher_identity(teacher, args.teacher), layer=args.layer,
                                data=list(data),
                                num_points=student.config.num_points, views=args.views, seed=args.cache_seed, augment=True)
-        cache, built = load_or_build(args.cache or Path(args.out) / "token_cache", teacher, ds, want,
-                                     rebuild=args.rebuild_cache, augment_kwargs=DEFAULT_AUGMENT,
-                                     progress=lambda d, t, e: print(f"cached {d}/{t} ({d / max(e, 1e-9):.1f} clouds/s)")
-                                     if d % 320 == 0 or d == t else None)
+        # with --limit, only the clouds that run would train on (as `distill` does)
+        pool = subset_indices(len(ds), args.limit, args.seed)
+        cache, _, built = training_cache(args.cache or Path(args.out) / "token_cache", teacher, ds, want, pool, args.seed,
+                                         rebuild=args.rebuild_cache, augment_kwargs=DEFAULT_AUGMENT,
+                                         progress=lambda d, t, e: print(f"cached {d}/{t} ({d / max(e, 1e-9):.1f} clouds/s)")
+                                         if d % 320 == 0 or d == t else None)
         print(f"token cache {'built' if built else 'verified'}: {cache.folder} {cache.header['shapes']} "
               f"({cache.header['build_wall_s']} s to build)")
         return 0
