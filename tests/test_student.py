@@ -189,6 +189,27 @@ def test_tome_teacher_wrapper(tmp_path):
     torch.testing.assert_close(back.forward_tokens(x)[0], tok)
 
 
+def test_cli_models_tome(tmp_path):
+    from foundry.bench.flops import model_macs
+    from foundry.cli import main as cli
+
+    torch.manual_seed(0)
+    teacher_path = foundry.save(create_model("tiny"), tmp_path / "tiny.safetensors")
+    assert cli(["models", "tome", str(teacher_path), str(tmp_path / "r4.safetensors"), "--r", "4"]) == 0
+    w = foundry.load(tmp_path / "r4.safetensors")
+    assert w.kind == "tome-teacher" and w.config.r == 4 and w.checkpoint_info["r"] == 4
+    # --match: the smallest r whose MACs do not exceed the given model's
+    target = foundry.save(ToMeTeacher.wrap(foundry.load(teacher_path), r=3), tmp_path / "target.safetensors")
+    assert cli(["models", "tome", str(teacher_path), str(tmp_path / "m.safetensors"), "--match", str(target)]) == 0
+    m = foundry.load(tmp_path / "m.safetensors")
+    assert model_macs(m) <= model_macs(foundry.load(target)) and m.config.r <= 3
+    # a student is not a teacher backbone
+    student = foundry.save(FoundryStudent(student_config_for("foundry-tiny", foundry.load(teacher_path))),
+                           tmp_path / "s.safetensors")
+    assert cli(["models", "tome", str(student), str(tmp_path / "x.safetensors"), "--r", "2"]) == 2
+    assert cli(["models", "tome", str(teacher_path), str(tmp_path / "y.safetensors"), "--r", "999"]) == 2
+
+
 def test_teacher_aware_config_and_init():
     torch.manual_seed(0)
     teacher = create_model("tiny").eval()

@@ -2,6 +2,8 @@
 
     foundry models                       # shipped models with their model-card one-liners
     foundry models convert SRC DST       # official Point-MAE/BERT/JEPA .pth -> Foundry .safetensors
+    foundry models tome TEACHER DST --r 32            # training-free ToMe baseline of a teacher
+    foundry models tome TEACHER DST --match foundry-vits-s4   # r chosen to match a model's MACs
 """
 from __future__ import annotations
 
@@ -22,6 +24,13 @@ def register(p):
     c.add_argument("--num-groups", type=int, default=None, help="patches per cloud (default 64)")
     c.add_argument("--group-size", type=int, default=None, help="points per patch (default 32)")
     c.add_argument("--fp16", action="store_true", help="store the weights in fp16 (half the size)")
+    t = sub.add_parser("tome", help="wrap a teacher with training-free ToMe token merging (a baseline for compare)")
+    t.add_argument("teacher", help="the teacher backbone (shipped name or checkpoint)")
+    t.add_argument("dst", help="output .safetensors path")
+    how = t.add_mutually_exclusive_group(required=True)
+    how.add_argument("--r", type=int, help="tokens merged after each block")
+    how.add_argument("--match", metavar="MODEL", help="the smallest r whose MACs are at most this model's")
+    t.add_argument("--fp16", action="store_true", help="store the weights in fp16 (half the size)")
 
 
 def one_liner(card: str | None) -> str:
@@ -52,6 +61,9 @@ def main(args):
               f"{meta['info'].get('ignored_tensors', 0)} non-encoder tensors ignored")
         return 0
 
+    if getattr(args, "models_cmd", None) == "tome":
+        return _tome(args)
+
     from ..hub import model_card, shipped_models
 
     rows = []
@@ -67,4 +79,34 @@ def main(args):
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         print(f"{r['name']:{width}s}  {r['size_mib']:6.1f} MiB  {r['summary']}")
+    return 0
+
+
+def _tome(args) -> int:
+    import torch
+
+    from ..api import load, save
+    from ..bench.flops import model_macs
+    from ..models.backbone import PointTransformer
+    from ..models.baselines import ToMeTeacher, tome_r_for_macs
+    from ..validation import FoundryInputError
+
+    teacher = load(args.teacher)
+    if not isinstance(teacher, PointTransformer):
+        raise FoundryInputError(f"{args.teacher} is a '{getattr(teacher, 'kind', type(teacher).__name__)}' model; "
+                                "ToMe wraps a teacher backbone (kind 'backbone')")
+    if args.match:
+        target = model_macs(load(args.match))
+        r, macs = tome_r_for_macs(teacher, target, args.teacher)
+    else:
+        if not 0 <= args.r < teacher.config.num_groups:
+            raise FoundryInputError(f"--r must be in [0, {teacher.config.num_groups - 1}] (tokens per block), got {args.r}")
+        r = args.r
+        macs = model_macs(ToMeTeacher.wrap(teacher, r, args.teacher))
+    model = ToMeTeacher.wrap(teacher, r, args.teacher)
+    info = {"role": "training-free ToMe baseline", "r": r, "teacher": args.teacher,
+            **({"matched_to": args.match} if args.match else {})}
+    save(model, args.dst, info=info, dtype=torch.float16 if args.fp16 else None)
+    print(f"wrote {args.dst}: ToMe r={r} on {args.teacher}, {macs / 1e9:.3f} GMACs "
+          f"(teacher {model_macs(teacher) / 1e9:.3f})")
     return 0
