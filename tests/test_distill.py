@@ -58,6 +58,25 @@ def test_distill_saves_self_describing_student(teacher_path, tmp_path):
     assert torch.equal(cen, centers)
 
 
+def test_usage_imbalance_and_balance_term(teacher_path, tmp_path):
+    from foundry.models.student import usage_imbalance
+
+    s = 4
+    assert float(usage_imbalance(torch.full((2, s), 1 / s))) == pytest.approx(0.0, abs=1e-6)
+    one_hot = torch.tensor([[1.0, 0, 0, 0]])
+    assert float(usage_imbalance(one_hot)) == pytest.approx(np.log(s), rel=1e-5)
+    # the student reports its SuperToken usage in training only; the balance term enters the loss
+    teacher = foundry.load(teacher_path)
+    student = make_student(teacher).train()
+    out = student.forward_supertokens(torch.rand(3, 256, 3))
+    assert out["usage"].shape == (3, student.config.num_supertokens)
+    torch.testing.assert_close(out["usage"].sum(-1), torch.ones(3))
+    assert "usage" not in student.eval().forward_supertokens(torch.rand(3, 256, 3))
+    summary, _ = run(teacher_path, tmp_path / "b", epochs=1, balance_weight=1.0)
+    assert "KL(SuperToken usage" in summary["info"]["objective"]
+    assert summary["run_config"]["balance_weight"] == 1.0
+
+
 def test_resume_continues_exactly(teacher_path, tmp_path):
     full, a = run(teacher_path, tmp_path / "a")
     run(teacher_path, tmp_path / "b", stop_after_epoch=1)

@@ -30,6 +30,8 @@ def register(p):
     p.add_argument("--beta", type=float, default=1.0, help="SmoothL1 beta")
     p.add_argument("--feature-weight", type=float, default=0.0,
                    help="weight of an extra SmoothL1 on the pooled global feature (what SVM/probes read); 0: off")
+    p.add_argument("--balance-weight", type=float, default=0.0,
+                   help="DSO: weight of KL(SuperToken usage || uniform), which keeps all SuperTokens in use; 0: off")
     p.add_argument("--layer", type=int, default=-1, help="teacher block whose normed tokens are the target (-1: last)")
     p.add_argument("--views", type=int, default=2, help="augmented views per cloud in the token cache")
     p.add_argument("--cache", default=None, help="token cache folder (default: OUT/token_cache); share it between runs")
@@ -161,7 +163,7 @@ def main(args):
     summary = distill(teacher, student, teacher_name=args.teacher, data=data, out_dir=args.out, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       warmup_epochs=args.warmup_epochs, beta=args.beta, layer=args.layer,
-                      feature_weight=args.feature_weight, views=args.views,
+                      feature_weight=args.feature_weight, balance_weight=args.balance_weight, views=args.views,
                       use_cache=not args.no_cache, cache_dir=args.cache, rebuild_cache=args.rebuild_cache,
                       tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed, cache_seed=args.cache_seed,
                       limit=args.limit, devices=args.devices, precision=args.precision, strategy=args.strategy,

@@ -185,6 +185,7 @@ class DSO(nn.Module):
         self.k = nn.Linear(dim, key_dim)
         self.passes = passes
         self.tau = 1.0  # runtime setting, not a weight
+        self.usage = None  # (B, s) mean soft assignment of the last forward (see `usage_imbalance`)
 
     def logits(self, queries: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         q = self.q(self.norm_q(queries))
@@ -203,9 +204,20 @@ class DSO(nn.Module):
         b = tokens.shape[0]
         queries = self.supertokens.unsqueeze(0).expand(b, -1, -1)
         for _ in range(self.passes):
-            assignment = self.assign(self.logits(queries, tokens))
+            logits = self.logits(queries, tokens)
+            assignment = self.assign(logits)
             queries, super_centers, counts = pool_members(assignment, tokens, centers, self.supertokens, weight)
+        # how the tokens spread over the SuperTokens, as the training temperature sees it (for the
+        # optional balance term: learned queries otherwise tend to leave most SuperTokens empty)
+        self.usage = torch.softmax(logits.float() / max(self.tau, 1e-4), dim=-1).mean(1) if self.training else None
         return queries, assignment, super_centers, counts
+
+
+def usage_imbalance(usage: torch.Tensor) -> torch.Tensor:
+    """KL(usage || uniform) per cloud, averaged: 0 when every SuperToken takes the same share of
+    tokens, log(s) when one takes them all. usage: (B, s) rows summing to 1."""
+    s = usage.shape[-1]
+    return (usage * torch.log(usage.clamp_min(1e-9) * s)).sum(-1).mean()
 
 
 class FPSCompressor(nn.Module):
@@ -419,6 +431,8 @@ class FoundryStudent(nn.Module):
             out["gate_prob"], out["merge"] = p, merge
         st, assignment, sc, counts = self.dso(tokens, centers, merge)
         out.update(supertokens=st, assignment=assignment, counts=counts, super_centers=sc)
+        if getattr(self.dso, "usage", None) is not None:
+            out["usage"] = self.dso.usage
         residual = self.encoder.proj(tokens)
         s = st.shape[1]
         if merge is None:
