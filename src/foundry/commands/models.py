@@ -96,14 +96,13 @@ def _tome(args) -> int:
         raise FoundryInputError(f"{args.teacher} is a '{getattr(teacher, 'kind', type(teacher).__name__)}' model; "
                                 "ToMe wraps a teacher backbone (kind 'backbone')")
     if args.match:
-        target = model_macs(load(args.match))
-        r, macs = tome_r_for_macs(teacher, target, args.teacher)
+        r, _ = tome_r_for_macs(teacher, model_macs(load(args.match)), args.teacher)
+    elif not 0 <= args.r < teacher.config.num_groups:
+        raise FoundryInputError(f"--r must be in [0, {teacher.config.num_groups - 1}] (tokens per block), got {args.r}")
     else:
-        if not 0 <= args.r < teacher.config.num_groups:
-            raise FoundryInputError(f"--r must be in [0, {teacher.config.num_groups - 1}] (tokens per block), got {args.r}")
         r = args.r
-        macs = model_macs(ToMeTeacher.wrap(teacher, r, args.teacher))
     model = ToMeTeacher.wrap(teacher, r, args.teacher)
+    macs = model_macs(model)
     info = {"role": "training-free ToMe baseline", "r": r, "teacher": args.teacher,
             **({"matched_to": args.match} if args.match else {})}
     save(model, args.dst, info=info, dtype=torch.float16 if args.fp16 else None)
