@@ -24,23 +24,34 @@ for step in "${steps[@]}"; do
       --threads 1 --seed 0 --val-every 5 --out $RUNS/teacher-small --resume
     foundry eval $RUNS/teacher-small/encoder.safetensors -p svm --seeds 0 1 2 --threads 1 --out $RUNS/teacher-small-svm
     ;;
-  students)  # the shipped students: 3 epochs (stage 1 + 2), then 20 (s16) more with the pooled-feature term
-    foundry distill --teacher teacher-vits --student foundry-s16 --views 1 --cache $CACHE \
+  students)  # the shipped s16: 23 epochs with the paper's learned queries, then 28 with FPS-seeded DSO queries
+    foundry distill --teacher teacher-vits --student foundry-s16-learned --views 1 --cache $CACHE \
       --out $RUNS/s16-a --epochs 1 --batch-size 32 --lr 1e-3 --warmup-epochs 0.1 $(resume_flag $RUNS/s16-a/training_state.pt)
     foundry distill --teacher teacher-vits --student $RUNS/s16-a/student.safetensors --views 1 --cache $CACHE \
       --out $RUNS/s16-b --epochs 2 --batch-size 32 --lr 5e-4 --warmup-epochs 0.05 $(resume_flag $RUNS/s16-b/training_state.pt)
     foundry distill --teacher teacher-vits --student $RUNS/s16-b/student.safetensors --views 1 --cache $CACHE \
       --out $RUNS/s16-c --epochs 20 --batch-size 32 --lr 5e-4 --warmup-epochs 0.5 --feature-weight 0.5 \
       --precision bf16-mixed $(resume_flag $RUNS/s16-c/training_state.pt)
+    foundry distill --teacher teacher-vits --student $RUNS/s16-c/student.safetensors --set 'dso_seeding="fps"' \
+      --views 1 --cache $CACHE --out $RUNS/s16-d --epochs 28 --batch-size 32 --lr 5e-4 --warmup-epochs 0.5 \
+      --feature-weight 0.5 --precision bf16-mixed --seed 0 $(resume_flag $RUNS/s16-d/training_state.pt)
+    # s1: 3 epochs (as s16-a/b), then 18 more with the pooled-feature term
+    foundry distill --teacher teacher-vits --student foundry-s1 --views 1 --cache $CACHE \
+      --out $RUNS/s1-a --epochs 1 --batch-size 32 --lr 1e-3 --warmup-epochs 0.1 $(resume_flag $RUNS/s1-a/training_state.pt)
+    foundry distill --teacher teacher-vits --student $RUNS/s1-a/student.safetensors --views 1 --cache $CACHE \
+      --out $RUNS/s1-b --epochs 2 --batch-size 32 --lr 5e-4 --warmup-epochs 0.05 $(resume_flag $RUNS/s1-b/training_state.pt)
+    foundry distill --teacher teacher-vits --student $RUNS/s1-b/student.safetensors --views 1 --cache $CACHE \
+      --out $RUNS/s1-c --epochs 18 --batch-size 32 --lr 5e-4 --warmup-epochs 0.5 --feature-weight 0.5 \
+      --precision bf16-mixed --seed 0 $(resume_flag $RUNS/s1-c/training_state.pt)
     ;;
   experts)  # task-specific baselines, labels only, the same student body from random init
-    [ -f $RUNS/expert-seg/student.safetensors ] || foundry distill --teacher teacher-vits --student foundry-s16 \
+    [ -f $RUNS/expert-seg/student.safetensors ] || foundry distill --teacher teacher-vits --student foundry-s16-learned \
       --expert segmentation --data kicadpart:train --epochs 6 --batch-size 32 --lr 1e-3 --out $RUNS/expert-seg
-    [ -f $RUNS/expert-cls/student.safetensors ] || foundry distill --teacher teacher-vits --student foundry-s16 \
+    [ -f $RUNS/expert-cls/student.safetensors ] || foundry distill --teacher teacher-vits --student foundry-s16-learned \
       --expert classification --data modelnet10:train --epochs 6 --batch-size 32 --lr 1e-3 --out $RUNS/expert-cls
     ;;
-  matched)  # four ways to compress 64 tokens into 16, identical 2-epoch runs
-    for s in foundry-s16 fps-s16 kmeans-s16 tome-s16; do
+  matched)  # five ways to compress 64 tokens into 16, identical 2-epoch runs
+    for s in foundry-s16-learned foundry-s16 fps-s16 kmeans-s16 tome-s16; do
       [ -f $RUNS/matched/$s/student.safetensors ] && continue
       foundry distill --teacher teacher-vits --student $s --views 1 --cache $CACHE --out $RUNS/matched/$s \
         --epochs 2 --batch-size 32 --lr 1e-3 --warmup-epochs 0.25 --seed 0 --precision bf16-mixed \
@@ -53,7 +64,8 @@ for step in "${steps[@]}"; do
       foundry-vits-s16 foundry-vits-s4 foundry-vits-s1 \
       cls-expert=$RUNS/expert-cls/student.safetensors seg-expert=$RUNS/expert-seg/student.safetensors \
       --seeds 0 1 2 --set partseg.num_points=1024 --threads 1 --out $RUNS/compare
-    foundry compare --teacher teacher-vits --models dso-s16-2ep=$RUNS/matched/foundry-s16/student.safetensors \
+    foundry compare --teacher teacher-vits --models dso-s16-2ep=$RUNS/matched/foundry-s16-learned/student.safetensors \
+      dso-seeded-s16-2ep=$RUNS/matched/foundry-s16/student.safetensors \
       fps-s16-2ep=$RUNS/matched/fps-s16/student.safetensors kmeans-s16-2ep=$RUNS/matched/kmeans-s16/student.safetensors \
       tome-s16-2ep=$RUNS/matched/tome-s16/student.safetensors -p svm -p fewshot -p fidelity --seeds 0 1 2 \
       --reuse teacher-vits=$RUNS/compare/evals/teacher-vits --reuse random-init=$RUNS/compare/evals/random-init \

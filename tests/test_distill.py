@@ -224,3 +224,24 @@ def test_segmentation_expert_refuses_data_without_parts(teacher_path, tmp_path):
     rc = cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--expert", "segmentation",
               "--data", str(tmp_path / "mn"), "--out", str(tmp_path / "x2"), "--epochs", "1"])
     assert rc == 2 and not (tmp_path / "x2" / "student.safetensors").exists()
+
+
+def test_cli_continue_with_seeded_dso_queries(teacher_path, tmp_path, capsys):
+    """A trained learned-query student continues with FPS-seeded queries: everything but the query
+    vectors and the new spatial prior carries over; other --set keys on a checkpoint are refused."""
+    first = tmp_path / "a"
+    assert cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--data", "synthetic:6",
+                "--out", str(first), "--epochs", "1", "--batch-size", "3", "--no-cache"]) == 0
+    before = foundry.load(first / "student.safetensors")
+    assert before.config.dso_seeding == "learned"
+    assert cli(["distill", "--teacher", str(teacher_path), "--student", str(first / "student.safetensors"),
+                "--set", "dso_seeding=\"fps\"", "--data", "synthetic:6", "--out", str(tmp_path / "b"),
+                "--epochs", "1", "--batch-size", "3", "--no-cache", "--lr", "0"]) == 0
+    after = foundry.load(tmp_path / "b" / "student.safetensors")
+    assert after.config.dso_seeding == "fps" and hasattr(after.dso, "spatial_logit")
+    torch.testing.assert_close(after.cau.mlp.fc2.weight, before.cau.mlp.fc2.weight)  # lr 0: carried over as is
+    assert after.checkpoint_info["continued_from"]["epochs"] == 1
+    capsys.readouterr()
+    rc = cli(["distill", "--teacher", str(teacher_path), "--student", str(first / "student.safetensors"),
+              "--set", "depth=1", "--data", "synthetic:6", "--out", str(tmp_path / "c"), "--epochs", "1"])
+    assert rc == 2 and "cannot change the trained student" in capsys.readouterr().err

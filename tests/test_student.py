@@ -71,6 +71,37 @@ def test_hard_assignment_exact(compression):
                 torch.testing.assert_close(out["supertokens"][b, j], m.dso.supertokens[j])
 
 
+def test_seeded_dso_uses_every_supertoken_and_learns_its_prior():
+    """FPS-seeded queries: at init each token joins (about) its nearest seed, so no SuperToken is
+    empty, unlike free learned queries; the spatial weight gets a gradient; empty ones keep their query."""
+    m = tiny(dso_seeding="fps", dso_spatial_init=50.0).eval()
+    x = clouds(3)
+    out = m.forward_supertokens(x)
+    assert (out["counts"] > 0).all()
+    # with a dominant prior the assignment is exactly "nearest FPS seed" (the fps baseline's grouping)
+    fps = tiny(compression="fps").eval().forward_supertokens(x)
+    assert torch.equal(out["assignment"], fps["assignment"])
+    m.train()
+    m.forward_tokens(x)[0].pow(2).mean().backward()
+    assert m.dso.spatial_logit.grad is not None and m.dso.spatial_logit.grad.abs() > 0
+    assert m.dso.supertokens.grad.abs().sum() > 0
+    # an empty SuperToken falls back to its own (per-cloud) query
+    dso = m.dso.eval()
+    tokens, centers = out["input_tokens"], out["centers"]
+    queries, fallback, _ = dso.initial_queries(tokens, centers)
+    assignment = torch.zeros(3, G, S)
+    assignment[:, :, 0] = 1
+    from foundry.models.student import pool_members
+    st, _, counts = pool_members(assignment, tokens, centers, fallback)
+    torch.testing.assert_close(st[:, 1:], queries[:, 1:])
+    # old checkpoints have no dso_seeding field: they load as the paper's learned queries
+    cfg = m.config.to_dict()
+    del cfg["dso_seeding"], cfg["dso_spatial_init"]
+    assert type(m.config).from_dict(cfg).dso_seeding == "learned"
+    with pytest.raises(ValueError, match="dso_seeding"):
+        tiny(dso_seeding="random")
+
+
 def test_dso_training_assignment_is_one_hot_and_tau_used():
     m = tiny().train()
     m.set_temperature(0.5)
@@ -166,7 +197,7 @@ def test_tome_teacher_takes_num_groups():
 
 
 def test_save_load_round_trip(tmp_path):
-    for kw in ({}, {"gate": True}, {"compression": "tome"}):
+    for kw in ({}, {"gate": True}, {"compression": "tome"}, {"dso_seeding": "fps"}):
         m = tiny(**kw).eval()
         path = foundry.save(m, tmp_path / "s.safetensors", info={"note": "test"})
         back = foundry.load(path)

@@ -84,7 +84,7 @@ def _parse_sets(items):
 
 def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict):
     from ..api import load
-    from ..models.student import STUDENT_PRESETS, FoundryStudent, student_config_for
+    from ..models.student import STUDENT_PRESETS, FoundryStudent, student_config_for, switch_dso_seeding
     from ..validation import FoundryInputError
 
     if name_or_path in STUDENT_PRESETS:
@@ -97,6 +97,18 @@ def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict
     if getattr(model, "kind", None) != "student":
         raise FoundryInputError(f"--student {name_or_path!r} is neither a student preset ({sorted(STUDENT_PRESETS)}) "
                                 "nor a student checkpoint")
+    switchable = {"dso_seeding", "dso_spatial_init"}
+    if set(overrides) - switchable:
+        raise FoundryInputError(f"--set {sorted(set(overrides) - switchable)} cannot change the trained student "
+                                f"{name_or_path!r}; on a checkpoint only {sorted(switchable)} can be set (switching DSO's "
+                                "SuperToken queries); start from a preset to change the architecture")
+    if overrides:
+        seeding = overrides.get("dso_seeding", model.config.dso_seeding)
+        if seeding not in ("learned", "fps"):
+            raise FoundryInputError(f"dso_seeding must be 'learned' or 'fps', got {seeding!r}")
+        info = getattr(model, "checkpoint_info", {})
+        model = switch_dso_seeding(model, seeding, overrides.get("dso_spatial_init"))
+        model.checkpoint_info = info
     prev = getattr(model, "checkpoint_info", {}) or {}
     model.continued_from = {"continued_from": {"checkpoint": str(name_or_path), "epochs": prev.get("epochs"),
                                                "command": prev.get("command"), "wall_time_s": prev.get("wall_time_s"),

@@ -7,7 +7,9 @@
            -> cau: every token takes its SuperToken's encoded value through the same assignment,
               adds its own input token, and an MLP maps it to the teacher's width.
 
-The compression stage is swappable (config `compression`): "dso" (learned, the method), and the
+The compression stage is swappable (config `compression`): "dso" (learned, the method; its queries
+are free vectors as in the paper, `dso_seeding="learned"`, or FPS-seeded with a spatial prior,
+`dso_seeding="fps"`, the presets' default since free queries leave most SuperTokens empty), and the
 baselines "fps" (s patch centres by FPS, tokens to the nearest one), "kmeans" (K-Means of tokens)
 and "tome" (bipartite merging of the most similar tokens, size-weighted means). All produce a hard
 (B, G, s) assignment, so the rest of the body is the same. Design guesses (see METHOD.md) are config
@@ -61,6 +63,11 @@ class StudentConfig:
     num_supertokens: int = 16
     dso_passes: int = 1
     dso_key_dim: int = 64
+    # DSO queries: "learned" (s free vectors, the paper's DSO) or "fps" (each learned vector is added to
+    # the content of a token at one of s FPS-spread patch centres, and a learnable spatial prior
+    # -w * |c_i - seed_j|^2 favours nearby seeds; w starts at `dso_spatial_init`)
+    dso_seeding: str = "learned"
+    dso_spatial_init: float = 4.0
     kmeans_iters: int = 5
     # light encoder over the SuperTokens
     width: int = 384
@@ -89,6 +96,8 @@ class StudentConfig:
         self.tokenizer_hidden = tuple(self.tokenizer_hidden)
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
+        if self.dso_seeding not in ("learned", "fps"):
+            raise ValueError(f"dso_seeding must be 'learned' or 'fps', got {self.dso_seeding!r}")
         if self.tokenizer not in ("slim", "teacher"):
             raise ValueError(f"tokenizer must be 'slim' or 'teacher', got {self.tokenizer!r}")
         if not 1 <= self.num_supertokens <= self.num_groups:
@@ -113,10 +122,14 @@ class StudentConfig:
 
 _S = dict(teacher_width=384, width=384, depth=4, heads=6, tokenizer="slim", tokenizer_hidden=(32, 64, 128), token_dim=384)
 STUDENT_PRESETS: dict[str, dict] = {
-    "foundry-s16": dict(_S, num_supertokens=16),
-    "foundry-s4": dict(_S, num_supertokens=4),
-    "foundry-s1": dict(_S, num_supertokens=1),
-    "foundry-s16-gate": dict(_S, num_supertokens=16, gate=True),
+    # DSO with FPS-seeded queries and a learned spatial prior (see DSO): every SuperToken in use
+    "foundry-s16": dict(_S, num_supertokens=16, dso_seeding="fps"),
+    "foundry-s4": dict(_S, num_supertokens=4, dso_seeding="fps"),
+    "foundry-s1": dict(_S, num_supertokens=1),  # one SuperToken: every token joins it, queries do not matter
+    "foundry-s16-gate": dict(_S, num_supertokens=16, gate=True, dso_seeding="fps"),
+    # the paper's DSO: free learned queries (most SuperTokens end up empty; kept for comparison)
+    "foundry-s16-learned": dict(_S, num_supertokens=16),
+    "foundry-s4-learned": dict(_S, num_supertokens=4),
     "foundry-s16-teachertok": dict(_S, num_supertokens=16, tokenizer="teacher", tokenizer_hidden=(128, 256, 512)),
     # baselines: same body, other compression of the c tokens into s
     "fps-s16": dict(_S, num_supertokens=16, compression="fps"),
@@ -150,7 +163,7 @@ def pool_members(assignment: torch.Tensor, values: torch.Tensor, centers: torch.
 
     assignment (B, G, s) one-hot (maybe straight-through), values (B, G, d), centers (B, G, 3),
     weight (B, G) membership (the gate's merge decision). Returns (supertokens (B, s, d): mean of
-    members, or `fallback` (s, d) where a SuperToken is empty; super_centers (B, s, 3): mean of
+    members, or `fallback` ((s, d) or (B, s, d)) where a SuperToken is empty; super_centers (B, s, 3): mean of
     member centres, or the cloud's centroid where empty; counts (B, s) hard member counts).
     """
     w = assignment if weight is None else assignment * weight.unsqueeze(-1)
@@ -159,7 +172,8 @@ def pool_members(assignment: torch.Tensor, values: torch.Tensor, centers: torch.
     mean = torch.einsum("bgs,bgd->bsd", w, values) / denom
     filled = (counts > 0).unsqueeze(-1)
     if fallback is not None:
-        mean = torch.where(filled, mean, fallback.unsqueeze(0).to(mean.dtype))
+        fallback = fallback if fallback.dim() == 3 else fallback.unsqueeze(0)
+        mean = torch.where(filled, mean, fallback.to(mean.dtype))
     c = torch.einsum("bgs,bgd->bsd", w.detach(), centers) / denom
     c = torch.where(filled, c, centers.mean(1, keepdim=True))
     return mean, c, counts
@@ -170,13 +184,23 @@ def one_hot_argmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 class DSO(nn.Module):
-    """Dynamic SuperToken Optimisation: s learnable SuperTokens query the patch tokens; each token
+    """Dynamic SuperToken Optimisation: s SuperToken queries attend to the patch tokens; each token
     goes to exactly one SuperToken (argmax of q.k/sqrt(d)); a SuperToken becomes the mean of its
     members. Training: straight-through Gumbel-Softmax at temperature `tau` (set by the training
     loop); eval: plain argmax. `passes` > 1 repeats assign-and-update with the new SuperTokens as
-    queries."""
+    queries.
 
-    def __init__(self, dim: int, num_supertokens: int, key_dim: int = 64, passes: int = 1, eps: float = 1e-6):
+    seeding="learned" (the paper): the queries are s free learned vectors, the same for every cloud.
+    In our runs most of them end up empty (about 6 of 16 used per cloud), which wastes the budget.
+    seeding="fps" (ours): query j is its learned vector plus the content of the token at the j-th of s
+    FPS-spread patch centres, and the logits get a spatial prior -w |c_i - seed_j|^2 (distances in
+    units of the cloud's mean squared distance to the nearest seed; w = softplus of a learned scalar,
+    starting at `spatial_init`). At initialisation this is close to "join the nearest seed", so every
+    SuperToken starts in use; training decides how far content moves tokens away from it. An empty
+    SuperToken keeps its query (learned vector, or learned vector + seed content)."""
+
+    def __init__(self, dim: int, num_supertokens: int, key_dim: int = 64, passes: int = 1, eps: float = 1e-6,
+                 seeding: str = "learned", spatial_init: float = 4.0):
         super().__init__()
         self.supertokens = nn.Parameter(torch.randn(num_supertokens, dim))
         self.norm_q = nn.LayerNorm(dim, eps=eps)
@@ -184,6 +208,10 @@ class DSO(nn.Module):
         self.q = nn.Linear(dim, key_dim)
         self.k = nn.Linear(dim, key_dim)
         self.passes = passes
+        self.seeding = seeding
+        if seeding == "fps":
+            # inverse softplus, so that softplus(spatial_logit) == spatial_init
+            self.spatial_logit = nn.Parameter(torch.tensor(math.log(math.expm1(spatial_init))))
         self.tau = 1.0  # runtime setting, not a weight
         self.usage = None  # (B, s) mean soft assignment of the last forward (see `usage_imbalance`)
 
@@ -200,13 +228,28 @@ class DSO(nn.Module):
         hard = one_hot_argmax(soft)
         return hard - soft.detach() + soft  # forward: one-hot; backward: Gumbel-Softmax
 
+    def initial_queries(self, tokens, centers):
+        """(queries (B, s, d), fallback for empty SuperTokens, spatial prior (B, G, s) or None)."""
+        b, s = tokens.shape[0], self.supertokens.shape[0]
+        if self.seeding == "learned":
+            return self.supertokens.unsqueeze(0).expand(b, -1, -1), self.supertokens, None
+        idx = farthest_point_sample(centers, s)
+        seed_tokens = torch.gather(tokens, 1, idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        seed_centers = torch.gather(centers, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+        d2 = torch.cdist(centers.float(), seed_centers.float()).square()  # (B, G, s)
+        scale = d2.min(-1).values.mean(-1, keepdim=True).clamp_min(1e-9).unsqueeze(-1)  # (B, 1, 1)
+        prior = -F.softplus(self.spatial_logit.float()) * d2 / scale
+        queries = seed_tokens + self.supertokens.unsqueeze(0).to(tokens.dtype)
+        return queries, queries, prior
+
     def forward(self, tokens, centers, weight=None):
-        b = tokens.shape[0]
-        queries = self.supertokens.unsqueeze(0).expand(b, -1, -1)
+        queries, fallback, prior = self.initial_queries(tokens, centers)
         for _ in range(self.passes):
             logits = self.logits(queries, tokens)
+            if prior is not None:
+                logits = logits + prior.to(logits.dtype)
             assignment = self.assign(logits)
-            queries, super_centers, counts = pool_members(assignment, tokens, centers, self.supertokens, weight)
+            queries, super_centers, counts = pool_members(assignment, tokens, centers, fallback, weight)
         # how the tokens spread over the SuperTokens, as the training temperature sees it (for the
         # optional balance term: learned queries otherwise tend to leave most SuperTokens empty)
         self.usage = torch.softmax(logits.float() / max(self.tau, 1e-4), dim=-1).mean(1) if self.training else None
@@ -356,7 +399,8 @@ class FoundryStudent(nn.Module):
         self.tokenizer = StudentTokenizer(c)
         self.gate = FoundryGate(c.token_dim, c.gate_hidden) if c.gate else None
         if c.compression == "dso":
-            self.dso = DSO(c.token_dim, c.num_supertokens, c.dso_key_dim, c.dso_passes, c.norm_eps)
+            self.dso = DSO(c.token_dim, c.num_supertokens, c.dso_key_dim, c.dso_passes, c.norm_eps,
+                           c.dso_seeding, c.dso_spatial_init)
         elif c.compression == "fps":
             self.dso = FPSCompressor(c.num_supertokens)
         elif c.compression == "kmeans":
@@ -368,7 +412,8 @@ class FoundryStudent(nn.Module):
         supertokens = getattr(self.dso, "supertokens", None)
         self.apply(_init_weights)
         if supertokens is not None:  # keep the random SuperToken init, not the Linear init
-            nn.init.normal_(supertokens, std=1.0)
+            # seeded queries add the vector to a token's content: start it small so the content leads
+            nn.init.normal_(supertokens, std=0.02 if c.dso_seeding == "fps" else 1.0)
         self.merge_count = c.merge_count
         self.merge_threshold = c.merge_threshold
 
@@ -569,6 +614,25 @@ def init_from_teacher(student: FoundryStudent, teacher: PointTransformer, *, tok
         for p in student.encoder.blocks.parameters():
             p.requires_grad_(False)
         c.freeze_encoder = True
+
+
+def switch_dso_seeding(student: FoundryStudent, seeding: str, spatial_init: float | None = None) -> FoundryStudent:
+    """A copy of a trained DSO student whose SuperToken queries are switched to `seeding`
+    ("learned" or "fps"): tokenizer, encoder, CAU and DSO keys/queries keep their weights, the
+    learned query vectors restart (std 0.02 for "fps", 1.0 for "learned", torch seed 0) and the
+    spatial prior is added or dropped. For continuing a trained student with the other query mode."""
+    c = student.config
+    if c.compression != "dso":
+        raise FoundryInputError(f"only a DSO student has SuperToken queries to switch (this one uses {c.compression!r})")
+    cfg = c.replace(dso_seeding=seeding, dso_spatial_init=c.dso_spatial_init if spatial_init is None else spatial_init)
+    new = FoundryStudent(cfg)
+    missing, unexpected = new.load_state_dict(student.state_dict(), strict=False)
+    if (set(missing) | set(unexpected)) - {"dso.spatial_logit"}:
+        raise RuntimeError(f"switching DSO seeding changed more than the spatial prior: {missing}, {unexpected}")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        nn.init.normal_(new.dso.supertokens, std=0.02 if seeding == "fps" else 1.0)
+    return new.to(next(student.parameters()).device)
 
 
 register_kind("student", lambda cfg: FoundryStudent(StudentConfig.from_dict(cfg)))
