@@ -32,7 +32,7 @@ for step in "${steps[@]}"; do
     foundry distill --teacher teacher-vits --student $RUNS/s16-b/student.safetensors --views 1 --cache $CACHE \
       --out $RUNS/s16-c --epochs 20 --batch-size 32 --lr 5e-4 --warmup-epochs 0.5 --feature-weight 0.5 \
       --precision bf16-mixed $(resume_flag $RUNS/s16-c/training_state.pt)
-    foundry distill --teacher teacher-vits --student $RUNS/s16-c/student.safetensors --set 'dso_seeding="fps"' \
+    foundry distill --teacher teacher-vits --student $RUNS/s16-c/student.safetensors --set dso_seeding=fps \
       --views 1 --cache $CACHE --out $RUNS/s16-d --epochs 28 --batch-size 32 --lr 5e-4 --warmup-epochs 0.5 \
       --feature-weight 0.5 --precision bf16-mixed --seed 0 $(resume_flag $RUNS/s16-d/training_state.pt)
     # s1: 3 epochs (as s16-a/b), then 18 more with the pooled-feature term

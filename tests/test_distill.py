@@ -235,7 +235,7 @@ def test_cli_continue_with_seeded_dso_queries(teacher_path, tmp_path, capsys):
     before = foundry.load(first / "student.safetensors")
     assert before.config.dso_seeding == "learned"
     assert cli(["distill", "--teacher", str(teacher_path), "--student", str(first / "student.safetensors"),
-                "--set", "dso_seeding=\"fps\"", "--data", "synthetic:6", "--out", str(tmp_path / "b"),
+                "--set", "dso_seeding=fps", "--data", "synthetic:6", "--out", str(tmp_path / "b"),
                 "--epochs", "1", "--batch-size", "3", "--no-cache", "--lr", "0"]) == 0
     after = foundry.load(tmp_path / "b" / "student.safetensors")
     assert after.config.dso_seeding == "fps" and hasattr(after.dso, "spatial_logit")

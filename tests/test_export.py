@@ -47,9 +47,10 @@ def test_int8_quantisation_and_onnx_features(tiny_onnx, tmp_path):
     assert np.isfinite(i8).all()
 
 
-def test_export_student_tokens(tmp_path):
+@pytest.mark.parametrize("seeding", ["learned", "fps"])
+def test_export_student_tokens(tmp_path, seeding):
     student = pytest.importorskip("foundry.models.student")
-    model = student.create_student("foundry-tiny").eval()
+    model = student.create_student("foundry-tiny", dso_seeding=seeding).eval()
     report = export_onnx(model, tmp_path / "s.onnx", output="tokens")
     assert report["check"]["max_abs_diff"] < 1e-4
     outs = [o.name for o in onnx_session(tmp_path / "s.onnx").get_outputs()]

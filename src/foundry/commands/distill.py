@@ -12,10 +12,12 @@ HELP = "distil a frozen teacher's tokens into a small SuperToken student (teache
 def register(p):
     p.add_argument("--teacher", required=True, help="teacher: shipped name (teacher-vits), checkpoint or official .pth")
     p.add_argument("--student", default="foundry-s16",
-                   help="student preset (foundry-s16, foundry-s4, foundry-s1, foundry-s16-gate, fps-s16, kmeans-s16, "
-                        "tome-s16, ...) or a student checkpoint to continue from (default: foundry-s16)")
+                   help="student preset (foundry-s16, foundry-s4, foundry-s1, foundry-s16-gate, foundry-s16-learned (the "
+                        "paper's free DSO queries), fps-s16, kmeans-s16, tome-s16, ...) or a student checkpoint to "
+                        "continue from (default: foundry-s16)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a student config field, e.g. --set depth=2 --set cau_position=true (JSON values)")
+                   help="override a student config field, e.g. --set depth=2 --set cau_position=true (JSON values); "
+                        "on a checkpoint only --set dso_seeding=fps (or learned) is allowed")
     p.add_argument("--data", action="append", default=None,
                    help="unlabelled data, repeatable (default: modelnet10:train and kicadpart:train)")
     p.add_argument("--limit", type=int, default=None,

@@ -624,7 +624,10 @@ def switch_dso_seeding(student: FoundryStudent, seeding: str, spatial_init: floa
     c = student.config
     if c.compression != "dso":
         raise FoundryInputError(f"only a DSO student has SuperToken queries to switch (this one uses {c.compression!r})")
-    cfg = c.replace(dso_seeding=seeding, dso_spatial_init=c.dso_spatial_init if spatial_init is None else spatial_init)
+    name = c.name.removesuffix("-learned") if seeding == "fps" else (
+        c.name if c.name.endswith("-learned") else f"{c.name}-learned")
+    cfg = c.replace(dso_seeding=seeding, name=name,
+                    dso_spatial_init=c.dso_spatial_init if spatial_init is None else spatial_init)
     new = FoundryStudent(cfg)
     missing, unexpected = new.load_state_dict(student.state_dict(), strict=False)
     if (set(missing) | set(unexpected)) - {"dso.spatial_logit"}:
