@@ -98,6 +98,8 @@ def test_seeded_dso_uses_every_supertoken_and_learns_its_prior():
     cfg = m.config.to_dict()
     del cfg["dso_seeding"], cfg["dso_spatial_init"]
     assert type(m.config).from_dict(cfg).dso_seeding == "learned"
+    # and a learned-query config serialises without them (same fingerprint as before they existed)
+    assert "dso_seeding" not in tiny().config.to_dict()
     with pytest.raises(ValueError, match="dso_seeding"):
         tiny(dso_seeding="random")
 

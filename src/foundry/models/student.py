@@ -114,8 +114,15 @@ class StudentConfig:
     def feature_dim(self) -> int:
         return self.teacher_width if self.teacher_pooling in ("max", "mean") else 2 * self.teacher_width
 
-    # same serialisation as the backbone's config (dataclass fields, tuples as lists)
-    to_dict = BackboneConfig.to_dict
+    # same serialisation as the backbone's config (dataclass fields, tuples as lists), except that the
+    # DSO seeding fields are left out at their defaults: a learned-query student serialises (and so
+    # fingerprints) exactly as it did before the fields existed
+    def to_dict(self) -> dict:
+        d = BackboneConfig.to_dict(self)
+        if d.get("dso_seeding") == "learned" and d.get("dso_spatial_init") == 4.0:
+            del d["dso_seeding"], d["dso_spatial_init"]
+        return d
+
     from_dict = classmethod(BackboneConfig.from_dict.__func__)
     replace = BackboneConfig.replace
 
