@@ -62,6 +62,16 @@ def test_compare_table_retention_and_resume(teacher_file, tmp_path, capsys):
     assert "running" not in log and log.count("skipped") == 3 * 2 * 3
 
 
+def test_compare_skips_fidelity_for_the_random_floor(teacher_file, tmp_path):
+    out = tmp_path / "fid"
+    assert main(["compare", "--teacher", str(teacher_file), "--models", "stu=foundry-tiny", "--protocol", "svm",
+                 "--protocol", "fidelity", "--out", str(out)] + QUICK) == 0
+    rows = {r["label"]: r for r in json.loads((out / "compare.json").read_text())["rows"]}
+    assert "fidelity/cosine" in rows["stu"]["scores"] and rows["teach"]["scores"]["fidelity/cosine"]["mean"] == pytest.approx(1.0)
+    # the floor only serves the gain share of task scores
+    assert list(rows["random-init"]["scores"]) == ["svm/accuracy"]
+
+
 def test_eval_cli_bad_model_and_bad_set(tmp_path, capsys):
     assert main(["eval", "no-such-model", "-p", "svm", "--out", str(tmp_path)]) == 2
     assert "no model named" in capsys.readouterr().err
