@@ -245,3 +245,6 @@ def test_cli_continue_with_seeded_dso_queries(teacher_path, tmp_path, capsys):
     rc = cli(["distill", "--teacher", str(teacher_path), "--student", str(first / "student.safetensors"),
               "--set", "depth=1", "--data", "synthetic:6", "--out", str(tmp_path / "c"), "--epochs", "1"])
     assert rc == 2 and "cannot change the trained student" in capsys.readouterr().err
+    rc = cli(["distill", "--teacher", str(teacher_path), "--student", str(first / "student.safetensors"),
+              "--set", "dso_seeding=random", "--data", "synthetic:6", "--out", str(tmp_path / "d"), "--epochs", "1"])
+    assert rc == 2 and "dso_seeding must be" in capsys.readouterr().err

@@ -105,11 +105,12 @@ def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict
                                 f"{name_or_path!r}; on a checkpoint only {sorted(switchable)} can be set (switching DSO's "
                                 "SuperToken queries); start from a preset to change the architecture")
     if overrides:
-        seeding = overrides.get("dso_seeding", model.config.dso_seeding)
-        if seeding not in ("learned", "fps"):
-            raise FoundryInputError(f"dso_seeding must be 'learned' or 'fps', got {seeding!r}")
         info = getattr(model, "checkpoint_info", {})
-        model = switch_dso_seeding(model, seeding, overrides.get("dso_spatial_init"))
+        try:
+            model = switch_dso_seeding(model, overrides.get("dso_seeding", model.config.dso_seeding),
+                                       overrides.get("dso_spatial_init"))
+        except ValueError as exc:  # the config's own check names the allowed values
+            raise FoundryInputError(str(exc)) from exc
         model.checkpoint_info = info
     prev = getattr(model, "checkpoint_info", {}) or {}
     model.continued_from = {"continued_from": {"checkpoint": str(name_or_path), "epochs": prev.get("epochs"),
