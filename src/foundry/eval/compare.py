@@ -102,7 +102,9 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     tlabel = labels.get(str(teacher), Path(str(teacher)).stem if Path(str(teacher)).exists() else str(teacher))
     teacher_model.eval_name = tlabel
     entries = [(tlabel, teacher_model, str(teacher))]
-    if include_random and any(p != "fidelity" for p in protocols):
+    # the floor's only use is the gain share of task scores: its token fidelity to the teacher is not run
+    floor_protocols = [p for p in protocols if p != "fidelity"]
+    if include_random and floor_protocols:
         rpath = out / "models" / f"{RANDOM_LABEL}.safetensors"
         rmodel = random_init_like(teacher_model, random_seed)
         if not rpath.exists():
@@ -124,9 +126,7 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     for label, model, spec in entries:
         log(f"== {label} ({spec})")
         edir = eval_dirs.get(label, out / "evals" / label)
-        # the floor's only use is the gain share of task scores; its token fidelity to the teacher is not needed
-        protos = [p for p in protocols if not (label == RANDOM_LABEL and p == "fidelity")]
-        res = run_eval(model, protos, seeds, edir, quick=quick, overrides=overrides,
+        res = run_eval(model, floor_protocols if label == RANDOM_LABEL else protocols, seeds, edir, quick=quick, overrides=overrides,
                        reference=teacher_model, device=device, batch_size=batch_size, overwrite=overwrite, log=log,
                        name=label)
         evals[label] = res

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import farthest_point_sample
+from ..ops import farthest_point_sample, gather_points
 from ..validation import FoundryInputError
 from .backbone import PointTransformer, _init_weights, pool_tokens
 from .checkpoint import register_kind
@@ -119,8 +119,10 @@ class StudentConfig:
     # fingerprints) exactly as it did before the fields existed
     def to_dict(self) -> dict:
         d = BackboneConfig.to_dict(self)
-        if d.get("dso_seeding") == "learned" and d.get("dso_spatial_init") == 4.0:
-            del d["dso_seeding"], d["dso_spatial_init"]
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in ("dso_seeding", "dso_spatial_init")}
+        if all(d[k] == v for k, v in defaults.items()):
+            for k in defaults:
+                del d[k]
         return d
 
     from_dict = classmethod(BackboneConfig.from_dict.__func__)
@@ -241,8 +243,7 @@ class DSO(nn.Module):
         if self.seeding == "learned":
             return self.supertokens.unsqueeze(0).expand(b, -1, -1), self.supertokens, None
         idx = farthest_point_sample(centers, s)
-        seed_tokens = torch.gather(tokens, 1, idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-        seed_centers = torch.gather(centers, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+        seed_tokens, seed_centers = gather_points(tokens, idx), gather_points(centers, idx)
         d2 = torch.cdist(centers.float(), seed_centers.float()).square()  # (B, G, s)
         scale = d2.min(-1).values.mean(-1, keepdim=True).clamp_min(1e-9).unsqueeze(-1)  # (B, 1, 1)
         prior = -F.softplus(self.spatial_logit.float()) * d2 / scale
@@ -279,7 +280,7 @@ class FPSCompressor(nn.Module):
 
     def forward(self, tokens, centers, weight=None):
         idx = farthest_point_sample(centers, self.s)
-        picked = torch.gather(centers, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+        picked = gather_points(centers, idx)
         assignment = one_hot_argmax(-torch.cdist(centers.float(), picked.float())).to(tokens.dtype)
         st, sc, counts = pool_members(assignment, tokens, centers)
         return st, assignment, sc, counts
@@ -297,7 +298,7 @@ class KMeansCompressor(nn.Module):
     def forward(self, tokens, centers, weight=None):
         idx = farthest_point_sample(centers, self.s)
         x = tokens.detach().float()
-        means = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        means = gather_points(x, idx)
         for _ in range(self.iters + 1):
             assignment = one_hot_argmax(-torch.cdist(x, means))
             new, _, counts = pool_members(assignment, x, centers, None)
@@ -518,8 +519,7 @@ class FoundryStudent(nn.Module):
             order = (hard.long() * g + torch.arange(g, device=tokens.device)).argsort(-1)  # bypass first, in order
             idx = order[:, :k]
             valid = torch.arange(k, device=tokens.device).expand(b, -1) < (~hard).sum(1, keepdim=True)
-        x_b = torch.gather(tokens, 1, idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-        c_b = torch.gather(centers, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+        x_b, c_b = gather_points(tokens, idx), gather_points(centers, idx)
         drop_super = not bool(super_valid.any())
         if drop_super:
             x, c, kv = x_b, c_b, valid
