@@ -12,7 +12,7 @@ FP16_TOL = 2e-3  # fp16 storage (<= 2.44e-4) plus the re-normalisation of the ro
 
 
 def test_bundled_modelnet10():
-    tr, te = load_arrays("modelnet10", "train"), load_arrays("modelnet10", "test")
+    tr, te = load_arrays("modelnet10", "trainval"), load_arrays("modelnet10", "test")
     assert tr["points"].shape == (3991, 1024, 3) and te["points"].shape == (908, 1024, 3)
     assert tr["points"].dtype == np.float32 and len(tr["class_names"]) == 10
     assert tr["class_names"][2] == "chair" and np.bincount(te["labels"]).tolist()[:3] == [50, 100, 100]
@@ -20,8 +20,25 @@ def test_bundled_modelnet10():
     assert np.allclose(r, 1, atol=1e-5)
     ds = open_dataset("modelnet10", "test", num_points=256)
     assert len(ds) == 908 and ds[0]["points"].shape == (256, 3) and ds.num_classes == 10
-    with pytest.raises(ValueError, match="no 'val' split"):
-        open_dataset("modelnet10", "val")
+
+
+def test_modelnet10_validation_split_is_held_out_of_train():
+    """val: a class-stratified 10% of the official train split, saved with its indices and checksums;
+    train is the rest, trainval the official train split; test is untouched."""
+    from foundry.data.holdout import SAVED_SPLITS, labels_checksum, split_record
+
+    official = load_arrays("modelnet10", "trainval")
+    tr, va = load_arrays("modelnet10", "train"), load_arrays("modelnet10", "val")
+    assert len(tr["labels"]) + len(va["labels"]) == len(official["labels"]) == 3991 and len(va["labels"]) == 399
+    rec = json.loads(SAVED_SPLITS[0].read_text())
+    assert rec["train_labels_sha256"] == labels_checksum(official["labels"])
+    assert rec == split_record(official["labels"])  # the saved split is the documented rule
+    idx = np.asarray(rec["val_indices"])
+    assert np.array_equal(va["points"], official["points"][idx]) and np.array_equal(va["labels"], official["labels"][idx])
+    rest = np.setdiff1d(np.arange(3991), idx)
+    assert np.array_equal(tr["points"], official["points"][rest])
+    counts, val_counts = np.bincount(official["labels"]), np.bincount(va["labels"], minlength=10)
+    assert (val_counts >= 1).all() and (np.abs(val_counts - 0.1 * counts) <= 0.5).all()  # stratified
 
 
 def test_bundled_kicadpart():
@@ -51,7 +68,7 @@ def test_bundle_readmes_and_checksums():
 
 @pytest.mark.skipif(not (SHARED_DATA / "modelnet10").exists(), reason="../shared/data/modelnet10 not present")
 def test_bundled_modelnet10_matches_shared():
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):  # the fp32 originals get the same held-out val split
         a = load_arrays("modelnet10", split)
         b = load_arrays(SHARED_DATA / "modelnet10", split)
         assert (a["labels"] == b["labels"]).all() and a["class_names"] == b["class_names"]

@@ -24,8 +24,9 @@ def _same_up_to_normalisation(a, b):
 def test_modelnet_h5(tmp_path):
     ex = write_example("modelnet_h5", tmp_path)
     assert detect_layout(tmp_path) == "modelnet_h5"
-    for split in ("train", "test"):
+    for split in ("trainval", "test"):  # the official train split (train/val are carved out of it)
         a = load_arrays(tmp_path, split)
+        split = "train" if split == "trainval" else split
         assert a["points"].shape == ex[split]["points"].shape and a["points"].dtype == np.float32
         assert a["labels"].dtype == np.int64 and (a["labels"] == ex[split]["labels"]).all()
         assert a["class_names"] == ex["class_names"] and "parts" not in a

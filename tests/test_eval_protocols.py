@@ -190,10 +190,10 @@ def test_partseg_head_of_another_width_is_refused(tmp_path):
 def test_partseg_without_part_labels_is_refused():
     ctx = EvalContext(tiny(0), "tiny")
     pts = np.random.default_rng(0).normal(size=(6, 256, 3)).astype(np.float32)
-    ctx._memo[("split", "nolabels", "train", 256, None)] = Split(pts, np.arange(6) % 2, spec="nolabels",
+    ctx._memo[("split", "nolabels", "trainval", 256, None)] = Split(pts, np.arange(6) % 2, spec="nolabels",
                                                                    split="train")
     ctx._memo[("split", "nolabels", "test", 256, None)] = Split(pts, np.arange(6) % 2, spec="nolabels", split="test")
-    settings = dict(partseg.DEFAULTS) | {"data": "nolabels", "num_points": 256}
+    settings = dict(partseg.DEFAULTS) | {"data": "nolabels", "num_points": 256, "seeded_points": False}
     with pytest.raises(FoundryInputError, match="no per-point part labels"):
         partseg.run(ctx, settings, seed=0)
     with pytest.raises(FoundryInputError, match="'modelnet10' .* no per-point part labels"):  # the real loader

@@ -31,6 +31,9 @@ def register(p):
     p.add_argument("--data", default=None, help="data for the classification protocols (see foundry eval)")
     p.add_argument("--seg-data", default=None, help="data for partseg")
     p.add_argument("--quick", action="store_true", help="small subsets and few epochs (CPU demo settings)")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="test: fit on train+val, score test (the report); val: fit on train, score the validation "
+                        "split (for every choice)")
     p.add_argument("--set", action="append", default=[], metavar="PROTOCOL.KEY=VALUE")
     p.add_argument("--group", action="append", default=[], metavar="LABEL=GROUP", help="set a model's group")
     p.add_argument("--reuse", action="append", default=[], metavar="LABEL=DIR",
@@ -74,6 +77,7 @@ def main(args):
     groups = _label_pairs(args.group, "--group", "GROUP")
     eval_dirs = _label_pairs(args.reuse, "--reuse", "DIR")
     res = run_compare(teacher, specs, args.out, protocols=args.protocol, seeds=args.seeds, quick=args.quick,
+                      split=args.split,
                       overrides=overrides_from_args(args), device=args.device, batch_size=args.batch_size,
                       labels=labels, groups=groups, random_seed=args.random_seed, include_random=not args.no_random,
                       overwrite=args.overwrite, eval_dirs=eval_dirs)

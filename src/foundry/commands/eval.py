@@ -37,6 +37,9 @@ def register(p):
                         "(ModelNet40 h5, ScanObjectNN, ...)")
     p.add_argument("--seg-data", default=None, help="data for partseg: 'kicadpart' or a ShapeNetPart folder")
     p.add_argument("--quick", action="store_true", help="small subsets and few epochs (CPU demo settings)")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="test: fit on train+val, score the test split (the report); val: fit on train, score the "
+                        "held-out validation split (make every choice here, never on test)")
     p.add_argument("--set", action="append", default=[], metavar="PROTOCOL.KEY=VALUE",
                    help="override a protocol setting, JSON value (e.g. probe.epochs=20, fewshot.settings=[[5,10]])")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
@@ -75,9 +78,9 @@ def main(args):
 
         over = overrides_from_args(args)
         for proto in dict.fromkeys(args.protocol):
-            print(f"{proto}: {json.dumps(protocol_settings(proto, args.quick, over.get(proto)))}")
+            print(f"{proto}: {json.dumps(protocol_settings(proto, args.quick, over.get(proto), args.split))}")
         return 0
-    res = run_eval(args.model, args.protocol, args.seeds, args.out, quick=args.quick,
+    res = run_eval(args.model, args.protocol, args.seeds, args.out, quick=args.quick, split=args.split,
                    overrides=overrides_from_args(args), reference=args.reference, device=args.device,
                    batch_size=args.batch_size, overwrite=args.overwrite, progress=sys.stderr.isatty())
     from pathlib import Path

@@ -190,6 +190,16 @@ def concat_sources(sources: list[ArraySource], description: str) -> ArraySource:
     return out
 
 
+def subset_source(source: ArraySource, index: np.ndarray, description: str) -> ArraySource:
+    """The clouds `index` of a source (already normalised: not normalised again)."""
+    out = ArraySource.__new__(ArraySource)
+    out.points, out.labels = source.points[index], source.labels[index]
+    out.parts = None if source.parts is None else source.parts[index]
+    out.class_names, out.part_names, out.category_parts = source.class_names, source.part_names, source.category_parts
+    out.points_per_shape, out.description, out.up_axis = source.points_per_shape, description, source.up_axis
+    return out
+
+
 # ----------------------------------------------------------------------------- dataset
 
 def subsample_indices(n: int, num_points: int, rng: np.random.Generator) -> np.ndarray:

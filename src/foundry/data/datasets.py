@@ -121,7 +121,9 @@ def load_layout(layout: str, folder: Path, split: str, *, variant: str | None = 
 
 
 def _load_layout(layout: str, folder: Path, split: str, *, variant: str | None = None) -> PointSource:
-    if split == "trainval":
+    from .modelnet import OWN_VAL_LIST
+
+    if split == "trainval" and not (layout == "modelnet_h5" and not (Path(folder) / OWN_VAL_LIST).is_file()):
         parts = [load_layout(layout, folder, s, variant=variant) for s in ("train", "val")]
         if all(isinstance(p, ArraySource) for p in parts):
             return concat_sources(parts, f"{parts[0].description} + val")

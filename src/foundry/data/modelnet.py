@@ -2,7 +2,9 @@
 
 Folder: `ply_data_<split>N.h5` files with `data` (M, N, 3) and `label` (M, 1), the split lists
 `train_files.txt` / `test_files.txt` (one h5 path per line, relative to the folder or to an old
-root), and `shape_names.txt` (line i = the name of label i). ModelNet10/40 have no val split.
+root), and `shape_names.txt` (line i = the name of label i). ModelNet10/40 have no val split:
+unless the folder lists its own (`val_files.txt`), `val` is held out of the official train split and
+`train` is the rest (foundry.data.holdout); `trainval` is the official train split.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..validation import FoundryInputError
-from .base import ArraySource, as_labels, as_points, read_h5_arrays, read_lines, resolve_listed
+from .base import ArraySource, as_labels, as_points, read_h5_arrays, read_lines, resolve_listed, subset_source
 
 SPLIT_LISTS = {"train": "train_files.txt", "test": "test_files.txt"}
+OWN_VAL_LIST = "val_files.txt"
 
 
 def is_modelnet_h5(folder: Path) -> bool:
@@ -56,8 +59,24 @@ def class_names_from(folder: Path, filename: str, labels: np.ndarray) -> list[st
 
 def load_modelnet_h5(folder: str | Path, split: str) -> ArraySource:
     folder = Path(folder)
+    lists = dict(SPLIT_LISTS)
+    if (folder / OWN_VAL_LIST).is_file():  # the folder's own val split: the lists mean what they say
+        lists["val"] = OWN_VAL_LIST
+        if split == "trainval":
+            raise FoundryInputError("internal: trainval of a folder with its own val split is train + val")
+        return _load_listed(folder, split, lists)
+    if split in ("train", "val"):
+        from .holdout import split_official_train
+
+        official = _load_listed(folder, "train", lists)
+        index, note = split_official_train(official.labels, split)
+        return subset_source(official, index, f"ModelNet h5 {folder} [{note}]")
+    return _load_listed(folder, "train" if split == "trainval" else split, lists)
+
+
+def _load_listed(folder: Path, split: str, lists: dict) -> ArraySource:
     pts_all, lab_all = [], []
-    for f in split_files(folder, split, SPLIT_LISTS, "ModelNet h5 folder"):
+    for f in split_files(folder, split, lists, "ModelNet h5 folder"):
         arr = read_h5_arrays(f, ["data", "label"])
         labels = as_labels(arr["label"], str(f))
         pts_all.append(as_points(arr["data"], str(f), count=len(labels)))

@@ -4,14 +4,14 @@
     run_compare(teacher, models, out_dir, ...)           -> comparison     (`foundry compare`)
 
 Protocols (one module each): svm (linear SVM, `svm.py`), probe, finetune, fewshot, partseg,
-fidelity; `protocols.py` lists them with their default and quick settings. Shared rules: the
-data (subsets, point order) is fixed for all models and seeds; seeds drive each protocol's own
-randomness; final-epoch numbers; nothing is chosen on a test split; mean +- std over seeds.
+fidelity, transfer (the teacher's heads scored on the model); `protocols.py` lists them with their default and quick settings. Shared rules: the
+clouds are the same for all models and seeds; a seed varies each cloud's point order (FPS start)
+and subsample, the same way for every model, and each protocol's own randomness; final-epoch numbers; nothing is chosen on a test split; mean +- std over seeds.
 """
 
 __all__ = ["run_eval", "run_compare", "PROTOCOLS"]
 
-PROTOCOLS = ("svm", "probe", "finetune", "fewshot", "partseg", "fidelity")
+PROTOCOLS = ("svm", "probe", "finetune", "fewshot", "partseg", "fidelity", "transfer")
 
 
 def __getattr__(name):  # lazy: importing foundry.eval stays cheap

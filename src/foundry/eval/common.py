@@ -1,10 +1,12 @@
 """What every evaluation protocol shares: loading a split once (with a checksum), fixed
 subsets, frozen feature / token extraction with caches, seeding, statistics and provenance.
 
-Rule for every protocol: the data (which clouds, their point order) is fixed by a data seed
-that is the same for every model and every seed; the evaluation seed drives only the
-protocol's own randomness (classifier or head initialisation, SGD order, augmentation,
-few-shot folds). Teacher, students and baselines therefore see exactly the same inputs.
+Rule for every protocol: the clouds (which ones, fixed subsets) are the same for every model
+and every seed. An evaluation seed varies what really varies between runs of a protocol, and
+varies it identically for every model: each cloud's point order (hence the FPS start and the
+patches), the subsample of points where a cloud holds more than the protocol reads
+(`seeded_view`), and the protocol's own randomness (classifier or head initialisation, SGD
+order, few-shot folds). Teacher, students and baselines therefore see exactly the same inputs.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class Split:
     category_parts: dict | None = None  # category -> list of global part ids
     spec: str = "arrays"
     split: str = ""
+    base_sha256: str | None = None  # set on a seeded view: the checksum of the clouds it was drawn from
 
     def __post_init__(self):
         self.points = np.ascontiguousarray(self.points, dtype=np.float32)
@@ -80,18 +83,33 @@ class Split:
                      list(self.class_names), self.category_parts, self.spec, self.split)
 
     def describe(self) -> dict:
-        return {"spec": self.spec, "split": self.split, "clouds": len(self), "points": int(self.points.shape[1]),
-                "classes": self.num_classes, "sha256": self.checksum()}
+        out = {"spec": self.spec, "split": self.split, "clouds": len(self), "points": int(self.points.shape[1]),
+               "classes": self.num_classes, "sha256": self.checksum()}
+        if self.base_sha256 is not None:
+            out["base_sha256"] = self.base_sha256
+        return out
+
+
+def seeded_view(split: Split, seed: int, num_points: int | None = None) -> Split:
+    """The same clouds as evaluation seed `seed` sees them, for every model alike: the points of
+    each cloud in a seeded random order (the FPS start, and so the patches, change; the shape does
+    not) and, where a cloud holds more than `num_points` points, the first `num_points` of that
+    order (a seeded subsample). Part labels follow their points."""
+    n = split.points.shape[1]
+    if num_points is not None and num_points > n:
+        raise FoundryInputError(f"{split.name} has {n} points per cloud, fewer than the {num_points} asked for; "
+                                "lower num_points")
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random(split.points.shape[:2]), axis=1)[:, :num_points or n]
+    pts = np.take_along_axis(split.points, order[..., None], axis=1)
+    parts = None if split.parts is None else np.take_along_axis(split.parts, order, axis=1)
+    return Split(pts, split.labels, parts, list(split.class_names), split.category_parts, split.spec, split.split,
+                 split.base_sha256 or split.checksum())
 
 
 def reorder_points(split: Split, seed: int) -> Split:
-    """The same clouds with the points of each put in a seeded random order (the FPS start, and
-    so the patches, change; the cloud does not). Parts follow their points."""
-    rng = np.random.default_rng(seed)
-    order = np.argsort(rng.random(split.points.shape[:2]), axis=1)
-    pts = np.take_along_axis(split.points, order[..., None], axis=1)
-    parts = None if split.parts is None else np.take_along_axis(split.parts, order, axis=1)
-    return Split(pts, split.labels, parts, list(split.class_names), split.category_parts, split.spec, split.split)
+    """`seeded_view` keeping every point (only the order changes)."""
+    return seeded_view(split, seed)
 
 
 def stratified_cap(labels: np.ndarray, max_per_class: int | None, seed: int = DATA_SEED) -> np.ndarray:

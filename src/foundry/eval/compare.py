@@ -10,7 +10,9 @@ of the teacher's shape (built from the teacher's config with a fixed seed, saved
     retention (raw)       = score / teacher score * 100
     retention (gain share) = (score - random) / (teacher - random) * 100
 
-both from the means over seeds. MACs: `foundry.bench.flops.model_macs` at the protocols' point
+both from the means over seeds, each with its paired 95% bootstrap interval (eval.paired: the
+same resample of test clouds / shapes / folds for every model and seed); a difference whose
+interval holds zero is reported "within noise". MACs: `foundry.bench.flops.model_macs` at the protocols' point
 count, batch 1. Writes compare.json, compare.md and pareto.png (score against GMACs).
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 
 from ..validation import FoundryInputError
 from .common import write_json
+from .paired import fmt_interval, item_scores, paired_interval, verdict
 from .protocols import LOWER_IS_BETTER
 from .runner import fmt, load_model, run_eval
 
@@ -31,7 +34,7 @@ RANDOM_LABEL = "random-init"
 GROUP_ORDER = ["teacher", "random init", "Foundry student", "FMD baseline", "KD expert", "ToMe", "other"]
 # task metrics that get retention columns (fidelity is a distance to the teacher, not a task)
 TASK_METRICS = {"svm": ["accuracy"], "probe": ["accuracy"], "finetune": ["accuracy"], "fewshot": None,
-                "partseg": ["class_miou", "instance_miou"]}
+                "partseg": ["class_miou", "instance_miou"], "transfer": ["accuracy", "instance_miou"]}
 FIDELITY_METRICS = ["cosine", "cka_tokens", "smooth_l1"]
 
 
@@ -89,7 +92,7 @@ def _task_columns(evals: dict) -> list[tuple[str, str]]:
 def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "partseg", "fidelity"), seeds=(0, 1, 2),
                 quick=False, overrides=None, device="cpu", batch_size=32, labels=None, groups=None,
                 random_seed=0, include_random=True, macs_points=None, overwrite=False, eval_dirs=None,
-                log=print) -> dict:
+                log=print, split: str = "test") -> dict:
     """Evaluate teacher, random floor and `models`; write the comparison to `out_dir`.
 
     eval_dirs: {label: folder} of earlier `foundry eval` runs to use (and complete) instead of
@@ -128,7 +131,7 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         edir = eval_dirs.get(label, out / "evals" / label)
         res = run_eval(model, floor_protocols if label == RANDOM_LABEL else protocols, seeds, edir, quick=quick, overrides=overrides,
                        reference=teacher_model, device=device, batch_size=batch_size, overwrite=overwrite, log=log,
-                       name=label)
+                       name=label, split=split)
         evals[label] = res
         from ..bench.flops import model_macs
 
@@ -141,7 +144,7 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     teacher_res, random_res = evals[tlabel], evals.get(RANDOM_LABEL)
     for row in rows:
         res = evals[row["label"]]
-        row["scores"], row["retention_raw"], row["retention_gain"] = {}, {}, {}
+        row["scores"], row["retention_raw"], row["retention_gain"], row["paired"] = {}, {}, {}, {}
         for proto, metric in cols + [("fidelity", m) for m in FIDELITY_METRICS]:
             stat = res["protocols"].get(proto, {}).get("summary", {}).get(metric)
             if stat is None:
@@ -156,6 +159,10 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
                 row["retention_raw"][key] = 100.0 * stat["mean"] / t
             if r is not None and t is not None and t - r > 1e-9:
                 row["retention_gain"][key] = 100.0 * (stat["mean"] - r) / (t - r)
+            if row["label"] != tlabel:
+                interval = _paired(res, teacher_res, random_res, proto, metric)
+                if interval is not None:
+                    row["paired"][key] = interval
         seg = res["protocols"].get("partseg", {}).get("details", {})
         if seg:
             row["partseg_layers"] = next(iter(seg.values())).get("layers")
@@ -179,6 +186,16 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(text))
     plot_pareto(result, out / "pareto.png")
     return result
+
+
+def _paired(res, teacher_res, random_res, proto: str, metric: str) -> dict | None:
+    """The paired interval of one model's score against the teacher's (and the floor's), when
+    both recorded their item scores on the same items."""
+    items = [item_scores(r["protocols"].get(proto, {}), metric) if r is not None else None
+             for r in (res, teacher_res, random_res)]
+    if items[0] is None or items[1] is None or items[0][0].shape != items[1][0].shape:
+        return None
+    return paired_interval(items[0], items[1], items[2])
 
 
 def _mismatches(evals: dict, teacher_label: str) -> list[str]:
@@ -239,6 +256,18 @@ def compare_markdown(result: dict) -> str:
             raw, gain = r["retention_raw"].get(c), r["retention_gain"].get(c)
             cells.append(f"{'-' if raw is None else f'{raw:.1f}'} / {'-' if gain is None else f'{gain:.1f}'}")
         lines.append("| " + " | ".join(cells) + " |")
+    with_ci = [r for r in result["rows"] if r.get("paired")]
+    if with_ci:
+        lines += ["", "## Paired with the teacher: 95% bootstrap intervals",
+                  "", "Model - teacher in points, raw retention and gain share in %, each `estimate [2.5%, 97.5%]`; "
+                  "resampled over test clouds (SVM), shapes (part segmentation) or folds (few-shot), the same "
+                  "resample for every model and seed. *Within noise*: the interval of the difference holds zero.",
+                  "", "| model | metric | difference | raw % | gain % | verdict |", "|---|---|---|---|---|---|"]
+        for r in with_ci:
+            for c, iv in r["paired"].items():
+                gain = fmt_interval(iv["gain"]) if "gain" in iv else "-"
+                lines.append(f"| {r['label']} | {c} | {fmt_interval(iv['difference'], 2)} | {fmt_interval(iv['raw'])} "
+                             f"| {gain} | {verdict(iv)} |")
     paired = [k for r in result["rows"] for k in r.get("fewshot_paired", {})]
     if paired:
         keys = list(dict.fromkeys(paired))

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from ..validation import FoundryInputError
-from .common import mean_std, reorder_points
+from .common import mean_std
 
-DEFAULTS = dict(data="modelnet10", split="train", query_split="test", num_points=1024, per_class=None,
+DEFAULTS = dict(data="modelnet10", split="trainval", query_split="test", num_points=1024, per_class=None,
                 settings=[[5, 10], [5, 20], [10, 10], [10, 20]], n_query=20, folds=10, classifier="svm", C=1.0,
-                reorder_points_per_seed=False)
+                seeded_points=True)
 QUICK = dict(per_class=20, settings=[[5, 10]], n_query=10, folds=5)
 METRICS = ()  # named per setting: acc_5w10s, ... (see metric_names)
 
@@ -122,15 +122,14 @@ def episode_accuracy(feats, labels, episode: dict, classifier: str = "svm", C: f
 
 def run(ctx, settings: dict, seed: int) -> dict:
     s = settings
-    pool = ctx.split(s["data"], s["split"], s["num_points"], s["per_class"])
-    qpool = ctx.split(s["data"], s["query_split"], s["num_points"], s["per_class"]) if s["query_split"] else None
+    view = seed if s["seeded_points"] else None  # the seed's point order / subsample (see the svm protocol)
+    seen = ctx.split(s["data"], s["split"], s["num_points"], s["per_class"], seed=view)
+    qseen = ctx.split(s["data"], s["query_split"], s["num_points"], s["per_class"], seed=view) if s["query_split"] \
+        else None
+    pool, qpool = seen, qseen  # the episodes index the same clouds whatever their point order
     data = {"support": pool.describe()} | ({"query": qpool.describe()} if qpool is not None else {})
-    seen, qseen = pool, qpool
-    if s["reorder_points_per_seed"]:  # see the svm protocol; splits still index the same clouds
-        seen = reorder_points(pool, seed)
-        qseen = reorder_points(qpool, seed) if qpool is not None else None
-        data = {k: v | {"point_order_seed": seed} for k, v in data.items()}
-    both = pool.checksum() + (qpool.checksum() if qpool is not None else "")
+    both = (pool.base_sha256 or pool.checksum()) + ((qpool.base_sha256 or qpool.checksum()) if qpool is not None
+                                                    else "")
     feats = ctx.features(seen)
     qfeats = ctx.features(qseen) if qseen is not None else None
     qlabels = qpool.labels if qpool is not None else None

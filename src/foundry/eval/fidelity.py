@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..validation import FoundryInputError
-from .common import extract_tokens, reorder_points
+from .common import extract_tokens
 
 DEFAULTS = dict(data="modelnet10", split="test", num_points=1024, per_class=None, beta=1.0)
 QUICK = dict(per_class=5)
@@ -90,8 +90,8 @@ def run(ctx, settings: dict, seed: int) -> dict:
     s = settings
     if ctx.reference is None:
         raise FoundryInputError("fidelity compares a model with a reference: pass --reference (e.g. the teacher)")
-    data = ctx.split(s["data"], s["split"], s["num_points"], s["per_class"])
-    pts = reorder_points(data, seed).points
+    data = ctx.split(s["data"], s["split"], s["num_points"], s["per_class"], seed=seed)
+    pts = data.points
     key = (data.checksum(), seed)
     tok, cen, feats = tokens_and_features(ctx.model, ctx.fingerprint, pts, key, ctx.batch_size, ctx.device)
     rtok, rcen, rfeats = tokens_and_features(ctx.reference, ctx.reference_fingerprint, pts, key, ctx.batch_size,

@@ -19,9 +19,9 @@ from torch import nn
 from .common import seed_everything
 from .probe import accuracy_stats, mlp_head
 
-DEFAULTS = dict(data="modelnet10", train_split="train", test_split="test", num_points=1024, train_per_class=None,
+DEFAULTS = dict(data="modelnet10", train_split="trainval", test_split="test", num_points=1024, train_per_class=None,
                 test_per_class=None, epochs=5, batch_size=32, lr=5e-4, weight_decay=0.05, warmup_epochs=1,
-                head_hidden=256, dropout=0.5, augment=True, vote=0)
+                head_hidden=256, dropout=0.5, augment=True, vote=0, seeded_points=True)
 QUICK = dict(train_per_class=20, test_per_class=10, epochs=2, batch_size=16)
 METRICS = ("accuracy", "mean_class_accuracy")
 
@@ -54,8 +54,9 @@ class Classifier(nn.Module):
 
 def run(ctx, settings: dict, seed: int) -> dict:
     s = settings
-    train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"])
-    test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"])
+    view = seed if s["seeded_points"] else None  # see the svm protocol
+    train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"], seed=view)
+    test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"], seed=view)
     gen = seed_everything(seed)
     n_cls = max(train.num_classes, test.num_classes)
     model = Classifier(copy.deepcopy(ctx.model), n_cls, s["head_hidden"], s["dropout"]).to(ctx.device)

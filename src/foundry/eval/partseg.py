@@ -13,7 +13,9 @@ Protocol (frozen backbone by default, the same head and settings for every model
   of `train_points` points per cloud (None: all; it keeps the CPU cost small); the final epoch is
   scored on all test points. Class mIoU (mean over categories of the mean shape IoU) and instance mIoU (mean over
   shapes); a part absent from both prediction and ground truth of a shape counts IoU 1.
-The seed drives the head initialisation, dropout and batch order; the data is fixed.
+The seed drives the head initialisation, dropout and batch order, and (`seeded_points`) each
+shape's point order and subsample, the same for every model. Per-shape IoUs are recorded for the
+paired intervals of `foundry compare`. The test-mode head is fitted on `trainval`.
 """
 from __future__ import annotations
 
@@ -27,10 +29,10 @@ from torch import nn
 from ..validation import FoundryInputError
 from .common import extract_tokens, infer_category_parts, resolve_layers, seed_everything
 
-DEFAULTS = dict(data="kicadpart", train_split="train", test_split="test", num_points=2048, train_per_class=None,
+DEFAULTS = dict(data="kicadpart", train_split="trainval", test_split="test", num_points=1024, train_per_class=None,
                 test_per_class=None, layers="auto", frozen=True, epochs=12, batch_size=16, lr=1e-3,
                 weight_decay=1e-4, proj_dim=128, point_dim=64, hidden=128, dropout=0.3, knn=3, head=None,
-                save_heads=True, train_points=512)
+                save_heads=True, train_points=512, seeded_points=True)
 QUICK = dict(train_per_class=12, test_per_class=6, num_points=1024, epochs=20, batch_size=8, lr=3e-3, train_points=256)
 METRICS = ("class_miou", "instance_miou", "point_accuracy")
 HEAD_FORMAT = "foundry-partseg-head"
@@ -146,6 +148,45 @@ def load_head(path, *, token_width: int, model_name: str = "this model") -> tupl
     return head.eval(), meta
 
 
+def train_head(tokens, centers, train, mask, s: dict, seed: int, device="cpu") -> tuple[PartSegHead, list]:
+    """A fresh head fitted on frozen `tokens` / `centers` of the part-labelled `train` split with
+    the protocol's settings `s` (AdamW + cosine, fixed epochs, a random subset of `train_points`
+    points per cloud per step); returns (head, mean loss per epoch)."""
+    n_cat, n_parts = mask.shape
+    gen = seed_everything(seed)
+    head = PartSegHead(int(tokens.shape[-1]), n_cat, n_parts, s["proj_dim"], s["point_dim"], s["hidden"],
+                       s["dropout"], s["knn"]).to(device)
+    dev_mask = mask.to(device)
+    opt = torch.optim.AdamW(head.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+    steps = s["epochs"] * ((len(train) + s["batch_size"] - 1) // s["batch_size"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    pts = torch.from_numpy(train.points)
+    parts = torch.from_numpy(train.parts)
+    cats = torch.from_numpy(train.labels)
+    losses = []
+    for _ in range(s["epochs"]):
+        head.train()
+        perm = torch.randperm(len(train), generator=gen)
+        total = 0.0
+        for b in range(0, len(perm), s["batch_size"]):
+            idx = perm[b:b + s["batch_size"]]
+            cat = cats[idx].to(device)
+            p, y = pts[idx], parts[idx]
+            if s["train_points"] and s["train_points"] < p.shape[1]:  # a random subset of each cloud's points
+                keep = torch.rand(p.shape[:2], generator=gen).argsort(1)[:, :s["train_points"]]
+                p, y = torch.gather(p, 1, keep.unsqueeze(-1).expand(-1, -1, 3)), torch.gather(y, 1, keep)
+            logits = head(tokens[idx].to(device).float(), centers[idx].to(device), p.to(device), cat)
+            logits = logits.masked_fill(~dev_mask[cat].unsqueeze(1), -1e4)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, n_parts), y.to(device).reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(perm))
+    return head, losses
+
+
 # ----------------------------------------------------------------------------- protocol
 
 def label_space(*splits) -> tuple[dict, int, int]:
@@ -179,8 +220,9 @@ def run(ctx, settings: dict, seed: int) -> dict:
     s = settings
     if not s["frozen"]:
         raise FoundryInputError("partseg: only the frozen-backbone protocol is implemented (frozen=true)")
-    train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"], need_parts=True)
-    test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"], need_parts=True)
+    view = seed if s["seeded_points"] else None
+    train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"], need_parts=True, seed=view)
+    test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"], need_parts=True, seed=view)
     cp, n_cat, n_parts = label_space(train, test)
     missing = sorted(set(np.unique(test.labels).tolist()) - set(cp))
     if missing:
@@ -196,39 +238,9 @@ def run(ctx, settings: dict, seed: int) -> dict:
     mask = category_mask(cp, n_cat, n_parts)
     meta = {"model": ctx.name, "model_fingerprint": ctx.fingerprint, "layers": layers, "token_width": width,
             "seed": seed, "data": train.describe()}
-    gen = seed_everything(seed)
     trained = s["head"] is None
     if trained:
-        head = PartSegHead(width, n_cat, n_parts, s["proj_dim"], s["point_dim"], s["hidden"], s["dropout"],
-                           s["knn"]).to(ctx.device)
-        dev_mask = mask.to(ctx.device)
-        opt = torch.optim.AdamW(head.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
-        steps = s["epochs"] * ((len(train) + s["batch_size"] - 1) // s["batch_size"])
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-        pts = torch.from_numpy(train.points)
-        parts = torch.from_numpy(train.parts)
-        cats = torch.from_numpy(train.labels)
-        losses = []
-        for _ in range(s["epochs"]):
-            head.train()
-            perm = torch.randperm(len(train), generator=gen)
-            total = 0.0
-            for b in range(0, len(perm), s["batch_size"]):
-                idx = perm[b:b + s["batch_size"]]
-                cat = cats[idx].to(ctx.device)
-                p, y = pts[idx], parts[idx]
-                if s["train_points"] and s["train_points"] < p.shape[1]:  # a random subset of each cloud's points
-                    keep = torch.rand(p.shape[:2], generator=gen).argsort(1)[:, :s["train_points"]]
-                    p, y = torch.gather(p, 1, keep.unsqueeze(-1).expand(-1, -1, 3)), torch.gather(y, 1, keep)
-                logits = head(tr_tok[idx].to(ctx.device).float(), tr_cen[idx].to(ctx.device), p.to(ctx.device), cat)
-                logits = logits.masked_fill(~dev_mask[cat].unsqueeze(1), -1e4)
-                loss = nn.functional.cross_entropy(logits.reshape(-1, n_parts), y.to(ctx.device).reshape(-1))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.item() * len(idx)
-            losses.append(total / len(perm))
+        head, losses = train_head(tr_tok, tr_cen, train, mask, s, seed, ctx.device)
         head_file = None
         if s["save_heads"] and ctx.out_dir is not None:
             head_file = Path(ctx.out_dir) / "heads" / f"partseg_seed{seed}.safetensors"
@@ -243,6 +255,7 @@ def run(ctx, settings: dict, seed: int) -> dict:
                 f"categories, but {test.name} has {n_parts} parts of {n_cat} categories")
     pred = predict(head, te_tok, te_cen, test.points, test.labels, mask, s["batch_size"], ctx.device)
     res = segmentation_miou(pred, test.parts, test.labels, cp)
+    shape_ious = [round(shape_iou(p, g, cp[int(c)]), 6) for p, g, c in zip(pred, test.parts, test.labels)]
     acc = 100.0 * float((pred == test.parts).mean())
     names = train.class_names
     per_cat = {(names[int(c)] if int(c) < len(names) else c): v for c, v in res["per_category"].items()}
@@ -251,5 +264,6 @@ def run(ctx, settings: dict, seed: int) -> dict:
                         "train_loss": losses, "head_trained": trained,
                         "head_file": str(Path(head_file).relative_to(ctx.out_dir)) if head_file and ctx.out_dir
                         and trained else (str(head_file) if head_file else None),
-                        "backbone": "frozen", "num_parts": n_parts, "num_categories": n_cat},
+                        "backbone": "frozen", "num_parts": n_parts, "num_categories": n_cat,
+                        "shape_iou": shape_ious, "shape_category": [int(c) for c in test.labels]},
             "data": {"train": train.describe(), "test": test.describe()}}

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from ..validation import FoundryInputError
-from .common import reorder_points, seed_everything
+from .common import seed_everything
 
-DEFAULTS = dict(data="modelnet10", train_split="train", test_split="test", num_points=1024,
+DEFAULTS = dict(data="modelnet10", train_split="trainval", test_split="test", num_points=1024,
                 train_per_class=None, test_per_class=None, hidden=256, dropout=0.5, epochs=100,
-                batch_size=128, lr=1e-3, weight_decay=1e-4, reorder_points_per_seed=False)
+                batch_size=128, lr=1e-3, weight_decay=1e-4, seeded_points=True)
 QUICK = dict(train_per_class=20, test_per_class=20, epochs=60)
 METRICS = ("accuracy", "mean_class_accuracy")
 
@@ -78,12 +78,10 @@ def train_probe(xtr, ytr, xte, yte, *, seed: int, hidden=256, dropout=0.5, epoch
 
 def run(ctx, settings: dict, seed: int) -> dict:
     s = settings
-    train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"])
-    test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"])
+    view = seed if s["seeded_points"] else None  # see the svm protocol
+    train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"], seed=view)
+    test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"], seed=view)
     data = {"train": train.describe(), "test": test.describe()}
-    if s["reorder_points_per_seed"]:  # see the svm protocol
-        train, test = reorder_points(train, seed), reorder_points(test, seed)
-        data = {k: v | {"point_order_seed": seed} for k, v in data.items()}
     xtr, xte = ctx.features(train), ctx.features(test)
     res = train_probe(xtr, train.labels, xte, test.labels, seed=seed, hidden=s["hidden"], dropout=s["dropout"],
                       epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], weight_decay=s["weight_decay"],

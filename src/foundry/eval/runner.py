@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from ..validation import FoundryInputError
-from .common import (FeatureCache, Split, device_info, git_commit, load_split, mean_std, no_parts_error, model_fingerprint,
-                     package_versions, write_json)
+from .common import (FeatureCache, Split, device_info, git_commit, load_split, mean_std, model_fingerprint,
+                     no_parts_error, package_versions, seeded_view, write_json)
 from .protocols import LOWER_IS_BETTER, get_protocol, protocol_settings
 
 RESULT_VERSION = 1
@@ -75,9 +75,22 @@ class EvalContext:
             self._memo[key] = make()
         return self._memo[key]
 
-    def split(self, spec, split, num_points=None, max_per_class=None, need_parts=False) -> Split:
-        key = ("split", spec, split, num_points, max_per_class)
-        data = self.memo(key, lambda: load_split(spec, split, num_points, max_per_class, need_parts))
+    def split(self, spec, split, num_points=None, max_per_class=None, need_parts=False, seed=None) -> Split:
+        """One split; with `seed`, as that evaluation seed sees it (`seeded_view`: point order and,
+        where the clouds hold more points than `num_points`, the subsample), the same for every model."""
+        if seed is None:
+            key = ("split", spec, split, num_points, max_per_class)
+            data = self.memo(key, lambda: load_split(spec, split, num_points, max_per_class, need_parts))
+        else:
+            def load_all_points():
+                try:
+                    return load_split(spec, split, None, max_per_class, need_parts)
+                except FoundryInputError:  # clouds of different sizes: a fixed subsample, then the seeded order
+                    return load_split(spec, split, num_points, max_per_class, need_parts)
+
+            base = self.memo(("split", spec, split, "all points", max_per_class), load_all_points)
+            data = self.memo(("view", spec, split, num_points, max_per_class, seed),
+                             lambda: seeded_view(base, seed, num_points))
         if need_parts and data.parts is None:
             raise no_parts_error(spec, split)
         return data
@@ -111,11 +124,13 @@ def parse_overrides(items) -> dict:
 
 
 def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, overrides=None, reference=None,
-             device="cpu", batch_size=32, overwrite=False, log=print, name=None, progress=False) -> dict:
+             device="cpu", batch_size=32, overwrite=False, log=print, name=None, progress=False,
+             split: str = "test") -> dict:
     """Run `protocols` x `seeds` on `model` (a name, path or module) and write `out_dir`.
 
     overrides: {protocol: {setting: value}}; reference: a model (name, path or module) that
-    fidelity compares with and few-shot pairs with. Returns the results dict (also written to
+    fidelity compares with and few-shot pairs with. split: "test" (fit on train + val, score test:
+    the report) or "val" (fit on train, score the validation split: for every choice). Returns the results dict (also written to
     out_dir/results.json and results.md).
     """
     t_start = time.time()
@@ -128,7 +143,7 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
     overrides = overrides or {}
     for p in overrides:
         get_protocol(p)
-    all_settings = {p: protocol_settings(p, quick, overrides.get(p)) for p in protocols}
+    all_settings = {p: protocol_settings(p, quick, overrides.get(p), split) for p in protocols}
     mdl, mname = load_model(model)
     ref, rname = (None, None)
     if reference is not None:
@@ -144,7 +159,7 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
                   "parameters": int(sum(p.numel() for p in mdl.parameters()))},
         "reference": None if ref is None else {"name": rname, "fingerprint": ctx.reference_fingerprint,
                                                 "kind": getattr(ref, "kind", "backbone")},
-        "seeds": seeds, "quick": bool(quick), "device": device_info(device), "versions": package_versions(),
+        "seeds": seeds, "quick": bool(quick), "split": split, "device": device_info(device), "versions": package_versions(),
         "git": git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocols": {},
     }
@@ -160,7 +175,7 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
     for proto_name in protocols:
         proto = get_protocol(proto_name)
         settings = all_settings[proto_name]
-        uses_ref = proto_name in ("fidelity", "fewshot") and ref is not None
+        uses_ref = proto_name in ("fidelity", "fewshot", "transfer") and ref is not None
         config = {"protocol": proto_name, "settings": settings, "model_fingerprint": ctx.fingerprint,
                   "reference_fingerprint": ctx.reference_fingerprint if uses_ref else None,
                   "result_version": RESULT_VERSION}
@@ -230,7 +245,8 @@ def _summarise(entry: dict, proto) -> None:
         names += [k for k in m if k not in names]
     entry["summary"] = {k: mean_std([m[k] for m in entry["per_seed"].values() if m.get(k) is not None])
                         for k in names}
-    checks = {json.dumps({k: v.get("sha256") for k, v in d.items()}, sort_keys=True) for d in entry["data"].values()}
+    checks = {json.dumps({k: v.get("base_sha256", v.get("sha256")) for k, v in d.items()}, sort_keys=True)
+              for d in entry["data"].values()}
     entry["data_consistent_across_seeds"] = len(checks) <= 1
     entry["data_checksums"] = {k: v.get("sha256") for k, v in next(iter(entry["data"].values()), {}).items()}
     if hasattr(proto, "summarize"):

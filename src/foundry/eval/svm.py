@@ -72,6 +72,9 @@ def _check_split(feats, labels, name):
 
 
 def _svc(c: float, seed: int, max_iter: int):
+    # dual="auto" takes the primal solver when there are more clouds than feature dimensions, and
+    # that solver ignores random_state: the spread over seeds comes from the data each seed sees
+    # (eval.common.seeded_view), not from here
     from sklearn.svm import LinearSVC
 
     return LinearSVC(C=c, random_state=seed, max_iter=max_iter, dual="auto")
@@ -82,7 +85,7 @@ def linear_svm_eval(train_feats, train_labels, test_feats, test_labels, seeds=(0
     """Linear-SVM accuracy of frozen features; C chosen by `cv`-fold CV on train only.
 
     Returns a dict: "accuracy_mean", "accuracy_std" (population std over seeds, in [0, 1]),
-    "per_seed" (accuracy per seed), "C" (chosen), "seeds", "cv_scores" (C -> mean CV
+    "per_seed" (accuracy per seed), "correct" (per seed, per test item), "C" (chosen), "seeds", "cv_scores" (C -> mean CV
     accuracy), "cv", "cv_seed", "standardize", "n_train", "n_test", "feature_dim".
     """
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -117,15 +120,17 @@ def linear_svm_eval(train_feats, train_labels, test_feats, test_labels, seeds=(0
             for c in c_grid:
                 cv_scores[c] = float(cross_val_score(_svc(c, CV_SEED, max_iter), xtr, ytr, cv=splitter).mean())
             best_c = max(c_grid, key=lambda c: (cv_scores[c], -c))  # ties -> the smaller C
-        per_seed = []
+        per_seed, correct = [], []
         for s in seeds:
             clf = _svc(best_c, s, max_iter).fit(xtr, ytr)
-            per_seed.append(float((clf.predict(xte) == yte).mean()))
+            correct.append(clf.predict(xte) == yte)
+            per_seed.append(float(correct[-1].mean()))
     acc = np.asarray(per_seed)
     return {
         "accuracy_mean": float(acc.mean()),
         "accuracy_std": float(acc.std()),
         "per_seed": per_seed,
+        "correct": [c.tolist() for c in correct],  # per seed, per test item: was it classified right
         "C": best_c,
         "seeds": list(seeds),
         "cv_scores": cv_scores,

@@ -79,7 +79,7 @@ class PretrainConfig:
     num_workers: int = 0
     val_every: int = 0  # epochs between SVM validations (0: never)
     val_points: int | None = None
-    val_data: str = "modelnet10"  # labelled data of the SVM validation (its train and test splits)
+    val_data: str = "modelnet10"  # labelled data of the SVM validation (fit on its train split, score its val split)
     max_steps: int | None = None  # stop early after this many steps in all (the schedule is unchanged)
     max_minutes: float | None = None  # stop (and write the encoder) after this much wall time in this process
     log_every: int = 10
@@ -162,14 +162,17 @@ class _StopFlag:
 
 
 class SvmValidator:
-    """Linear SVM on frozen global features, train -> test split of `data` (ModelNet10 by default;
-    logged only, never used to choose a checkpoint). Data is loaded once."""
+    """Linear SVM on frozen global features, fitted on the train split of `data` (ModelNet10 by
+    default) and scored on its validation split: the test split is never read while training.
+    Logged only, never used to choose a checkpoint. Data is loaded once."""
+
+    FIT_SPLIT, SCORE_SPLIT = "train", "val"
 
     def __init__(self, data: str, num_points: int, seeds=(0,)):
         from ..data import load_arrays
 
-        self.train = load_arrays(data, "train", num_points=num_points)
-        self.test = load_arrays(data, "test", num_points=num_points)
+        self.train = load_arrays(data, self.FIT_SPLIT, num_points=num_points)
+        self.test = load_arrays(data, self.SCORE_SPLIT, num_points=num_points)
         self.seeds = tuple(seeds)
 
     def __call__(self, encoder, device) -> dict:
@@ -290,7 +293,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
             res["epoch"] = epoch_done
             val_history.append(res)
             logger.log(step, **res)
-            print(f"[foundry] epoch {epoch_done}: linear-SVM {cfg.val_data} test acc {res['val_svm_acc'] * 100:.2f}% "
+            print(f"[foundry] epoch {epoch_done}: linear-SVM {cfg.val_data} val acc {res['val_svm_acc'] * 100:.2f}% "
                   "(validation only; not used to pick a checkpoint)", flush=True)
         fabric.barrier()
 

@@ -1,0 +1,109 @@
+"""Paired 95% intervals for a model against the teacher (and the random-init floor).
+
+Teacher and student are scored on the same items (test clouds for the SVM, shapes for part
+segmentation, folds for few-shot), seed by seed, on the same seeded views of the data. The
+uncertainty that matters for "does the student keep the teacher's score" is therefore the one
+of the *paired* difference: resample the items (the same resample for every model and every
+seed), recompute each model's score, and read the 2.5 / 97.5 percentiles of
+
+    difference   = model - teacher                        (points)
+    raw          = model / teacher * 100                  (retention, %)
+    gain share   = (model - floor) / (teacher - floor) * 100
+
+A difference whose interval holds zero is "within noise". Item scores come from the per-seed
+details the protocols record (`item_scores`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+N_BOOT = 2000
+BOOT_SEED = 0
+
+
+def item_scores(entry: dict, metric: str):
+    """(scores (S, M), aggregate) of one protocol entry of a results.json, or None.
+
+    scores[s, i] is item i's score under seed s; aggregate(scores_subset) -> (S,) the metric per
+    seed (e.g. the mean, or the class mIoU) for a resample of the items."""
+    seeds = sorted(entry.get("details", {}), key=int)
+    if not seeds:
+        return None
+    details = [entry["details"][s] for s in seeds]
+    if metric == "accuracy" and all("correct" in d for d in details):
+        rows = [[c == "1" for c in d["correct"]] for d in details]
+        if len({len(r) for r in rows}) != 1:
+            return None
+        return 100.0 * np.asarray(rows, dtype=np.float64), _mean
+    if metric in ("instance_miou", "class_miou") and all("shape_iou" in d for d in details):
+        scores = 100.0 * np.asarray([d["shape_iou"] for d in details], dtype=np.float64)
+        if metric == "instance_miou":
+            return scores, _mean
+        return scores, _class_mean(np.asarray(details[0]["shape_category"]))
+    if metric.startswith("acc_"):  # few-shot: the folds of every seed are the items
+        folds = [d.get("settings", {}).get(metric, {}).get("fold_accuracy") for d in details]
+        if any(f is None for f in folds) or len({len(f) for f in folds}) != 1:
+            return None
+        return np.asarray(folds, dtype=np.float64), _mean
+    return None
+
+
+def _mean(scores: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+    return (scores if idx is None else scores[:, idx]).mean(axis=1)
+
+
+def _class_mean(categories: np.ndarray):
+    def aggregate(scores: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+        cats = categories if idx is None else categories[idx]
+        sub = scores if idx is None else scores[:, idx]
+        return np.mean([sub[:, cats == c].mean(axis=1) for c in np.unique(cats)], axis=0)
+
+    return aggregate
+
+
+def paired_interval(model, teacher, floor=None, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict:
+    """Bootstrap the items shared by `model`, `teacher` (and `floor`): each an (scores, aggregate)
+    pair from `item_scores`, over the same items and seeds. Returns {"difference", "raw", "gain"}
+    each {"estimate", "low", "high"}, the number of items and seeds, and "within_noise"."""
+    ms, agg = model
+    ts, _ = teacher
+    if ms.shape != ts.shape:
+        raise ValueError(f"model and teacher were scored on different items ({ms.shape} vs {ts.shape})")
+    fs = None
+    if floor is not None:
+        fs = floor[0]
+        if fs.shape != ms.shape:
+            fs = None
+    rng = np.random.default_rng(seed)
+    m_items = ms.shape[1]
+
+    def stats(idx):
+        m, t = agg(ms, idx).mean(), agg(ts, idx).mean()
+        out = [m - t, 100.0 * m / t if t else np.nan]
+        if fs is not None:
+            f = agg(fs, idx).mean()
+            out.append(100.0 * (m - f) / (t - f) if abs(t - f) > 1e-9 else np.nan)
+        return out
+
+    est = stats(None)
+    boots = np.asarray([stats(rng.integers(0, m_items, m_items)) for _ in range(n_boot)])
+    names = ["difference", "raw"] + (["gain"] if fs is not None else [])
+    out = {"items": int(m_items), "seeds": int(ms.shape[0]), "bootstrap": n_boot}
+    for j, name in enumerate(names):
+        col = boots[:, j][np.isfinite(boots[:, j])]
+        lo, hi = (np.percentile(col, [2.5, 97.5]) if col.size else (np.nan, np.nan))
+        out[name] = {"estimate": float(est[j]), "low": float(lo), "high": float(hi)}
+    d = out["difference"]
+    out["within_noise"] = bool(d["low"] <= 0.0 <= d["high"])
+    return out
+
+
+def verdict(interval: dict) -> str:
+    """'within noise' when the paired interval of the difference holds zero, else above / below."""
+    if interval["within_noise"]:
+        return "within noise"
+    return "above the teacher" if interval["difference"]["estimate"] > 0 else "below the teacher"
+
+
+def fmt_interval(stat: dict, digits: int = 1) -> str:
+    return f"{stat['estimate']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
