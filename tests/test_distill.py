@@ -248,3 +248,32 @@ def test_cli_continue_with_seeded_dso_queries(teacher_path, tmp_path, capsys):
     rc = cli(["distill", "--teacher", str(teacher_path), "--student", str(first / "student.safetensors"),
               "--set", "dso_seeding=random", "--data", "synthetic:6", "--out", str(tmp_path / "d"), "--epochs", "1"])
     assert rc == 2 and "dso_seeding must be" in capsys.readouterr().err
+
+
+def test_extra_layers_are_distilled_and_heads_only_training_keeps_other_outputs(teacher_path, tmp_path):
+    """A student can reproduce several teacher blocks (as the part head reads): each extra block gets
+    its own cache and loss; training only those heads leaves every other output bit-identical."""
+    from foundry.models.student import add_extra_layers
+
+    teacher = foundry.load(teacher_path)
+    summary, student = run(teacher_path, tmp_path / "multi", student_kw={"extra_layers": [0]}, epochs=1)
+    assert summary["finished"] and summary["run_config"]["extra_layers"] == [0]
+    assert open_token_cache(f"{tmp_path / 'multi' / 'token_cache'}-layer0").header["layer"] == 0
+    model = foundry.load(tmp_path / "multi" / "student.safetensors")
+    assert model.reproduced_layers() == [0, 1]
+    x = torch.rand(2, 256, 3)
+    (l0, l1), _ = model.forward_layers(x, [0, -1])
+    torch.testing.assert_close(l1, model.forward_tokens(x)[0])
+    with pytest.raises(FoundryInputError, match="reproduces teacher blocks"):
+        make_student(teacher).forward_layers(x, [0])
+    # a trained single-layer student gains block 0, training only the new head
+    base = make_student(teacher).eval()
+    grown = add_extra_layers(base, [0]).eval()
+    before = base.forward_tokens(x)[0]
+    torch.testing.assert_close(grown.forward_layers(x, [0])[0][0], before)  # starts as a copy of the last layer
+    distill(teacher, grown.train(), teacher_name="tiny", data=DATA, out_dir=tmp_path / "heads", epochs=1,
+            batch_size=3, views=1, verbose=False, train_only="layer-heads")
+    assert torch.equal(grown.eval().forward_tokens(x)[0], before)
+    assert not torch.equal(grown.forward_layers(x, [0])[0][0], before)
+    chain = foundry.load(tmp_path / "heads" / "student.safetensors").checkpoint_info["command_chain"]
+    assert len(chain) == 1 and chain[0]["epochs"] == 1

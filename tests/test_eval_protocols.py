@@ -22,6 +22,8 @@ TINY = {  # small everything so that the whole file runs in seconds
     "partseg": {"data": DATA, "num_points": 256, "epochs": 2, "train_per_class": 2, "test_per_class": 2,
                 "proj_dim": 16, "point_dim": 8, "hidden": 16},
     "fidelity": {"data": DATA, "num_points": 256, "per_class": 2},
+    "transfer": {"data": DATA, "num_points": 256, "seg_data": DATA, "seg_num_points": 256, "epochs": 2,
+                 "seg_per_class": 2, "seg_test_per_class": 2, "proj_dim": 16, "point_dim": 8, "hidden": 16},
 }
 
 

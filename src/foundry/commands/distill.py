@@ -34,6 +34,13 @@ def register(p):
                    help="weight of an extra SmoothL1 on the pooled global feature (what SVM/probes read); 0: off")
     p.add_argument("--balance-weight", type=float, default=0.0,
                    help="DSO: weight of KL(SuperToken usage || uniform), which keeps all SuperTokens in use; 0: off")
+    p.add_argument("--extra-layers", type=int, nargs="+", default=None, metavar="BLOCK",
+                   help="also reproduce these teacher blocks (e.g. 3 7, as part segmentation reads 3, 7, 11), each "
+                        "with its own output MLP on the CAU path; on a checkpoint the new MLPs start as copies of "
+                        "the last layer's")
+    p.add_argument("--train-only", choices=["layer-heads"], default=None,
+                   help="layer-heads: train only the extra layers' output MLPs (the student's other outputs stay "
+                        "exactly as they were)")
     p.add_argument("--layer", type=int, default=-1, help="teacher block whose normed tokens are the target (-1: last)")
     p.add_argument("--views", type=int, default=2, help="augmented views per cloud in the token cache")
     p.add_argument("--cache", default=None, help="token cache folder (default: OUT/token_cache); share it between runs")
@@ -84,12 +91,15 @@ def _parse_sets(items):
     return out
 
 
-def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict):
+def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict, extra_layers=None):
     from ..api import load
-    from ..models.student import STUDENT_PRESETS, FoundryStudent, student_config_for, switch_dso_seeding
+    from ..models.student import (STUDENT_PRESETS, FoundryStudent, add_extra_layers, student_config_for,
+                                  switch_dso_seeding)
     from ..validation import FoundryInputError
 
     if name_or_path in STUDENT_PRESETS:
+        if extra_layers:
+            overrides = {**overrides, "extra_layers": list(extra_layers)}
         try:
             cfg = student_config_for(name_or_path, teacher, teacher=teacher_name, **overrides)
         except ValueError as exc:
@@ -112,10 +122,20 @@ def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict
         except ValueError as exc:  # the config's own check names the allowed values
             raise FoundryInputError(str(exc)) from exc
         model.checkpoint_info = info
+    if extra_layers:
+        info = getattr(model, "checkpoint_info", {})
+        try:
+            model = add_extra_layers(model, extra_layers)
+        except ValueError as exc:
+            raise FoundryInputError(str(exc)) from exc
+        model.checkpoint_info = info
     prev = getattr(model, "checkpoint_info", {}) or {}
-    model.continued_from = {"continued_from": {"checkpoint": str(name_or_path), "epochs": prev.get("epochs"),
-                                               "command": prev.get("command"), "wall_time_s": prev.get("wall_time_s"),
-                                               "final_loss": prev.get("final_loss")}}
+    step = {"checkpoint": str(name_or_path), "epochs": prev.get("epochs"), "command": prev.get("command"),
+            "wall_time_s": prev.get("wall_time_s"), "final_loss": prev.get("final_loss")}
+    # the whole chain of commands that made this student, oldest first
+    chain = list(prev.get("command_chain") or []) or ([{k: v for k, v in step.items() if k != "checkpoint"}]
+                                                      if prev.get("command") else [])
+    model.continued_from = {"continued_from": step, "command_chain": chain}
     return model.train()
 
 
@@ -136,7 +156,7 @@ def main(args):
         overrides.setdefault("tokenizer_hidden", list(tc.tokenizer_hidden))
         overrides.setdefault("token_dim", tc.tokenizer_width or tc.width)
     torch.manual_seed(args.seed)  # the student's initialisation follows --seed
-    student = build_student(args.student, teacher, args.teacher, overrides)
+    student = build_student(args.student, teacher, args.teacher, overrides, args.extra_layers)
     check_compatible(teacher, student)
     if args.init_tokenizer or args.init_encoder != "none" or args.freeze_encoder:
         init_from_teacher(student, teacher, tokenizer=args.init_tokenizer or None,
@@ -174,6 +194,13 @@ def main(args):
                                          if d % 320 == 0 or d == t else None)
         print(f"token cache {'built' if built else 'verified'}: {cache.folder} {cache.header['shapes']} "
               f"({cache.header['build_wall_s']} s to build)")
+        for x in student.config.extra_layers:
+            from ..train.common import make_fabric
+            from ..train.distill import layer_cache
+
+            lc = layer_cache(args.cache or Path(args.out) / "token_cache", x, teacher, ds, want, pool, args.seed,
+                             make_fabric(devices=1), args.rebuild_cache, cache, print)
+            print(f"token cache of teacher block {x}: {lc.folder}")
         return 0
     summary = distill(teacher, student, teacher_name=args.teacher, data=data, out_dir=args.out, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
@@ -182,7 +209,8 @@ def main(args):
                       use_cache=not args.no_cache, cache_dir=args.cache, rebuild_cache=args.rebuild_cache,
                       tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed, cache_seed=args.cache_seed,
                       limit=args.limit, devices=args.devices, precision=args.precision, strategy=args.strategy,
-                      resume=args.resume, command=command, extra_info=getattr(student, "continued_from", None))
+                      resume=args.resume, command=command, extra_info=getattr(student, "continued_from", None),
+                      train_only=args.train_only)
     info = summary["info"]
     print(f"done: {info['epochs']} epochs, final loss {info['final_loss']:.5f}, cosine {info['final_cosine']:.4f}, "
           f"{info['wall_time_s']:.0f} s -> {Path(args.out) / 'student.safetensors'}")

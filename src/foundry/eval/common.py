@@ -206,8 +206,9 @@ def model_fingerprint(model) -> str:
 
 
 def model_depth(model) -> int | None:
+    """The number of blocks whose outputs heads read: a student's are its teacher's."""
     cfg = getattr(model, "config", None)
-    for key in ("depth", "encoder_depth"):
+    for key in ("teacher_depth", "depth", "encoder_depth"):
         d = getattr(cfg, key, None)
         if isinstance(d, int) and d > 0:
             return d

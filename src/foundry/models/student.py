@@ -47,6 +47,10 @@ class StudentConfig:
     teacher_width: int = 384
     teacher_pooling: str = "mean+max"
     teacher_layer: int = -1  # the teacher block whose (normed) tokens are the target
+    teacher_depth: int = 12  # the teacher's number of blocks (what layer -1 means, which blocks heads read)
+    # further teacher blocks the student reproduces, each by its own small output MLP on the shared
+    # CAU path, so that heads reading several teacher blocks (part segmentation: 3, 7, 11) run on it
+    extra_layers: tuple = ()
     # patches: must equal the teacher's so token i sits at the teacher's patch centre i
     num_points: int = 1024
     num_groups: int = 64
@@ -94,6 +98,9 @@ class StudentConfig:
 
     def __post_init__(self):
         self.tokenizer_hidden = tuple(self.tokenizer_hidden)
+        self.extra_layers = tuple(sorted({int(x) for x in self.extra_layers}))
+        if any(not 0 <= x < self.teacher_depth for x in self.extra_layers):
+            raise ValueError(f"extra_layers must be teacher blocks 0..{self.teacher_depth - 1}, got {self.extra_layers}")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
         if self.dso_seeding not in ("learned", "fps"):
@@ -114,19 +121,27 @@ class StudentConfig:
     def feature_dim(self) -> int:
         return self.teacher_width if self.teacher_pooling in ("max", "mean") else 2 * self.teacher_width
 
-    # same serialisation as the backbone's config (dataclass fields, tuples as lists), except that the
-    # DSO seeding fields are left out at their defaults: a learned-query student serialises (and so
-    # fingerprints) exactly as it did before the fields existed
+    # same serialisation as the backbone's config (dataclass fields, tuples as lists), except that
+    # fields added later are left out at their defaults: a student that does not use them serialises
+    # (and so fingerprints) exactly as it did before they existed
+    LATER_FIELDS = (("dso_seeding", "dso_spatial_init"), ("teacher_depth",), ("extra_layers",))
+
     def to_dict(self) -> dict:
         d = BackboneConfig.to_dict(self)
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in ("dso_seeding", "dso_spatial_init")}
-        if all(d[k] == v for k, v in defaults.items()):
-            for k in defaults:
-                del d[k]
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for group in self.LATER_FIELDS:
+            defaults = {k: fields[k].default for k in group}
+            if all(_plain(d[k]) == _plain(v) for k, v in defaults.items()):
+                for k in group:
+                    del d[k]
         return d
 
     from_dict = classmethod(BackboneConfig.from_dict.__func__)
     replace = BackboneConfig.replace
+
+
+def _plain(v):
+    return list(v) if isinstance(v, (tuple, list)) else v
 
 
 _S = dict(teacher_width=384, width=384, depth=4, heads=6, tokenizer="slim", tokenizer_hidden=(32, 64, 128), token_dim=384)
@@ -145,7 +160,8 @@ STUDENT_PRESETS: dict[str, dict] = {
     "kmeans-s16": dict(_S, num_supertokens=16, compression="kmeans"),
     "tome-s16": dict(_S, num_supertokens=16, compression="tome"),
     # for unit tests only (matches the `tiny` backbone preset)
-    "foundry-tiny": dict(num_points=256, num_groups=16, group_size=16, teacher_width=32, width=32, depth=2, heads=2,
+    "foundry-tiny": dict(num_points=256, num_groups=16, group_size=16, teacher_width=32, teacher_depth=2, width=32,
+                         depth=2, heads=2,
                          tokenizer_hidden=(8, 16, 32), token_dim=32, num_supertokens=4, dso_key_dim=16,
                          pos_hidden=16, cau_hidden=32, gate_hidden=16),
 }
@@ -387,12 +403,20 @@ class CAU(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(c.width, eps=c.norm_eps)
         self.mlp = Mlp(c.width, c.cau_hidden, c.teacher_width)
+        if c.extra_layers:  # one output MLP per further teacher block, on the same normed input
+            self.layer_mlps = nn.ModuleDict({str(x): Mlp(c.width, c.cau_hidden, c.teacher_width)
+                                             for x in c.extra_layers})
 
-    def forward(self, residual, upsampled, pos=None):
+    def forward(self, residual, upsampled, pos=None, layers=()):
+        """The reconstructed target-layer tokens, or with `layers` (extra blocks) also a dict
+        block -> tokens of those blocks."""
         h = residual + upsampled
         if pos is not None:
             h = h + pos
-        return self.mlp(self.norm(h))
+        h = self.norm(h)
+        if not layers:
+            return self.mlp(h)
+        return self.mlp(h), {x: self.layer_mlps[str(x)](h) for x in layers}
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -469,11 +493,12 @@ class FoundryStudent(nn.Module):
                                     f"ask for at least {s} patches (s is fixed by the trained model)")
         return g
 
-    def forward_supertokens(self, points: torch.Tensor, num_groups: int | None = None) -> dict:
+    def forward_supertokens(self, points: torch.Tensor, num_groups: int | None = None, layers=()) -> dict:
         """Everything the student computes. Keys: supertokens (B, s, d) before the encoder,
         encoded (B, s, width), assignment (B, G, s), counts (B, s), super_centers (B, s, 3),
         centers (B, G, 3), tokens (B, G, C_teacher) reconstructed teacher tokens; with the gate
-        also gate_prob (B, G), merge (B, G) and token_encoded (B, G, width) of bypass tokens.
+        also gate_prob (B, G), merge (B, G) and token_encoded (B, G, width) of bypass tokens;
+        with `layers` (some of config.extra_layers) also layer_tokens {block: (B, G, C_teacher)}.
         num_groups: G patches instead of the config's (like the teacher's override); s stays fixed."""
         tokens, centers = self.tokenizer(points, self.check_num_groups(num_groups))
         out = {"centers": centers, "input_tokens": tokens}
@@ -498,7 +523,10 @@ class FoundryStudent(nn.Module):
             out["token_encoded"] = tok_enc
         out["encoded"] = enc
         pos = self.encoder.pos_embed(centers) if self.config.cau_position else None
-        out["tokens"] = self.cau(residual, up, pos)
+        if layers:
+            out["tokens"], out["layer_tokens"] = self.cau(residual, up, pos, tuple(layers))
+        else:
+            out["tokens"] = self.cau(residual, up, pos)
         assert out["tokens"].shape[1] == assignment.shape[1] and assignment.shape[2] == s
         return out
 
@@ -535,15 +563,27 @@ class FoundryStudent(nn.Module):
         out = self.forward_supertokens(points, num_groups)
         return out["tokens"], out["centers"]
 
+    def reproduced_layers(self) -> list[int]:
+        """The teacher blocks this student reproduces: its target layer and its extra layers."""
+        c = self.config
+        main = c.teacher_layer if c.teacher_layer >= 0 else c.teacher_depth + c.teacher_layer
+        return sorted({main, *c.extra_layers})
+
     def forward_layers(self, points: torch.Tensor, layers: list[int], num_groups: int | None = None):
-        """The student reconstructs one teacher layer (config.teacher_layer; -1 = the last)."""
-        ok = {-1, self.config.teacher_layer}
-        bad = [l for l in layers if l not in ok]
+        """The reconstructed tokens of teacher blocks `layers` (-1 = the last), each one of
+        `reproduced_layers()`: the target layer, or an extra layer the student was distilled on."""
+        c = self.config
+        depth = c.teacher_depth
+        main = c.teacher_layer if c.teacher_layer >= 0 else depth + c.teacher_layer
+        want = [x if x >= 0 else depth + x for x in layers]
+        bad = [x for x, w in zip(layers, want) if w != main and w not in c.extra_layers]
         if bad:
             raise FoundryInputError(
-                f"a student reconstructs only teacher layer {self.config.teacher_layer} (ask for -1); got layers {bad}")
-        tokens, centers = self.forward_tokens(points, num_groups)
-        return [tokens for _ in layers], centers
+                f"this student reproduces teacher blocks {self.reproduced_layers()} only; got {bad}. Distil it "
+                "with `foundry distill --extra-layers ...` to reproduce more")
+        extra = tuple(dict.fromkeys(w for w in want if w != main))
+        out = self.forward_supertokens(points, num_groups, extra)
+        return [out["tokens"] if w == main else out["layer_tokens"][w] for w in want], out["centers"]
 
     def forward_features(self, points: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
         tokens, _ = self.forward_tokens(points, num_groups)
@@ -575,7 +615,7 @@ def student_config_for(name: str, teacher_model: nn.Module | None = None, **over
         tc = teacher_model.config
         fields.update(num_points=tc.num_points, num_groups=tc.num_groups, group_size=tc.group_size,
                       fps_start=tc.fps_start, fps_backend=tc.fps_backend, patch_order=tc.patch_order,
-                      teacher_width=teacher_model.token_dim, teacher_pooling=tc.pooling)
+                      teacher_width=teacher_model.token_dim, teacher_pooling=tc.pooling, teacher_depth=tc.depth)
     cfg = StudentConfig(name=name, **fields)
     return cfg.replace(**overrides) if overrides else cfg
 
@@ -642,6 +682,22 @@ def switch_dso_seeding(student: FoundryStudent, seeding: str, spatial_init: floa
     with torch.random.fork_rng():
         torch.manual_seed(0)
         nn.init.normal_(new.dso.supertokens, std=0.02 if seeding == "fps" else 1.0)
+    return new.to(next(student.parameters()).device)
+
+
+def add_extra_layers(student: FoundryStudent, layers) -> FoundryStudent:
+    """A copy of a trained student that also reproduces teacher blocks `layers`: every weight is
+    kept, and each new block's output MLP starts as a copy of the target layer's (so it starts
+    from the deepest reconstruction and only has to learn the difference)."""
+    c = student.config
+    new_layers = sorted({int(x) for x in layers} - set(c.extra_layers))
+    cfg = c.replace(extra_layers=tuple(sorted(set(c.extra_layers) | set(new_layers))))
+    new = FoundryStudent(cfg)
+    missing, unexpected = new.load_state_dict(student.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("cau.layer_mlps.") for k in missing):
+        raise RuntimeError(f"adding output layers changed more than the new heads: {missing}, {unexpected}")
+    for x in new_layers:
+        new.cau.layer_mlps[str(x)].load_state_dict(student.cau.mlp.state_dict())
     return new.to(next(student.parameters()).device)
 
 

@@ -124,6 +124,26 @@ def training_cache(folder, teacher, dataset, want: dict, pool: np.ndarray, seed:
     return cache, rows, built
 
 
+def layer_cache(cache_dir, x: int, teacher, dataset, want: dict, pool, seed: int, fabric, rebuild: bool, main,
+                log):
+    """The token cache of teacher block `x` beside the main one: the same data, views and seeds
+    (so the same points, which is checked), another layer."""
+    folder = Path(f"{cache_dir}-layer{x}")
+    want_x = {**want, "layer": int(x)}
+    if fabric.is_global_zero:
+        cache, _, built = training_cache(folder, teacher, dataset, want_x, pool, seed, rebuild=rebuild,
+                                         augment_kwargs=DEFAULT_AUGMENT, device=fabric.device,
+                                         progress=_progress(log, f"caching teacher block {x}"))
+        log(f"token cache {folder}: {'built' if built else 'reused'}")
+    fabric.barrier()
+    if not fabric.is_global_zero:
+        cache, _, _ = training_cache(folder, teacher, dataset, want_x, pool, seed, rebuild=rebuild, build=False)
+    if main is not None and cache.header["checksums"]["points"] != main.header["checksums"]["points"]:
+        raise FoundryInputError(f"the token caches {cache_dir} and {folder} hold different points; rebuild "
+                                f"{folder} (--rebuild-cache)")
+    return cache
+
+
 def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, epochs: int = 10,
             batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
             beta: float = 1.0, layer: int = -1, feature_weight: float = 0.0, balance_weight: float = 0.0, views: int = 2, use_cache: bool = True, cache_dir=None,
@@ -131,9 +151,13 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             seed: int = 0, cache_seed: int = 0, limit: int | None = None, devices="auto", precision: str | None = None,
             strategy: str = "auto", resume: bool = False, stop_after_epoch: int | None = None,
             log_every: int = 10, command: str | None = None, extra_info: dict | None = None,
-            verbose: bool = True) -> dict:
+            verbose: bool = True, train_only: str | None = None) -> dict:
     """Distil `teacher` into `student`; returns a summary dict (also written to out_dir/summary.json).
 
+    The student's `config.extra_layers` (teacher blocks it reproduces besides `layer`) are
+    distilled too, each against its own token cache (`<cache>-layer<L>`, the same clouds and views).
+    train_only="layer-heads": train only the extra layers' output MLPs, the rest frozen and in eval
+    mode (adds layers to a trained student without changing its other outputs).
     stop_after_epoch: end this process after that many epochs (the run stays resumable)."""
     out_dir = Path(out_dir)
     check_compatible(teacher, student)
@@ -179,13 +203,30 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                                             build=False)
         cache_info = {"folder": str(cache_dir), "views": views, "clouds": len(cache),
                       "build_wall_s": cache.header["build_wall_s"]}
+    extra_layers = list(student.config.extra_layers)
+    layer_caches = {}
+    if extra_layers:
+        if not use_cache:
+            raise FoundryInputError("distilling extra teacher layers needs the token cache (drop --no-cache)")
+        for x in extra_layers:
+            layer_caches[x] = layer_cache(cache_dir, x, teacher, dataset, want, pool, seed, fabric, rebuild_cache,
+                                          cache, log)
+    if train_only not in (None, "layer-heads"):
+        raise FoundryInputError(f"train_only must be None or 'layer-heads', got {train_only!r}")
+    if train_only == "layer-heads":
+        if not extra_layers:
+            raise FoundryInputError("--train-only layer-heads needs extra layers (--extra-layers ...)")
+        student.requires_grad_(False)
+        student.cau.layer_mlps.requires_grad_(True)
 
     run_config = {"student": student.config.to_dict(), "teacher": {k: tid[k] for k in ("name", "fingerprint")},
                   "data": list(data), "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                   "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "beta": beta, "layer": layer,
                   "feature_weight": feature_weight, "views": views,
                   **({"balance_weight": balance_weight} if balance_weight else {}), "use_cache": use_cache, "tau": [tau_start, tau_end], "gate_lambda": gate_lambda,
-                  "seed": seed, "cache_seed": cache_seed}
+                  "seed": seed, "cache_seed": cache_seed,
+                  **({"extra_layers": extra_layers} if extra_layers else {}),
+                  **({"train_only": train_only} if train_only else {})}
     world, rank = fabric.world_size, fabric.global_rank
     per_rank = -(-m // world)
     steps_per_epoch = max(1, -(-per_rank // batch_size))
@@ -214,7 +255,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     for epoch in range(start_epoch, epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
-        model.train()
+        model.train(train_only is None)  # heads alone: the frozen body runs as at inference
         rng = np.random.default_rng((seed, epoch))
         order = rng.permutation(m)[rank::world]  # positions in pool
         view_of = rng.integers(0, views, size=total_clouds)
@@ -236,10 +277,15 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                     (target,), _ = teacher.forward_layers(pts, [layer])
                 target = target.float()
             with fabric.autocast():
-                out = model.forward_supertokens(pts)  # through the Fabric/DDP wrapper
+                out = model.forward_supertokens(pts, None, extra_layers)  # through the Fabric/DDP wrapper
             loss, cos = token_metrics(out["tokens"], target, beta)
-            total = loss
-            if feature_weight:
+            total = loss if train_only is None else 0.0
+            layer_losses = {}
+            for x, lc in layer_caches.items():
+                _, target_x, _ = lc.get(view_of[idx], rows[at])
+                layer_losses[x], _ = token_metrics(out["layer_tokens"][x], target_x.to(fabric.device), beta)
+                total = total + layer_losses[x]
+            if feature_weight and train_only is None:
                 pooling = unwrapped.config.teacher_pooling
                 feat_loss = F.smooth_l1_loss(pool_tokens(out["tokens"].float(), pooling),
                                              pool_tokens(target.float(), pooling), beta=beta)
@@ -259,8 +305,10 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             sum_cos += float(cos)
             if step % log_every == 0 or b0 + batch_size >= len(order):
                 metrics = {"loss": float(loss.detach()), "cosine": float(cos),
-                           **({"feature_loss": float(feat_loss.detach())} if feature_weight else {}), "lr": scheduler.get_last_lr()[0], "tau": tau,
-                           "epoch": epoch}
+                           **({"feature_loss": float(feat_loss.detach())} if feature_weight and train_only is None
+                              else {}),
+                           **{f"loss_layer{x}": float(v.detach()) for x, v in layer_losses.items()},
+                           "lr": scheduler.get_last_lr()[0], "tau": tau, "epoch": epoch}
                 if "usage" in out:
                     metrics["supertokens_used"] = float((out["counts"].detach() > 0).float().sum(1).mean())
                 if "merge" in out:
@@ -288,6 +336,8 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     info = {
         "command": command or " ".join(sys.argv),
         "objective": f"FMD: SmoothL1(beta={beta}) on teacher layer {layer} tokens"
+                     + (f" + the same on teacher blocks {extra_layers}" if extra_layers else "")
+                     + (" (only the extra layers' output MLPs trained)" if train_only else "")
                      + (f" + {feature_weight} x SmoothL1 on pooled features" if feature_weight else "")
                      + (f" + {balance_weight} x KL(SuperToken usage || uniform)" if balance_weight else ""),
         "teacher": teacher_name, "teacher_fingerprint": tid["fingerprint"], "data": list(data), "limit": limit,
@@ -298,6 +348,9 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         "final_cosine": history[-1]["cosine"] if history else None,
         **(extra_info or {}),
     }
+    # every command that made this student, oldest first (the ancestors' come in through extra_info)
+    info["command_chain"] = list(info.get("command_chain") or []) + [
+        {k: info[k] for k in ("command", "epochs", "wall_time_s", "final_loss")}]
     summary = {"finished": finished, "info": info, "history": history, "run_config": run_config}
     if fabric.is_global_zero:
         if finished:
