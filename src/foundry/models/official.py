@@ -460,11 +460,11 @@ class PointGPTTransformer(nn.Module):
 
     def group(self, points: torch.Tensor, num_groups: int | None = None, generator=None):
         from ..ops import group_patches
-        from ..validation import check_points
+        from ..validation import check_points, model_input_spec
 
         c = self.config
         g = num_groups or c.num_groups
-        points = check_points(points, min_points=max(c.group_size, g))
+        points = check_points(points, min_points=max(c.group_size, g), **model_input_spec(self.patch_embed))
         nbhd, centers = group_patches(points, g, c.group_size, fps_start=c.fps_start,
                                       fps_backend=c.fps_backend, generator=generator)
         order = nearest_chain_order(centers)
