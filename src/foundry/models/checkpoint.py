@@ -20,6 +20,7 @@ from ..validation import FoundryInputError
 
 FORMAT = "foundry-checkpoint"
 FORMAT_VERSION = "1"
+DIGESTED_HEADER = ("kind", "config", "info")  # header entries covered by the "sha256" digest
 
 # kind -> builder(config_dict) -> nn.Module; model families register themselves here.
 _BUILDERS: dict[str, Callable[[dict], nn.Module]] = {}
@@ -105,10 +106,13 @@ def model_config_dict(model: nn.Module) -> dict:
     return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
 
 
-def tensor_digest(state: dict) -> str:
-    """sha256 over names, dtypes, shapes and raw bytes of a dict of tensors (sorted by name): an
-    integrity record of a file's weights, recomputed on load."""
+def tensor_digest(state: dict, header: dict | None = None) -> str:
+    """sha256 over names, dtypes, shapes and raw bytes of a dict of tensors (sorted by name), and
+    over the header entries that rebuild the model (kind, config, info): an integrity record of a
+    checkpoint, recomputed on load."""
     h = hashlib.sha256()
+    for k in DIGESTED_HEADER:
+        h.update(f"{k}={(header or {}).get(k, '')}|".encode())
     for k in sorted(state):
         v = state[k].detach().cpu().contiguous()
         h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
@@ -150,8 +154,8 @@ def save_checkpoint(model: nn.Module, path, *, info: dict | None = None, dtype: 
         "config": json.dumps(model_config_dict(model)),
         "info": json.dumps(info or {}),
         "foundry_version": __version__,
-        "sha256": tensor_digest(state),
     }
+    meta["sha256"] = tensor_digest(state, meta)
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
     return Path(path)
 
@@ -181,6 +185,7 @@ def read_header(path) -> dict:
             "for an official Point-MAE/BERT/JEPA/GPT file use foundry.load on the original .pth"
         )
     meta = dict(meta)
+    meta["raw"] = {k: meta.get(k, "") for k in DIGESTED_HEADER}
     for key, required in (("config", True), ("info", False)):
         text = meta.get(key, None if required else "{}")
         if text is None:
@@ -243,7 +248,7 @@ def load_checkpoint(path, *, expect_kind: str | None = None) -> nn.Module:
         state = load_file(str(path), device="cpu")
     except Exception as exc:
         raise FoundryInputError(f"could not read the weights of {path} ({exc}); the file may be truncated") from exc
-    if "sha256" in meta and tensor_digest(state) != meta["sha256"]:
+    if "sha256" in meta and tensor_digest(state, meta["raw"]) != meta["sha256"]:
         raise FoundryInputError(f"the weights in {path} do not match the digest recorded when it was written: the file "
                                 "was damaged (or changed) after saving; restore it from a good copy or re-create it")
     check_finite(state, str(path))
