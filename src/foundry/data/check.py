@@ -110,7 +110,8 @@ def _check_clouds(rep: DataReport, where, pts: np.ndarray) -> bool:
         rep.add("error", where, f"{len(bad)} cloud(s) contain NaN/Inf coordinates: rows {_rows(bad)}",
                 "drop or re-export those rows")
     finite = np.where(np.isfinite(xyz), xyz, 0)
-    spread = np.ptp(finite, axis=1).max(axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged values near the float32 limit
+        spread = np.ptp(finite.astype(np.float64), axis=1).max(axis=-1)
     flat = np.nonzero(spread == 0)[0]
     if len(flat):
         rep.add("warning", where, f"{len(flat)} cloud(s) have all points at one spot: rows {_rows(flat)}",
@@ -130,8 +131,9 @@ SCALE_RATIO = 20.0
 def _check_outliers(rep: DataReport, where, xyz: np.ndarray) -> None:
     """Points far outside their own cloud (errors, naming cloud, point and value) and clouds
     whose scale is far from the rest of the file (warnings)."""
-    centred = xyz - np.median(xyz, axis=1, keepdims=True)
-    dist = np.sqrt((centred.astype(np.float64) ** 2).sum(-1))  # (M, N)
+    xyz64 = xyz.astype(np.float64)  # damaged values near the float32 limit must not overflow here
+    centred = xyz64 - np.median(xyz64, axis=1, keepdims=True)
+    dist = np.sqrt((centred ** 2).sum(-1))  # (M, N)
     typical = np.median(dist, axis=1)  # (M,)
     worst = dist.max(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -196,7 +196,7 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
 def _read_results(out: Path) -> dict:
     try:
         before = json.loads((out / "results.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # JSON or UTF-8 errors
         return {}
     return before if isinstance(before, dict) else {}
 
@@ -240,7 +240,7 @@ def _load_done(path, chash, overwrite):
         return None
     try:
         rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # JSON or UTF-8 errors
         return None  # unreadable (should not happen: files are written atomically): redo it
     if rec.get("config_hash") != chash:
         old = rec.get("config", {})

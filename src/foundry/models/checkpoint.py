@@ -209,11 +209,14 @@ def read_header(path) -> dict:
 def _build(kind: str, config: dict, path, shapes: dict) -> nn.Module:
     """The model of `kind` from `config`, checked first on the meta device (no memory) against the
     tensor shapes stored in the file, so a damaged or crafted config cannot allocate at will."""
+    skeleton = None
     try:
         with torch.device("meta"):
             skeleton = _BUILDERS[kind](config)
-    except Exception:  # noqa: BLE001 - a builder that cannot run on meta: the real build below decides
-        skeleton = None
+    except Exception as exc:  # noqa: BLE001 - any builder error means the config does not describe a model
+        if "meta" not in str(exc):  # (a builder that needs real data on meta: the real build below decides)
+            raise FoundryInputError(f"the config in {path} does not describe a valid '{kind}' model "
+                                    f"({type(exc).__name__}: {exc}); the file is damaged or was edited") from exc
     if skeleton is not None:
         own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
         if own != shapes:

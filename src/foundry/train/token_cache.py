@@ -130,7 +130,7 @@ def cache_matches(folder, want: dict) -> bool:
     """Whether `folder` holds a finished cache whose header agrees with `want` (files not checked)."""
     try:
         header = json.loads((Path(folder) / "header.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # JSON or UTF-8 errors
         return False
     return (header.get("format"), header.get("version")) == (CACHE_FORMAT, CACHE_VERSION) and not _mismatches(header, want)
 
@@ -145,7 +145,7 @@ def open_token_cache(folder, want: dict | None = None, *, verify: bool = True) -
                                 "folder); delete it, or rebuild with --rebuild-cache")
     try:
         header = json.loads(hp.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSON or UTF-8 errors
         raise FoundryInputError(f"token cache header {hp} is unreadable ({exc}); delete {folder} or pass --rebuild-cache") from exc
     if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT or header.get("version") != CACHE_VERSION:
         raise FoundryInputError(f"{folder} is not a Foundry token cache of version {CACHE_VERSION}; delete it or pass --rebuild-cache")
