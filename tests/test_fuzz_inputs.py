@@ -66,6 +66,7 @@ def test_fuzz_point_inputs(models):
             assert torch.isfinite(value).all(), f"trial {trial}: non-finite features for {x.dtype} {tuple(x.shape)}"
         else:
             assert "points" in value
+    print(f"fuzz point inputs: {tally}")
     assert tally["ok"] >= 10 and tally["refused"] >= 10, tally
 
 
@@ -86,6 +87,7 @@ def test_fuzz_damaged_checkpoints(models, tmp_path, capsys):
         if trial < 4:
             assert cli(["info", str(bad)]) == (0 if kind == "ok" else 2)
             assert "Traceback" not in capsys.readouterr().err
+    print(f"fuzz checkpoints: 16 damaged, {refused} refused, {16 - refused} loaded with identical weights")
     assert refused >= 14
 
 
@@ -103,6 +105,7 @@ def test_fuzz_damaged_training_states(models, tmp_path):
         kind, value = _outcome(lambda: common.read_training_state(bad))
         if kind == "ok":
             assert common.state_digest(value) == digest
+        print(f"fuzz training state {trial}: {kind}")
 
 
 def test_fuzz_damaged_token_caches(models, tmp_path):
@@ -121,6 +124,7 @@ def test_fuzz_damaged_token_caches(models, tmp_path):
         kind, value = _outcome(lambda: open_token_cache(folder, want))
         if kind == "ok":
             assert all(np.array_equal(np.array(getattr(value, n)), ref[n]) for n in ref)
+        print(f"fuzz token cache {name}: {kind}")
         del value
         (folder / name).write_bytes(files[name])
 

@@ -143,7 +143,7 @@ def _check_outliers(rep: DataReport, where, xyz: np.ndarray) -> None:
         b = int(bad[np.argmax(ratio[bad])])
         j = int(dist[b].argmax())
         rep.add("error", where, f"{len(bad)} cloud(s) have outlier points far outside the shape: rows {_rows(bad)} "
-                f"(e.g. cloud {b}, point {j} = {np.round(xyz[b, j], 3).tolist()}, {ratio[b]:.0f}x the cloud's "
+                f"(e.g. cloud {b}, point {j} = {[float(f'{v:.4g}') for v in xyz[b, j]]}, {ratio[b]:.3g}x the cloud's "
                 "median distance from its centre)", "the file is probably damaged: re-download it, or drop those rows")
     radius = np.max(np.abs(xyz), axis=(1, 2))
     scale = np.median(radius)
@@ -152,7 +152,7 @@ def _check_outliers(rep: DataReport, where, xyz: np.ndarray) -> None:
         off = np.setdiff1d(off, bad)
         if len(off):
             rep.add("warning", where, f"{len(off)} cloud(s) have a scale far from the file's median extent "
-                    f"{scale:.3g}: rows {_rows(off)} (extents {np.round(radius[off[:5]], 3).tolist()})",
+                    f"{scale:.3g}: rows {_rows(off)} (extents {[float(f'{v:.4g}') for v in radius[off[:5]]]})",
                     "check their units; loaders normalise each cloud, but mixed units usually mean a conversion error")
 
 
