@@ -163,7 +163,7 @@ def test_all_protocols_run_and_resume(tmp_path):
     assert [m for m in logs if "running" in m] == ["[probe seed 1] running on tiny-a ..."]
     assert set(json.loads((tmp_path / "results.json").read_text())["protocols"]) == set(protos)  # others kept
     # another model in the same folder is refused, not mixed in
-    with pytest.raises(FoundryInputError, match="another configuration"):
+    with pytest.raises(FoundryInputError, match="results of another model"):
         run_eval(tiny(5), ["probe"], seeds=[0], out_dir=tmp_path, overrides=TINY, log=logs.append)
 
 

@@ -33,6 +33,10 @@ def load(path_or_name: str | Path, **kwargs) -> nn.Module:
     from .hub import resolve, shipped_models
     from .models.checkpoint import load_checkpoint
 
+    if not isinstance(path_or_name, (str, Path)) or not str(path_or_name).strip():
+        raise FoundryInputError(
+            f"foundry.load needs a shipped model name or a checkpoint path, got {path_or_name!r}; "
+            f"shipped models: {sorted(shipped_models()) or 'none installed'}")
     shipped = resolve(str(path_or_name))
     if shipped is not None:
         return load_checkpoint(shipped)
@@ -43,11 +47,21 @@ def load(path_or_name: str | Path, **kwargs) -> nn.Module:
             f"no model named or found at {str(path_or_name)!r}. Shipped models: {names or 'none installed'}; "
             "or give the path of a .safetensors checkpoint or an official .pth file"
         )
+    if path.is_dir():
+        return load_folder(path)
     if path.suffix in OFFICIAL_SUFFIXES:
         from .models.official import load_official
 
         return load_official(path, **kwargs).eval()
     return load_checkpoint(path)
+
+
+def load_folder(path: Path) -> nn.Module:
+    """A model from a folder. No folder layout is supported yet, so this names what was found."""
+    found = sorted(p.name for p in path.iterdir())[:8]
+    raise FoundryInputError(
+        f"{path} is a folder, not a model file (it holds {found or 'nothing'}); give the path of a .safetensors "
+        "checkpoint or an official .pth file inside it")
 
 
 def save(model: nn.Module, path, **kwargs):

@@ -25,7 +25,15 @@ def _size(text: str) -> int:
 
 def _sizes(text: str) -> list[int]:
     """'1k,8k,65k,300k,1M' -> [1024, 8192, 65536, 300000, 1000000] (1k/8k/65k are powers of two)."""
-    return [_size(s) for s in text.split(",") if s.strip()]
+    from ..validation import FoundryInputError
+
+    try:
+        sizes = [_size(s) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise FoundryInputError(f"--sizes {text!r}: expected point counts like 1k,8k,65k,300k,1M ({exc})") from exc
+    if not sizes or min(sizes) < 1:
+        raise FoundryInputError(f"--sizes {text!r}: give one or more positive point counts, e.g. 1k,8k,65k")
+    return sizes
 
 
 def register(p):
@@ -57,14 +65,21 @@ def register(p):
     p.add_argument("--grouping", action="store_true", help="grouping time (FPS + kNN) per FPS backend instead")
     p.add_argument("--groups", type=int, default=None, help="--grouping: fixed number of centres instead of N/ratio")
     p.add_argument("--out", default=None, help="output folder for JSON/PNG (default runs/bench/<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
 
 
 def main(args):
     import torch
 
-    from ..validation import FoundryInputError
+    from ..validation import FoundryInputError, positive_int
 
     out_dir = Path(args.out or Path("runs") / "bench" / time.strftime("%Y%m%d-%H%M%S"))
+    for value, flag in ((args.points, "--points"), (args.batch, "--batch"), (args.flops_batch, "--flops-batch"),
+                        (args.threads, "--threads"), (args.runs, "--runs"), (args.group_ratio, "--group-ratio")):
+        positive_int(value, flag)
+    if args.warmup < 0:
+        raise FoundryInputError(f"--warmup must be 0 or more, got {args.warmup}")
+    _check_outputs(args, out_dir)
     torch.set_num_threads(args.threads)
     device = args.device
     if device == "auto":
@@ -93,6 +108,21 @@ def main(args):
     write_json(result, out_dir / "bench.json")
     print(f"\nwrote {out_dir / 'bench.json'}")
     return 0
+
+
+def _check_outputs(args, out_dir: Path) -> None:
+    """Refuse to replace earlier results in --out (unless --overwrite) or to write onto an input."""
+    from ..validation import check_output
+
+    if args.grouping:
+        names = ["grouping.json"]
+    elif args.merge_scaling or args.scaling:
+        names = ["scaling.json", "scaling.png"]
+    else:
+        names = ["bench.json"]
+    inputs = list(args.merge_scaling or []) + list(args.models)
+    for name in names:
+        check_output(out_dir / name, overwrite=args.overwrite, inputs=inputs)
 
 
 def _grouping(args, out_dir, device):

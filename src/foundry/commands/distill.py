@@ -62,6 +62,8 @@ def register(p):
     p.add_argument("--precision", default=None, help="Fabric precision (default bf16-mixed on CUDA, 32-true on CPU)")
     p.add_argument("--strategy", default="auto", help="Fabric strategy, e.g. ddp")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an --out folder that already holds a run, replacing it")
     p.add_argument("--expert", choices=["classification", "segmentation"], default=None,
                    help="train a task-specific KD baseline instead: the same body + a task head with cross-entropy on "
                         "the labels of --data; classification: linear head on the pooled feature (default "
@@ -144,10 +146,19 @@ def main(args):
 
     from ..api import load, save
     from ..models.student import init_from_teacher
-    from ..train.distill import DEFAULT_AUGMENT, check_compatible, distill
+    from ..train.common import check_run_folder
+    from ..train.distill import DEFAULT_AUGMENT, RUN_PRODUCTS, STATE_FILE, check_compatible, check_teacher, distill
+    from ..validation import check_output
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if not args.cache_only:  # before any work: a finished run is never replaced by accident
+        check_run_folder(args.out, STATE_FILE, resume=args.resume and not args.expert, overwrite=args.overwrite,
+                         products=RUN_PRODUCTS)
+    if args.fp16_copy:
+        check_output(args.fp16_copy, overwrite=args.overwrite, inputs=(args.teacher, args.student),
+                     flag="--overwrite")
     teacher = load(args.teacher)
+    check_teacher(teacher, f"--teacher {args.teacher!r}")
     data = args.data or ["modelnet10:train", "kicadpart:train"]
     overrides = _parse_sets(args.set)
     if args.init_tokenizer:
@@ -210,7 +221,7 @@ def main(args):
                       tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed, cache_seed=args.cache_seed,
                       limit=args.limit, devices=args.devices, precision=args.precision, strategy=args.strategy,
                       resume=args.resume, command=command, extra_info=getattr(student, "continued_from", None),
-                      train_only=args.train_only)
+                      train_only=args.train_only, overwrite=args.overwrite)
     info = summary["info"]
     print(f"done: {info['epochs']} epochs, final loss {info['final_loss']:.5f}, cosine {info['final_cosine']:.4f}, "
           f"{info['wall_time_s']:.0f} s -> {Path(args.out) / 'student.safetensors'}")

@@ -26,6 +26,7 @@ def register(p):
                    help="--svm on a seeded class-stratified subset of about this many clouds per split (quicker, stated)")
     p.add_argument("--threads", type=int, default=1, help="torch/onnxruntime threads (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input model)")
 
 
 def main(args):
@@ -33,12 +34,17 @@ def main(args):
 
     from ..bench.worker import build_model
     from ..export.onnx import export_onnx, quantize_int8, svm_fp32_vs_int8
-    from ..validation import FoundryInputError
+    from ..validation import FoundryInputError, check_output, positive_int
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(positive_int(args.threads, "--threads"))
     out = Path(args.out)
     if out.suffix != ".onnx":
         raise FoundryInputError(f"--out must end in .onnx, got {str(out)!r}")
+    if args.points is not None:
+        positive_int(args.points, "--points")
+    outputs = [out, out.with_suffix(".json")] + ([out.with_suffix(".int8.onnx")] if args.int8 else [])
+    for path in outputs:
+        check_output(path, overwrite=args.overwrite, inputs=(args.model,))
     if args.svm and not args.int8:
         raise FoundryInputError("--svm compares fp32 with int8: add --int8")
     model = build_model(args.model)

@@ -24,6 +24,7 @@ def register(p):
     c.add_argument("--num-groups", type=int, default=None, help="patches per cloud (default 64)")
     c.add_argument("--group-size", type=int, default=None, help="points per patch (default 32)")
     c.add_argument("--fp16", action="store_true", help="store the weights in fp16 (half the size)")
+    c.add_argument("--overwrite", action="store_true", help="replace DST if it exists (never the input)")
     t = sub.add_parser("tome", help="wrap a teacher with training-free ToMe token merging (a baseline for compare)")
     t.add_argument("teacher", help="the teacher backbone (shipped name or checkpoint)")
     t.add_argument("dst", help="output .safetensors path")
@@ -31,6 +32,7 @@ def register(p):
     how.add_argument("--r", type=int, help="tokens merged after each block")
     how.add_argument("--match", metavar="MODEL", help="the smallest r whose MACs are at most this model's")
     t.add_argument("--fp16", action="store_true", help="store the weights in fp16 (half the size)")
+    t.add_argument("--overwrite", action="store_true", help="replace DST if it exists (never an input)")
 
 
 def one_liner(card: str | None) -> str:
@@ -49,7 +51,9 @@ def main(args):
         import torch
 
         from ..models.official import convert_official
+        from ..validation import check_output
 
+        check_output(args.dst, overwrite=args.overwrite, inputs=(args.src,))
         overrides = {k: v for k, v in (("heads", args.heads), ("num_groups", args.num_groups),
                                        ("group_size", args.group_size)) if v is not None}
         out = convert_official(args.src, args.dst, dtype=torch.float16 if args.fp16 else None, **overrides)
@@ -89,8 +93,9 @@ def _tome(args) -> int:
     from ..bench.flops import model_macs
     from ..models.backbone import PointTransformer
     from ..models.baselines import ToMeTeacher, tome_r_for_macs
-    from ..validation import FoundryInputError
+    from ..validation import FoundryInputError, check_output
 
+    check_output(args.dst, overwrite=args.overwrite, inputs=(args.teacher, args.match))
     teacher = load(args.teacher)
     if not isinstance(teacher, PointTransformer):
         raise FoundryInputError(f"{args.teacher} is a '{getattr(teacher, 'kind', type(teacher).__name__)}' model; "

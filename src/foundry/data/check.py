@@ -79,10 +79,12 @@ def _rows(idx: np.ndarray, limit: int = 10) -> str:
     return f"{idx[:limit].tolist()}{more}"
 
 
-def _names(path: Path, rep: DataReport, what: str, required: bool = True) -> list[str] | None:
+def _names(path: Path, rep: DataReport, what: str, required: bool = True, missing_level: str = "error",
+           consequence: str = "") -> list[str] | None:
     if not path.is_file():
         if required:
-            rep.add("error", path, f"missing {what}", f"add {path.name} (one name per line, line i = label i)")
+            rep.add(missing_level, path, f"missing {what}{consequence}",
+                    f"add {path.name} (one name per line, line i = label i)")
         return None
     lines = [ln.split()[0] for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     if not lines:
@@ -108,12 +110,66 @@ def _check_clouds(rep: DataReport, where, pts: np.ndarray) -> bool:
         rep.add("error", where, f"{len(bad)} cloud(s) contain NaN/Inf coordinates: rows {_rows(bad)}",
                 "drop or re-export those rows")
     finite = np.where(np.isfinite(xyz), xyz, 0)
-    spread = np.ptp(finite, axis=1).max(axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):  # damaged values near the float32 limit
+        spread = np.ptp(finite.astype(np.float64), axis=1).max(axis=-1)
     flat = np.nonzero(spread == 0)[0]
     if len(flat):
         rep.add("warning", where, f"{len(flat)} cloud(s) have all points at one spot: rows {_rows(flat)}",
                 "drop those rows; they cannot be normalised")
+    _check_outliers(rep, where, finite)
+    _check_padding(rep, where, finite)
     return True
+
+
+# a point this many times farther from its cloud's centre than the cloud's median point is not
+# part of the shape (a flipped bit, an unconverted unit); real scans stay far below this
+OUTLIER_RATIO = 50.0
+# clouds whose radius differs this much from the file's median radius: mixed units or a damaged cloud
+SCALE_RATIO = 20.0
+
+
+def _check_outliers(rep: DataReport, where, xyz: np.ndarray) -> None:
+    """Points far outside their own cloud (errors, naming cloud, point and value) and clouds
+    whose scale is far from the rest of the file (warnings)."""
+    xyz64 = xyz.astype(np.float64)  # damaged values near the float32 limit must not overflow here
+    centred = xyz64 - np.median(xyz64, axis=1, keepdims=True)
+    dist = np.sqrt((centred ** 2).sum(-1))  # (M, N)
+    typical = np.median(dist, axis=1)  # (M,)
+    worst = dist.max(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(typical > 0, worst / typical, 0.0)
+    bad = np.nonzero(ratio > OUTLIER_RATIO)[0]
+    if len(bad):
+        b = int(bad[np.argmax(ratio[bad])])
+        j = int(dist[b].argmax())
+        rep.add("error", where, f"{len(bad)} cloud(s) have outlier points far outside the shape: rows {_rows(bad)} "
+                f"(e.g. cloud {b}, point {j} = {[float(f'{v:.4g}') for v in xyz[b, j]]}, {ratio[b]:.3g}x the cloud's "
+                "median distance from its centre)", "the file is probably damaged: re-download it, or drop those rows")
+    radius = np.max(np.abs(xyz), axis=(1, 2))
+    scale = np.median(radius)
+    if scale > 0 and len(radius) > 1:
+        off = np.nonzero((radius > SCALE_RATIO * scale) | (radius < scale / SCALE_RATIO))[0]
+        off = np.setdiff1d(off, bad)
+        if len(off):
+            rep.add("warning", where, f"{len(off)} cloud(s) have a scale far from the file's median extent "
+                    f"{scale:.3g}: rows {_rows(off)} (extents {[float(f'{v:.4g}') for v in radius[off[:5]]]})",
+                    "check their units; loaders normalise each cloud, but mixed units usually mean a conversion error")
+
+
+def _check_padding(rep: DataReport, where, xyz: np.ndarray) -> None:
+    """Clouds made of few distinct points repeated (a short scan padded up to the file's count)."""
+    m, n = xyz.shape[:2]
+    if n < 8:
+        return
+    keys = np.ascontiguousarray(xyz).view(np.dtype((np.void, 12))).reshape(m, n)
+    ordered = np.sort(keys, axis=1)
+    distinct = 1 + (ordered[:, 1:] != ordered[:, :-1]).sum(axis=1)
+    few = np.nonzero(distinct < n // 2)[0]
+    if len(few):
+        b = int(few[np.argmin(distinct[few])])
+        rep.add("warning", where, f"{len(few)} cloud(s) repeat points to fill the {n}-point rows: rows {_rows(few)} "
+                f"(e.g. cloud {b} has only {int(distinct[b])} distinct points)",
+                "such clouds were padded from far fewer points; drop them or re-sample them from denser scans")
 
 
 def _check_labels(rep, where, lab: np.ndarray, rows: int | None, num_classes: int | None, names_file: str,
@@ -260,7 +316,8 @@ def _unlisted(rep, folder: Path, used: set[Path], pattern: str = "*.h5"):
 # ----------------------------------------------------------------------------- layouts
 
 def _check_modelnet(rep, folder: Path):
-    names = _names(folder / "shape_names.txt", rep, "class names (shape_names.txt)")
+    names = _names(folder / "shape_names.txt", rep, "class names (shape_names.txt)", missing_level="warning",
+                   consequence="; classes will be numbered and labels cannot be checked against the names")
     used = set()
     for split, lst in (("train", "train_files.txt"), ("test", "test_files.txt")):
         files = _split_list(rep, folder, split, lst, f"ply_data_{split}*.h5", required=True)

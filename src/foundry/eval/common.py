@@ -291,25 +291,47 @@ class FeatureCache:
             return self.mem[key]
         path = None
         if self.folder is not None:
-            path = self.folder / f"features_{fingerprint[:16]}_{key[1][:16]}.npy"
-            if path.exists():
-                feats = np.load(path)
-                if feats.shape[0] == len(split):
-                    self.mem[key] = feats
-                    return feats
+            path = self.folder / f"features_{fingerprint[:16]}_{key[1][:16]}.npz"
+            feats = _read_features(path, len(split))
+            if feats is not None:
+                self.mem[key] = feats
+                return feats
         feats = extract_features(model, split.points, batch_size=batch_size, device=device, progress=progress)
         if not np.isfinite(feats).all():
             raise FoundryInputError(f"the model produced NaN/Inf features on {split.name}")
         if path is not None:
             from ..models.checkpoint import atomic_write
 
+            digest = hashlib.sha256(np.ascontiguousarray(feats).tobytes()).hexdigest()
+
             def write(tmp):
                 with open(tmp, "wb") as f:
-                    np.save(f, feats)
+                    np.savez(f, features=feats, sha256=np.array(digest))
 
             atomic_write(path, write)
         self.mem[key] = feats
         return feats
+
+
+def _read_features(path: Path, rows: int) -> np.ndarray | None:
+    """Cached features at `path` if present and intact (its recorded sha256 matches); a damaged
+    file is reported and None returned, so the features are extracted again."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            feats, digest = z["features"], str(z["sha256"])
+        intact = (feats.ndim == 2 and feats.shape[0] == rows
+                  and hashlib.sha256(np.ascontiguousarray(feats).tobytes()).hexdigest() == digest)
+    except Exception as exc:  # noqa: BLE001 - zip, pickle-free npy and key errors alike mean a damaged file
+        intact, feats = False, None
+        reason = f"unreadable ({type(exc).__name__})"
+    else:
+        reason = "does not match its checksum"
+    if not intact:
+        print(f"[foundry] feature cache {path} {reason}; extracting the features again")
+        return None
+    return feats
 
 
 # ----------------------------------------------------------------------------- seeds, stats

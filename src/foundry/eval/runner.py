@@ -163,15 +163,8 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
         "git": git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocols": {},
     }
-    if out is not None and (out / "results.json").exists():  # keep protocols run before into this folder
-        try:
-            before = json.loads((out / "results.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            before = {}
-        if before.get("model", {}).get("fingerprint") == ctx.fingerprint:
-            for p, e in before.get("protocols", {}).items():
-                if p not in protocols:
-                    results["protocols"][p] = e
+    if out is not None:
+        _check_same_model(out, ctx.fingerprint, ctx.name, overwrite)
     for proto_name in protocols:
         proto = get_protocol(proto_name)
         settings = all_settings[proto_name]
@@ -207,16 +200,49 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
             _summarise(entry, proto)
             if out is not None:
                 results["wall_time_s"] = time.time() - t_start
-                write_json(out / "results.json", results)
+                _write_results(out, results, protocols)
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["wall_time_s"] = time.time() - t_start
     if out is not None:
-        write_json(out / "results.json", results)
-        from ..models.checkpoint import atomic_write
-
-        text = markdown_table(results)
-        atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
+        _write_results(out, results, protocols, markdown=True)
     return results
+
+
+def _read_results(out: Path) -> dict:
+    try:
+        before = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):  # JSON or UTF-8 errors
+        return {}
+    return before if isinstance(before, dict) else {}
+
+
+def _check_same_model(out: Path, fingerprint: str, name: str, overwrite: bool) -> None:
+    """Refuse an --out folder whose results.json belongs to another model (unless overwrite)."""
+    before = _read_results(out)
+    theirs = (before.get("model") or {}).get("fingerprint")
+    if theirs and theirs != fingerprint and not overwrite:
+        raise FoundryInputError(
+            f"{out} holds the results of another model ({(before.get('model') or {}).get('name')!r}, fingerprint "
+            f"{str(theirs)[:12]}), not of {name!r}; use another --out folder, or --overwrite to replace them")
+
+
+def _write_results(out: Path, results: dict, protocols: list, markdown: bool = False) -> None:
+    """Write results.json (and results.md), merged with what other runs of the same model wrote
+    into this folder meanwhile: protocols this run does not run are taken from the file as it is
+    now, under a lock, so concurrent `foundry eval` runs into one --out all keep their results."""
+    from ..locks import file_lock
+    from ..models.checkpoint import atomic_write
+
+    with file_lock(out / ".results.lock"):
+        before = _read_results(out)
+        if (before.get("model") or {}).get("fingerprint") == results["model"]["fingerprint"]:
+            for p, e in (before.get("protocols") or {}).items():
+                if p not in protocols:
+                    results["protocols"][p] = e
+        write_json(out / "results.json", results)
+        if markdown:
+            text = markdown_table(results)
+            atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text))
 
 
 def _config(model) -> dict:
@@ -229,7 +255,7 @@ def _load_done(path, chash, overwrite):
         return None
     try:
         rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # JSON or UTF-8 errors
         return None  # unreadable (should not happen: files are written atomically): redo it
     if rec.get("config_hash") != chash:
         old = rec.get("config", {})

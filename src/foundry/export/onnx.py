@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..validation import FoundryInputError
+from ..validation import FoundryInputError, positive_int
 
 OUTPUTS = ("features", "tokens")
 
@@ -68,7 +68,7 @@ def export_onnx(model: nn.Module, path, *, num_points: int | None = None, output
 
     if output not in OUTPUTS:
         raise FoundryInputError(f"output must be one of {OUTPUTS}, got {output!r}")
-    n = num_points or getattr(model.config, "num_points", 1024)
+    n = positive_int(getattr(model.config, "num_points", 1024) if num_points is None else num_points, "num_points")
     model = model.eval().to("cpu")
     wrapper = _Exported(model, output).eval()
     example = random_cloud(2, n, seed)
@@ -183,7 +183,7 @@ def svm_fp32_vs_int8(model: nn.Module, fp32_path, int8_path, *, dataset: str = "
     """
     from ..eval.svm import extract_features, linear_svm_eval
 
-    n = num_points or getattr(model.config, "num_points", 1024)
+    n = positive_int(getattr(model.config, "num_points", 1024) if num_points is None else num_points, "num_points")
     if arrays is not None:
         train, test = arrays
     else:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..ops import group_patches
-from ..validation import check_points
+from ..validation import check_points, model_input_spec
 from .config import BackboneConfig
 from .layers import TransformerEncoder
 from .tokenizer import MlpPositionEmbed, PointNetPatchEmbed, SinCosPositionEmbed
@@ -75,7 +75,8 @@ class PointTransformer(nn.Module):
     def group(self, points: torch.Tensor, num_groups: int | None = None, generator=None):
         """Validated FPS + kNN grouping -> (neighborhoods (B,G,K,3), centers (B,G,3))."""
         c = self.config
-        points = check_points(points, min_points=max(c.group_size, num_groups or c.num_groups))
+        points = check_points(points, min_points=max(c.group_size, num_groups or c.num_groups),
+                              **model_input_spec(self.patch_embed))
         nbhd, centers = group_patches(points, num_groups or c.num_groups, c.group_size,
                                       fps_start=c.fps_start, fps_backend=c.fps_backend, generator=generator)
         if c.patch_order == "morton":

@@ -5,6 +5,8 @@ kind and its config from the header, builds the model and loads the weights.
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -18,6 +20,7 @@ from ..validation import FoundryInputError
 
 FORMAT = "foundry-checkpoint"
 FORMAT_VERSION = "1"
+DIGESTED_HEADER = ("kind", "config", "info")  # header entries covered by the "sha256" digest
 
 # kind -> builder(config_dict) -> nn.Module; model families register themselves here.
 _BUILDERS: dict[str, Callable[[dict], nn.Module]] = {}
@@ -43,13 +46,19 @@ def _ensure_builtin_kinds() -> None:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half file."""
+    """Write through a temporary file in the same folder, then rename: never a half file.
+
+    The temporary name carries this process id, so leftovers of a killed writer (whose process
+    is gone) are removed on the next write of the same file. The file gets the usual umask mode
+    (mkstemp alone would make it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -57,15 +66,75 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise
 
 
+def _umask() -> int:
+    if not hasattr(_umask, "value"):  # read once: os.umask can only be read by setting it
+        current = os.umask(0o022)
+        os.umask(current)
+        _umask.value = current
+    return _umask.value
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete `.NAME.PID.*.tmp` files next to `path` left by writers that no longer run."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
 def model_config_dict(model: nn.Module) -> dict:
     cfg = model.config
     return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
 
 
+def tensor_digest(state: dict, header: dict | None = None) -> str:
+    """sha256 over names, dtypes, shapes and raw bytes of a dict of tensors (sorted by name), and
+    over the header entries that rebuild the model (kind, config, info): an integrity record of a
+    checkpoint, recomputed on load."""
+    h = hashlib.sha256()
+    for k in DIGESTED_HEADER:
+        h.update(f"{k}={(header or {}).get(k, '')}|".encode())
+    for k in sorted(state):
+        v = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        if v.numel():
+            h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_finite(state: dict, source: str) -> None:
+    """Refuse a dict of tensors with NaN/Inf (or float16 overflow) values, naming them."""
+    bad = sorted(k for k, v in state.items()
+                 if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise FoundryInputError(f"{source} has NaN/Inf values in {len(bad)} tensor(s) (e.g. {bad[:3]}): the weights "
+                                "diverged or the file is corrupt; nothing was written or loaded from them")
+
+
 def save_checkpoint(model: nn.Module, path, *, info: dict | None = None, dtype: torch.dtype | None = None) -> Path:
     """Save `model` (weights + config + `info` provenance) as one safetensors file.
 
-    dtype=torch.float16 halves the file for shipping; floats are cast back on load.
+    dtype=torch.float16 halves the file for shipping; floats are cast back on load. Refuses
+    non-finite weights; records a digest of the tensors that `load_checkpoint` verifies.
     """
     from safetensors.torch import save_file
 
@@ -77,6 +146,7 @@ def save_checkpoint(model: nn.Module, path, *, info: dict | None = None, dtype: 
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
         state[k] = v.contiguous()
+    check_finite(state, f"the model to be saved as {path}" + (f" (in {dtype})" if dtype is not None else ""))
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -85,6 +155,7 @@ def save_checkpoint(model: nn.Module, path, *, info: dict | None = None, dtype: 
         "info": json.dumps(info or {}),
         "foundry_version": __version__,
     }
+    meta["sha256"] = tensor_digest(state, meta)
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
     return Path(path)
 
@@ -96,11 +167,14 @@ def read_header(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FoundryInputError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise FoundryInputError(f"{path} is a folder, not a checkpoint file; give the .safetensors file inside it")
     if path.stat().st_size == 0:
         raise FoundryInputError(f"checkpoint {path} is empty (0 bytes): the file was not written completely")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types
         raise FoundryInputError(
             f"checkpoint {path} is not a readable safetensors file ({exc}); it may be truncated or corrupt"
@@ -111,13 +185,58 @@ def read_header(path) -> dict:
             "for an official Point-MAE/BERT/JEPA/GPT file use foundry.load on the original .pth"
         )
     meta = dict(meta)
-    meta["config"] = json.loads(meta["config"])
-    meta["info"] = json.loads(meta.get("info", "{}"))
+    meta["raw"] = {k: meta.get(k, "") for k in DIGESTED_HEADER}
+    for key, required in (("config", True), ("info", False)):
+        text = meta.get(key, None if required else "{}")
+        if text is None:
+            raise FoundryInputError(f"the header of {path} has no '{key}' entry: the file is damaged or was not "
+                                    "written by Foundry; re-export it from its source")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FoundryInputError(f"the '{key}' entry in the header of {path} is not valid JSON ({exc}): the file "
+                                    "is damaged; re-export it from its source") from exc
+        if not isinstance(value, dict):
+            raise FoundryInputError(f"the '{key}' entry in the header of {path} is a {type(value).__name__}, not a "
+                                    "JSON object: the file is damaged; re-export it from its source")
+        meta[key] = value
+    if not isinstance(meta.get("kind"), str):
+        raise FoundryInputError(f"the header of {path} does not say which kind of model it holds (no 'kind')")
+    meta["shapes"] = shapes
     return meta
 
 
+def _build(kind: str, config: dict, path, shapes: dict) -> nn.Module:
+    """The model of `kind` from `config`, checked first on the meta device (no memory) against the
+    tensor shapes stored in the file, so a damaged or crafted config cannot allocate at will."""
+    skeleton = None
+    try:
+        with torch.device("meta"):
+            skeleton = _BUILDERS[kind](config)
+    except Exception as exc:  # noqa: BLE001 - any builder error means the config does not describe a model
+        if "meta" not in str(exc):  # (a builder that needs real data on meta: the real build below decides)
+            raise FoundryInputError(f"the config in {path} does not describe a valid '{kind}' model "
+                                    f"({type(exc).__name__}: {exc}); the file is damaged or was edited") from exc
+    if skeleton is not None:
+        own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        if own != shapes:
+            wrong = sorted(k for k in set(own) & set(shapes) if own[k] != shapes[k])
+            detail = (f"e.g. {wrong[0]}: config {own[wrong[0]]} vs file {shapes[wrong[0]]}" if wrong else
+                      f"{len(set(own) ^ set(shapes))} tensor names differ")
+            raise FoundryInputError(f"the weights in {path} do not fit the model its header's config describes "
+                                    f"({detail}); the file is damaged or was edited")
+    try:
+        return _BUILDERS[kind](config)
+    except Exception as exc:  # noqa: BLE001 - any builder error means the config does not describe a model
+        raise FoundryInputError(f"the config in {path} does not describe a valid '{kind}' model ({type(exc).__name__}: "
+                                f"{exc}); the file is damaged or was written by an incompatible version") from exc
+
+
 def load_checkpoint(path, *, expect_kind: str | None = None) -> nn.Module:
-    """Rebuild a model from a Foundry checkpoint; returns it in eval mode on the CPU."""
+    """Rebuild a model from a Foundry checkpoint; returns it in eval mode on the CPU.
+
+    The weights must match the digest recorded when the file was written (files written before
+    digests existed, such as older shipped weights, load without that check) and be finite."""
     from safetensors.torch import load_file
 
     _ensure_builtin_kinds()
@@ -127,11 +246,15 @@ def load_checkpoint(path, *, expect_kind: str | None = None) -> nn.Module:
         raise FoundryInputError(f"{path} holds a '{kind}' model, but a '{expect_kind}' model was expected")
     if kind not in _BUILDERS:
         raise FoundryInputError(f"{path} holds a model of unknown kind '{kind}' (known: {sorted(_BUILDERS)})")
-    model = _BUILDERS[kind](meta["config"])
+    model = _build(kind, meta["config"], path, meta["shapes"])
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:
         raise FoundryInputError(f"could not read the weights of {path} ({exc}); the file may be truncated") from exc
+    if "sha256" in meta and tensor_digest(state, meta["raw"]) != meta["sha256"]:
+        raise FoundryInputError(f"the weights in {path} do not match the digest recorded when it was written: the file "
+                                "was damaged (or changed) after saving; restore it from a good copy or re-create it")
+    check_finite(state, str(path))
     load_state_strict(model, state, source=str(path))
     model.checkpoint_info = meta["info"]
     return model.eval()

@@ -74,7 +74,7 @@ class TransformerEncoder(nn.Module):
     def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
                  drop_path: float = 0.0, pos_every_block: bool = True, norm_eps: float = 1e-5):
         super().__init__()
-        rates = [float(r) for r in torch.linspace(0, drop_path, depth)] if depth else []
+        rates = [float(r) for r in torch.linspace(0, drop_path, depth, device="cpu")] if depth else []
         self.blocks = nn.ModuleList(
             Block(dim, heads, mlp_ratio, qkv_bias, rates[i], norm_eps) for i in range(depth)
         )

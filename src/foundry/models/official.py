@@ -108,12 +108,27 @@ def read_official_state(path) -> tuple[dict, dict]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # zip / pickle errors of every kind
-        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):  # the safe unpickler met objects or code
+            raise FoundryInputError(
+                f"{path} was refused: besides weights it carries Python objects or code that would run when it is "
+                "loaded, and Foundry reads only plain tensors (it never turns weights_only off). If you trust its "
+                "source, re-save just the weights there (torch.save(model.state_dict(), ...)) and load that file"
+            ) from exc
+        msg = _torch_load_reason(exc)
         raise FoundryInputError(
             f"could not read {path} as a PyTorch checkpoint ({msg}); the file may be truncated or corrupt "
             "(compare its size / checksum with the download), or not a checkpoint at all"
         ) from exc
     return unwrap_state(obj, source=str(path))
+
+
+def _torch_load_reason(exc: Exception) -> str:
+    """The informative line of a torch.load error (its weights_only preamble, which suggests turning
+    the safety off, is left out)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    skip = ("weights only load failed", "weights_only", "please file an issue", "check the documentation")
+    useful = [ln for ln in lines if not any(k in ln.lower() for k in skip)]
+    return (useful or lines or [type(exc).__name__])[0][:200]
 
 
 def unwrap_state(obj, *, source: str = "checkpoint") -> tuple[dict, dict]:
@@ -460,11 +475,11 @@ class PointGPTTransformer(nn.Module):
 
     def group(self, points: torch.Tensor, num_groups: int | None = None, generator=None):
         from ..ops import group_patches
-        from ..validation import check_points
+        from ..validation import check_points, model_input_spec
 
         c = self.config
         g = num_groups or c.num_groups
-        points = check_points(points, min_points=max(c.group_size, g))
+        points = check_points(points, min_points=max(c.group_size, g), **model_input_spec(self.patch_embed))
         nbhd, centers = group_patches(points, g, c.group_size, fps_start=c.fps_start,
                                       fps_backend=c.fps_backend, generator=generator)
         order = nearest_chain_order(centers)

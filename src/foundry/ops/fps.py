@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from .frame import comparable_frame
+
 _BACKENDS = ("torch", "fpsample")
 
 
@@ -41,6 +43,7 @@ def farthest_point_sample(
     if backend not in _BACKENDS:
         raise ValueError(f"unknown FPS backend {backend!r}; choose one of {_BACKENDS}")
 
+    (points,) = comparable_frame(points)
     if start == "random":
         first = torch.randint(0, n, (batch,), generator=generator, device="cpu").to(points.device)
     else:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .frame import comparable_frame
+
 
 def gather_points(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Batched gather along the point axis.
@@ -39,6 +41,7 @@ def knn(
         raise ValueError(f"cannot take k={k} neighbours from clouds of {n} points")
     if chunk_size is None:
         chunk_size = max(1, max_chunk_elements // max(1, batch * n))
+    queries, points = comparable_frame(queries, points)
     q = queries.detach().float()
     p = points.detach().float()
     p_sq = p.pow(2).sum(-1).unsqueeze(1)  # (B, 1, N)

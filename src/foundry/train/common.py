@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.checkpoint import atomic_write
+from ..models.checkpoint import atomic_write, remove_stale_temporaries
 from ..validation import FoundryInputError
 
 STATE_FORMAT = "foundry-training-state"
@@ -116,10 +117,7 @@ class RunLogger:
             if resume_step is None:
                 self.path.unlink()
             else:
-                with open(self.path, newline="") as f:
-                    reader = csv.DictReader(f)
-                    self.columns = list(reader.fieldnames or ["step"])
-                    self.rows = [r for r in reader if r.get("step") not in (None, "") and int(float(r["step"])) <= resume_step]
+                self.columns, self.rows = _read_metrics(self.path, resume_step)
                 self._rewrite()
         if tensorboard:
             try:
@@ -173,6 +171,34 @@ class RunLogger:
             self._tb = None
 
 
+def _read_metrics(path: Path, resume_step: int) -> tuple[list[str], list[dict]]:
+    """Columns and the rows up to `resume_step` of an earlier metrics.csv. Rows that cannot be
+    read (a line cut by a kill, or edited) are dropped with a message saying how many."""
+    try:
+        with open(path, newline="", errors="replace") as f:
+            reader = csv.DictReader(f)
+            columns = [c for c in (reader.fieldnames or []) if c]
+            rows, bad = [], 0
+            for r in reader:
+                try:
+                    ok = None not in r and None not in r.values() and int(float(r["step"])) >= 0
+                except (KeyError, TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    bad += 1
+                elif int(float(r["step"])) <= resume_step:
+                    rows.append(r)
+    except (OSError, csv.Error, UnicodeError) as exc:
+        print(f"[foundry] {path} is unreadable ({exc}); starting a new metrics.csv (the training state is intact)")
+        return ["step"], []
+    if "step" not in columns:
+        print(f"[foundry] {path} has no 'step' column; starting a new metrics.csv")
+        return ["step"], []
+    if bad:
+        print(f"[foundry] {path}: dropped {bad} unreadable row(s) while resuming (damaged or edited lines)")
+    return columns, rows
+
+
 # ---------------------------------------------------------------------------------------------
 # Training state (resume)
 # ---------------------------------------------------------------------------------------------
@@ -206,9 +232,50 @@ def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
+def state_digest(obj) -> str:
+    """sha256 over a nested training state (dicts, lists, tensors, plain values) in a fixed order:
+    recorded at save time, recomputed on load, so flipped bytes in a state file are caught."""
+    h = hashlib.sha256()
+
+    def walk(o):
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            if t.numel():
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(o, dict):
+            h.update(f"D{len(o)}".encode())
+            for k in sorted(o, key=repr):
+                h.update(repr(k).encode())
+                walk(o[k])
+        elif isinstance(o, (list, tuple)):
+            h.update(f"L{len(o)}".encode())
+            for v in o:
+                walk(v)
+        else:
+            h.update(repr(o).encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+def _non_finite(obj, prefix="") -> list[str]:
+    """Names of the floating tensors with NaN/Inf anywhere in a nested state."""
+    if isinstance(obj, torch.Tensor):
+        return [prefix] if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else []
+    if isinstance(obj, dict):
+        return [n for k, v in obj.items() for n in _non_finite(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [n for i, v in enumerate(obj) for n in _non_finite(v, f"{prefix}[{i}]")]
+    return []
+
+
 def save_training_state(path, *, model, optimizer, scheduler, epoch: int, step: int, run_config: dict,
                         extra: dict | None = None) -> None:
-    """Atomically write everything needed to continue a run exactly. Only rank 0 writes."""
+    """Atomically write everything needed to continue a run exactly. Only rank 0 writes.
+
+    Refuses (FoundryInputError) a model or optimizer state with NaN/Inf values, so a diverged run
+    never replaces its last good state; records a digest that `read_training_state` verifies."""
     if not is_rank_zero():
         return
     state = {
@@ -223,14 +290,23 @@ def save_training_state(path, *, model, optimizer, scheduler, epoch: int, step: 
         "rng": _rng_state(),
         "extra": extra or {},
     }
+    bad = _non_finite({"model": state["model"], "optimizer": state["optimizer"]})
+    if bad:
+        raise FoundryInputError(
+            f"training diverged at epoch {epoch}, step {step}: NaN/Inf in {len(bad)} tensor(s) (e.g. {bad[:3]}); the "
+            f"state was not saved, so {path} keeps the last good one. Lower --lr, add gradient clipping or "
+            "check the data (foundry check-data), then --resume")
+    state["digest"] = state_digest(state)
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def read_training_state(path) -> dict:
-    """Load a training-state file (CPU tensors) with clear errors for missing or foreign files."""
+    """Load a training-state file (CPU tensors) with clear errors for missing, foreign or damaged
+    files (states written with a digest must match it; older ones are checked for NaN/Inf)."""
     path = Path(path)
     if not path.exists():
         raise FoundryInputError(f"no training state to resume at {path}; start the run without --resume")
+    remove_stale_temporaries(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -239,6 +315,17 @@ def read_training_state(path) -> dict:
         ) from exc
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise FoundryInputError(f"{path} is not a Foundry training state (was it written by foundry pretrain/distill?)")
+    digest = state.pop("digest", None)
+    if digest is not None and state_digest(state) != digest:
+        raise FoundryInputError(f"training state {path} does not match the digest recorded when it was saved: the file "
+                                "was damaged after saving. Restart the run (--overwrite), or restore the file")
+    missing = [k for k in ("run_config", "epoch", "step", "model", "rng") if k not in state]
+    if missing:
+        raise FoundryInputError(f"training state {path} lacks {missing}: the file is damaged; restart the run (--overwrite)")
+    bad = _non_finite({"model": state["model"], "optimizer": state.get("optimizer")})
+    if bad:
+        raise FoundryInputError(f"training state {path} holds NaN/Inf values in {bad[:3]}: the run had diverged or "
+                                "the file is damaged; restart the run (--overwrite)")
     return state
 
 
@@ -277,6 +364,22 @@ def load_training_state(path, model, optimizer, scheduler, run_config: dict):
         scheduler.load_state_dict(state["scheduler"])
     _set_rng_state(state["rng"])
     return int(state["epoch"]), int(state["step"]), state.get("extra", {})
+
+
+def check_run_folder(out_dir, state_file: str, *, resume: bool, overwrite: bool = False,
+                     products: tuple[str, ...] = ()) -> None:
+    """Before any work: refuse --resume without a saved state, and a fresh run into a folder that
+    already holds one (its state or any of `products`) unless `overwrite`."""
+    out_dir = Path(out_dir)
+    if resume:
+        if not (out_dir / state_file).exists():
+            raise FoundryInputError(f"nothing to resume in {out_dir}: no {state_file} (the run stopped before its first "
+                                    "saved epoch, or --out names another folder); start it again without --resume")
+        return
+    found = [n for n in (state_file, *products) if (out_dir / n).exists()]
+    if found and not overwrite:
+        raise FoundryInputError(f"{out_dir} already holds a run ({', '.join(found)}); continue it with --resume, use "
+                                "another --out, or pass --overwrite to start again and replace it")
 
 
 # ---------------------------------------------------------------------------------------------

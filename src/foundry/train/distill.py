@@ -40,11 +40,21 @@ from . import common
 from .token_cache import cache_matches, draw_points, expected_header, load_or_build, open_token_cache, teacher_identity
 
 STATE_FILE = "training_state.pt"
+RUN_PRODUCTS = ("student.safetensors", "summary.json")
 DEFAULT_AUGMENT = {"scale": (2 / 3, 3 / 2), "translate": 0.2}
+
+
+def check_teacher(teacher, name: str = "the teacher") -> None:
+    """Refuse a model that cannot serve as a teacher (a student, a wrapper without a backbone config)."""
+    kind = getattr(teacher, "kind", type(teacher).__name__)
+    if kind == "student" or not hasattr(getattr(teacher, "config", None), "pooling"):
+        raise FoundryInputError(f"{name} is a '{kind}' model, which cannot be a teacher: give a pretrained backbone "
+                                "(teacher-vits, teacher-small, a `foundry pretrain` encoder or an official checkpoint)")
 
 
 def check_compatible(teacher, student) -> None:
     """Refuse a student that cannot reconstruct this teacher's tokens."""
+    check_teacher(teacher)
     c = student.config
     if c.teacher_width != teacher.token_dim:
         raise FoundryInputError(
@@ -151,15 +161,17 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             seed: int = 0, cache_seed: int = 0, limit: int | None = None, devices="auto", precision: str | None = None,
             strategy: str = "auto", resume: bool = False, stop_after_epoch: int | None = None,
             log_every: int = 10, command: str | None = None, extra_info: dict | None = None,
-            verbose: bool = True, train_only: str | None = None) -> dict:
+            verbose: bool = True, train_only: str | None = None, overwrite: bool = False) -> dict:
     """Distil `teacher` into `student`; returns a summary dict (also written to out_dir/summary.json).
 
     The student's `config.extra_layers` (teacher blocks it reproduces besides `layer`) are
     distilled too, each against its own token cache (`<cache>-layer<L>`, the same clouds and views).
     train_only="layer-heads": train only the extra layers' output MLPs, the rest frozen and in eval
     mode (adds layers to a trained student without changing its other outputs).
-    stop_after_epoch: end this process after that many epochs (the run stays resumable)."""
+    stop_after_epoch: end this process after that many epochs (the run stays resumable).
+    A folder that already holds a run is refused unless `resume` or `overwrite`."""
     out_dir = Path(out_dir)
+    common.check_run_folder(out_dir, STATE_FILE, resume=resume, overwrite=overwrite, products=RUN_PRODUCTS)
     check_compatible(teacher, student)
     if epochs < 1 or batch_size < 1 or views < 1:
         raise FoundryInputError("epochs, batch_size and views must be positive")

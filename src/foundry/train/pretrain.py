@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from ..models.checkpoint import atomic_write
 from ..validation import FoundryInputError
 from .common import (
     RunLogger,
@@ -279,7 +280,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
         info = {"config": dataclasses.asdict(cfg), "data": dataset.describe(), "clouds": len(dataset),
                 "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "points": num_points,
                 "world_size": world, "device": _device_name(fabric)}
-        (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
+        run_text = json.dumps(info, indent=2, default=str)
+        atomic_write(out / "run.json", lambda tmp: Path(tmp).write_text(run_text))
     logger = RunLogger(out, resume_step=step if resume_path is not None else None)
     validator = None
 
@@ -412,7 +414,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
                                          "precision", "world_size", "final_loss", "command")}
         info["source"] = "foundry pretrain"
         save(unwrap(model).encoder, out / ENCODER_FILE, info=info)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        summary_text = json.dumps(summary, indent=2, default=str)
+        atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(summary_text))
         print(f"[foundry] wrote {out / ENCODER_FILE} ({summary['epochs']:.2f} epochs, {summary['steps']} steps, "
               f"{summary['wall_seconds']:.0f} s, {summary['throughput_clouds_per_s']} clouds/s)", flush=True)
     fabric.barrier()

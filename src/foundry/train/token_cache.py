@@ -11,27 +11,35 @@ A cache is a folder:
     centers.npy   (V, M, G, 3) float32: the teacher's patch centres (the student must match them)
 
 V views per cloud: view v of every cloud is augmented with a generator seeded by view_seeds[v]
-(seed 0 and `augment=False` give the clouds as they are). Arrays are written as memmaps and the
-header last, so a folder without a complete header is an unfinished build. `open_token_cache`
-refuses a cache built for another teacher, layer, data or view set, and one whose files do not
-match their checksums, with an error that says what to do.
+(seed 0 and `augment=False` give the clouds as they are). A build writes its arrays under private
+temporary names, renames them into place and writes the header last, so a folder without a
+complete header is an unfinished build, and a process still reading the old arrays (memmaps)
+keeps reading the old files. Builds and reuse take turns through a lock file next to the folder
+(`.NAME.lock`): a second run waits for the first build and then reuses it. `open_token_cache`
+refuses a cache built for another teacher (by weight content, not by the path it was given as),
+layer, data or view set, and one whose files do not match their checksums, with an error that
+says what to do.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..models.checkpoint import atomic_write
+from ..locks import file_lock
+from ..models.checkpoint import atomic_write, remove_stale_temporaries
 from ..validation import FoundryInputError
 
 CACHE_FORMAT = "foundry-token-cache"
 CACHE_VERSION = 1
 FILES = ("points", "tokens", "centers")
+REQUIRED_KEYS = ("teacher", "checksums", "shapes")
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -110,7 +118,7 @@ def _mismatches(header: dict, want: dict) -> list[str]:
     for k, v in want.items():
         have = header.get(k)
         if k == "teacher":
-            for tk in ("name", "fingerprint", "token_dim"):
+            for tk in ("fingerprint", "token_dim"):  # the weights, not the name or path they were given by
                 if (have or {}).get(tk) != v.get(tk):
                     out.append(f"teacher {tk}: cache {(have or {}).get(tk)!r} vs now {v.get(tk)!r}")
         elif json.dumps(have, sort_keys=True) != json.dumps(v, sort_keys=True):
@@ -122,7 +130,7 @@ def cache_matches(folder, want: dict) -> bool:
     """Whether `folder` holds a finished cache whose header agrees with `want` (files not checked)."""
     try:
         header = json.loads((Path(folder) / "header.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # JSON or UTF-8 errors
         return False
     return (header.get("format"), header.get("version")) == (CACHE_FORMAT, CACHE_VERSION) and not _mismatches(header, want)
 
@@ -137,10 +145,15 @@ def open_token_cache(folder, want: dict | None = None, *, verify: bool = True) -
                                 "folder); delete it, or rebuild with --rebuild-cache")
     try:
         header = json.loads(hp.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSON or UTF-8 errors
         raise FoundryInputError(f"token cache header {hp} is unreadable ({exc}); delete {folder} or pass --rebuild-cache") from exc
-    if header.get("format") != CACHE_FORMAT or header.get("version") != CACHE_VERSION:
+    if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT or header.get("version") != CACHE_VERSION:
         raise FoundryInputError(f"{folder} is not a Foundry token cache of version {CACHE_VERSION}; delete it or pass --rebuild-cache")
+    missing = [k for k in REQUIRED_KEYS if not isinstance(header.get(k), dict)
+               or (k in ("checksums", "shapes") and set(header[k]) != set(FILES))]
+    if missing:
+        raise FoundryInputError(f"token cache header {hp} lacks (or has damaged) entries {missing}: the header was "
+                                "edited or damaged; delete the folder or pass --rebuild-cache")
     if want is not None:
         diffs = _mismatches(header, want)
         if diffs:
@@ -169,11 +182,15 @@ def build_token_cache(folder, teacher, dataset, want: dict, *, batch_size: int =
                       augment_kwargs: dict | None = None, progress=None) -> TokenCache:
     """Run the frozen teacher over V views of every cloud of `dataset` and write the cache.
 
-    dataset items: dicts with "points" (N, 3) or tensors. `want` from `expected_header`.
+    dataset items: dicts with "points" (N, 3) or tensors. `want` from `expected_header`. The
+    arrays are built under temporary names and published (renamed, header last) only when
+    complete, so an interrupted build leaves any earlier cache as it was. Callers that may run
+    concurrently should go through `load_or_build`, which holds the cache's lock.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "header.json").unlink(missing_ok=True)  # unfinished until the header is written
+    for name in FILES + ("header.json",):
+        remove_stale_temporaries(folder / (name if name.endswith(".json") else f"{name}.npy"))
     teacher = teacher.eval().to(device)
     m, v_count, n = len(dataset), want["views"], want["num_points"]
     layer = want["layer"]
@@ -182,60 +199,87 @@ def build_token_cache(folder, teacher, dataset, want: dict, *, batch_size: int =
     if probe.shape[0] < n:
         raise FoundryInputError(f"the data has {probe.shape[0]} points per cloud, the cache wants {n}")
     g, c = teacher.config.num_groups, teacher.token_dim
-    arrays = {
-        "points": np.lib.format.open_memmap(folder / "points.npy", "w+", np.float32, (v_count, m, n, 3)),
-        "tokens": np.lib.format.open_memmap(folder / "tokens.npy", "w+", np.float16, (v_count, m, g, c)),
-        "centers": np.lib.format.open_memmap(folder / "centers.npy", "w+", np.float32, (v_count, m, g, 3)),
-    }
-    aug = dict(augment_kwargs or {})
-    t0 = time.time()
-    done = 0
-    for v, vseed in enumerate(want["view_seeds"]):
-        gen = torch.Generator().manual_seed(vseed)
-        for start in range(0, m, batch_size):
-            idx = range(start, min(m, start + batch_size))
-            items = [dataset[i] for i in idx]
-            pts = draw_points(torch.stack([it["points"] if isinstance(it, dict) else it for it in items]).float(), n, gen)
-            if want["augment"]:
-                from ..data import augment_batch
+    specs = {"points": (np.float32, (v_count, m, n, 3)), "tokens": (np.float16, (v_count, m, g, c)),
+             "centers": (np.float32, (v_count, m, g, 3))}
+    tmp = {}
+    try:
+        for name in FILES:
+            fd, tmp[name] = tempfile.mkstemp(prefix=f".{name}.npy.{os.getpid()}.", suffix=".tmp", dir=folder)
+            os.close(fd)
+        arrays = {name: np.lib.format.open_memmap(tmp[name], "w+", *specs[name]) for name in FILES}
+        aug = dict(augment_kwargs or {})
+        t0 = time.time()
+        done = 0
+        for v, vseed in enumerate(want["view_seeds"]):
+            gen = torch.Generator().manual_seed(vseed)
+            for start in range(0, m, batch_size):
+                idx = range(start, min(m, start + batch_size))
+                items = [dataset[i] for i in idx]
+                pts = draw_points(torch.stack([it["points"] if isinstance(it, dict) else it for it in items]).float(), n, gen)
+                if want["augment"]:
+                    from ..data import augment_batch
 
-                pts = augment_batch(pts, generator=gen, **aug)
-            (tok,), centers = teacher.forward_layers(pts.to(device), [layer])
-            sl = slice(start, start + len(items))
-            arrays["points"][v, sl] = pts.cpu().numpy()
-            arrays["tokens"][v, sl] = tok.float().cpu().numpy().astype(np.float16)
-            arrays["centers"][v, sl] = centers.float().cpu().numpy()
-            done += len(items)
-            if progress is not None:
-                progress(done, m * v_count, time.time() - t0)
-    for a in arrays.values():
-        a.flush()
-    del arrays
-    header = {"format": CACHE_FORMAT, "version": CACHE_VERSION, **want,
-              "augment_kwargs": aug, "shapes": {"points": [v_count, m, n, 3], "tokens": [v_count, m, g, c],
-                                                "centers": [v_count, m, g, 3]},
-              "dtypes": {"points": "float32", "tokens": "float16", "centers": "float32"},
-              "checksums": {name: _sha256(folder / f"{name}.npy") for name in FILES},
-              "build_wall_s": round(time.time() - t0, 1), "build_device": str(device),
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                    pts = augment_batch(pts, generator=gen, **aug)
+                (tok,), centers = teacher.forward_layers(pts.to(device), [layer])
+                if not bool(torch.isfinite(tok).all()):
+                    raise FoundryInputError(f"the teacher gave NaN/Inf tokens for clouds {start}..{start + len(items) - 1} "
+                                            "while building the token cache; check the teacher checkpoint and the data")
+                sl = slice(start, start + len(items))
+                arrays["points"][v, sl] = pts.cpu().numpy()
+                arrays["tokens"][v, sl] = tok.float().cpu().numpy().astype(np.float16)
+                arrays["centers"][v, sl] = centers.float().cpu().numpy()
+                done += len(items)
+                if progress is not None:
+                    progress(done, m * v_count, time.time() - t0)
+        for a in arrays.values():
+            a.flush()
+        del arrays
+        header = {"format": CACHE_FORMAT, "version": CACHE_VERSION, **want,
+                  "augment_kwargs": aug, "shapes": {name: list(specs[name][1]) for name in FILES},
+                  "dtypes": {"points": "float32", "tokens": "float16", "centers": "float32"},
+                  "checksums": {name: _sha256(Path(tmp[name])) for name in FILES},
+                  "build_wall_s": round(time.time() - t0, 1), "build_device": str(device),
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        # publish: the old header goes first (the folder reads as unfinished), the arrays are
+        # renamed over the old ones (open memmaps keep the old files), the new header comes last
+        (folder / "header.json").unlink(missing_ok=True)
+        for name in FILES:
+            os.chmod(tmp[name], 0o644)
+            os.replace(tmp[name], folder / f"{name}.npy")
+    finally:
+        for path in tmp.values():
+            if os.path.exists(path):
+                os.unlink(path)
 
-    def write(tmp):
-        with open(tmp, "w") as f:
+    def write(tmp_path):
+        with open(tmp_path, "w") as f:
             json.dump(header, f, indent=1)
 
     atomic_write(folder / "header.json", write)
     return open_token_cache(folder, want, verify=False)
 
 
-def load_or_build(folder, teacher, dataset, want: dict, *, rebuild: bool = False, **kwargs) -> tuple[TokenCache, bool]:
+def lock_path(folder) -> Path:
+    """The lock file of the cache at `folder` (next to it, so the folder holds only the cache)."""
+    folder = Path(folder).absolute()
+    return folder.parent / f".{folder.name}.lock"
+
+
+def load_or_build(folder, teacher, dataset, want: dict, *, rebuild: bool = False, log=print,
+                  **kwargs) -> tuple[TokenCache, bool]:
     """Open the cache at `folder` if it exists and matches `want` (else raise); build it when the
-    folder has no header yet or `rebuild`. Returns (cache, built_now)."""
+    folder has no header yet or `rebuild`. Returns (cache, built_now). Holds the cache's lock, so
+    a run that finds another one building the same cache waits for it and then reuses it."""
     folder = Path(folder)
-    if not rebuild and (folder / "header.json").exists():
-        return open_token_cache(folder, want), False
-    if not rebuild and folder.exists() and any(folder.iterdir()) and not (folder / "points.npy").exists():
-        raise FoundryInputError(f"{folder} exists and is not a token cache; choose another --cache folder")
-    return build_token_cache(folder, teacher, dataset, want, **kwargs), True
+    with file_lock(lock_path(folder), log=log,
+                   waiting_message=f"[foundry] another process is building or checking the token cache {folder}; "
+                                   "waiting for it to finish"):
+        if not rebuild and (folder / "header.json").exists():
+            return open_token_cache(folder, want), False
+        if not rebuild and folder.exists() and any(p for p in folder.iterdir() if not p.name.startswith(".")) \
+                and not (folder / "points.npy").exists():
+            raise FoundryInputError(f"{folder} exists and is not a token cache; choose another --cache folder")
+        return build_token_cache(folder, teacher, dataset, want, **kwargs), True
 
 
 __all__ = ["TokenCache", "build_token_cache", "cache_matches", "draw_points", "expected_header", "load_or_build", "model_fingerprint",

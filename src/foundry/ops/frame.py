@@ -1,0 +1,28 @@
+"""A safe numeric frame for distance comparisons: FPS and kNN square coordinate differences, which
+overflow float32 beyond about 5e18 (every distance becomes inf, FPS then repeats one index and
+kNN returns NaN-ordered neighbours) and underflow to 0 below about 1e-19 (every distance ties).
+
+Both only compare distances, and comparisons do not change when a cloud is scaled by a power of
+two (`torch.ldexp` is exact), so each cloud whose largest |coordinate| is outside [2^-30, 2^60]
+is rescaled to a largest |coordinate| in [0.5, 1). Clouds inside that range pass through
+untouched, so ordinary inputs give bit-identical results.
+"""
+from __future__ import annotations
+
+import torch
+
+_LOW, _HIGH = 2.0 ** -30, 2.0 ** 60
+
+
+def comparable_frame(*clouds: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The clouds ((B, N_i, 3) each, same batch) rescaled per batch item by one power of two where
+    their joint magnitude would overflow or underflow squared distances; others unchanged."""
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or clouds[0].device.type == "meta":
+        return clouds  # exported graphs keep the plain arithmetic
+    amax = torch.stack([c.detach().abs().amax(dim=(1, 2)) for c in clouds]).amax(0)  # (B,)
+    off = (amax > _HIGH) | ((amax < _LOW) & (amax > 0))
+    if not bool(off.any()) or not bool(torch.isfinite(amax).all()):
+        return clouds
+    _, exponent = torch.frexp(amax.double())
+    shift = torch.where(off, -exponent, torch.zeros_like(exponent)).view(-1, 1, 1)
+    return tuple(torch.ldexp(c, shift.to(c.device)).to(c.dtype) for c in clouds)
