@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..validation import FoundryInputError
-from .common import (FeatureCache, Split, device_info, git_commit, load_split, mean_std, model_fingerprint,
+from .common import (FeatureCache, Split, device_info, extract_tokens, git_commit, load_split, mean_std, model_fingerprint,
                      no_parts_error, package_versions, seeded_view, write_json)
 from .protocols import LOWER_IS_BETTER, get_protocol, protocol_settings
 
@@ -74,6 +74,21 @@ class EvalContext:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
+
+    _shared_tokens: dict = {}  # (fingerprint, data checksum, layers) -> (tokens, centres), for every run in
+    MAX_SHARED_TOKENS = 8      # this process: `foundry compare` runs the teacher over each view once
+
+    def tokens(self, split: Split, layers, which: str = "model"):
+        """Frozen tokens (fp16) and centres of `split` from the model or the reference, blocks `layers`
+        concatenated (None: the final tokens)."""
+        model, fp = (self.model, self.fingerprint) if which == "model" else (self.reference, self.reference_fingerprint)
+        key = (fp, split.checksum(), str(layers))
+        shared = EvalContext._shared_tokens
+        if key not in shared:
+            while len(shared) >= self.MAX_SHARED_TOKENS:
+                shared.pop(next(iter(shared)))
+            shared[key] = extract_tokens(model, split.points, layers, self.batch_size, self.device, torch.float16)
+        return shared[key]
 
     def split(self, spec, split, num_points=None, max_per_class=None, need_parts=False, seed=None) -> Split:
         """One split; with `seed`, as that evaluation seed sees it (`seeded_view`: point order and,

@@ -17,10 +17,9 @@ with per-item records for paired intervals. Needs the teacher as the reference (
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..validation import FoundryInputError
-from .common import default_layers, extract_tokens, model_depth
+from .common import default_layers, model_depth
 from .partseg import DEFAULTS as SEG_DEFAULTS
 from .partseg import category_mask, label_space, predict, segmentation_miou, shape_iou, train_head
 
@@ -87,19 +86,12 @@ def _segmentation(ctx, s, seed, view, metrics, details, data):
     layers = None if layers in (None, "final") else [int(x) for x in layers]
     details["seg_layers"] = layers
     try:
-        m_tok, m_cen = ctx.memo(("transfer-tokens", test.checksum(), str(layers)),
-                                lambda: extract_tokens(ctx.model, test.points, layers, ctx.batch_size, ctx.device,
-                                                       torch.float16))
+        m_tok, m_cen = ctx.tokens(test, layers)
     except FoundryInputError as exc:
         details["segmentation"] = f"not scored: the model cannot give the teacher's blocks {layers} ({exc})"
         return
-    teacher = ctx.reference
-    t_tr, c_tr = ctx.memo(("transfer-ref-tokens", train.checksum(), str(layers)),
-                          lambda: extract_tokens(teacher, train.points, layers, ctx.batch_size, ctx.device,
-                                                 torch.float16))
-    t_te, c_te = ctx.memo(("transfer-ref-tokens", test.checksum(), str(layers)),
-                          lambda: extract_tokens(teacher, test.points, layers, ctx.batch_size, ctx.device,
-                                                 torch.float16))
+    t_tr, c_tr = ctx.tokens(train, layers, which="reference")
+    t_te, c_te = ctx.tokens(test, layers, which="reference")
     if m_tok.shape[-1] != t_tr.shape[-1]:
         details["segmentation"] = f"token widths differ (model {m_tok.shape[-1]}, teacher {t_tr.shape[-1]})"
         return
