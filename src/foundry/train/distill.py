@@ -216,7 +216,10 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             break
         model.train()
         rng = np.random.default_rng((seed, epoch))
-        order = rng.permutation(m)[rank::world]  # positions in pool
+        perm = rng.permutation(m)
+        # every rank gets per_rank clouds (the first ones again where m does not divide), so all ranks make
+        # the same number of steps of the same batch shapes: DDP's gradient all-reduce never waits on a rank
+        order = np.concatenate([perm, perm[:per_rank * world - m]])[rank::world]  # positions in pool
         view_of = rng.integers(0, views, size=total_clouds)
         t_epoch, seen, sum_loss, sum_cos, n_batches = time.time(), 0, 0.0, 0.0, 0
         for b0 in range(0, len(order), batch_size):
@@ -283,6 +286,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                                    epoch=epoch + 1, step=step, run_config=run_config,
                                    extra={"history": history, "wall_s": wall_before + time.time() - t_run})
     logger.close()
+    common.sync_buffers(model)
     finished = len(history) >= epochs
     wall = wall_before + time.time() - t_run
     info = {
