@@ -28,21 +28,34 @@ def create_model(name: str, **overrides) -> nn.Module:
 
 
 def load(path_or_name: str | Path, **kwargs) -> nn.Module:
-    """A ready model in eval mode on the CPU from a shipped name, a Foundry checkpoint
-    (.safetensors), or an official Point-MAE / Point-BERT / Point-JEPA / PointGPT file."""
-    from .hub import resolve, shipped_models
+    """A ready model in eval mode on the CPU from a shipped name, a pretrained-model folder
+    (`save_pretrained`), a Hub name ('hf:owner/name', from the local cache or downloaded once),
+    a Foundry checkpoint (.safetensors), or an official Point-MAE / Point-BERT / Point-JEPA /
+    PointGPT file."""
+    from . import hub
     from .models.checkpoint import load_checkpoint
+    from .models.pretrained import is_pretrained_folder, load_pretrained
 
-    shipped = resolve(str(path_or_name))
+    shipped = hub.resolve(str(path_or_name))
     if shipped is not None:
         return load_checkpoint(shipped)
     path = Path(path_or_name)
+    repo_id = hub.repo_id_of(str(path_or_name))  # 'hf:owner/name', or 'owner/name' already in the cache
+    if repo_id and (str(path_or_name).startswith(hub.HUB_PREFIX) or
+                    (not path.exists() and repo_id in hub.cached_models())):
+        return load_pretrained(hub.pull(repo_id))
     if not path.exists():
-        names = sorted(shipped_models())
+        names = sorted(hub.shipped_models())
         raise FoundryInputError(
             f"no model named or found at {str(path_or_name)!r}. Shipped models: {names or 'none installed'}; "
-            "or give the path of a .safetensors checkpoint or an official .pth file"
+            "or give a pretrained-model folder, a Hub name 'hf:owner/name', the path of a .safetensors checkpoint "
+            "or an official .pth file (foundry models lists what is available)"
         )
+    if path.is_dir():
+        if not is_pretrained_folder(path):
+            raise FoundryInputError(f"{path} is a folder without config.json or model.safetensors: not a "
+                                    "pretrained-model folder (write one with foundry.save_pretrained)")
+        return load_pretrained(path)
     if path.suffix in OFFICIAL_SUFFIXES:
         from .models.official import load_official
 
@@ -55,3 +68,11 @@ def save(model: nn.Module, path, **kwargs):
     from .models.checkpoint import save_checkpoint
 
     return save_checkpoint(model, path, **kwargs)
+
+
+def save_pretrained(model: nn.Module, folder, **kwargs):
+    """Save a model as a folder the Hugging Face Hub serves as is: config.json, model.safetensors
+    and a README.md model card (see `foundry.models.pretrained.save_pretrained`)."""
+    from .models.pretrained import save_pretrained as _save
+
+    return _save(model, folder, **kwargs)
