@@ -37,8 +37,8 @@ def report(tmp_path_factory):
 def test_page_holds_everything_it_shows(report):
     path, view = report
     text = path.read_text()
-    assert [p["name"].split(": ")[1] for p in view["panels"]] == ["SuperToken", "token error vs teacher (1 - cos)",
-                                                                  "ground truth"]
+    assert [p["name"] for p in view["panels"]] == ["student: SuperToken", "student: token error (1 - cos)",
+                                                   "parts: ground truth"]
     assert "<table>" in text and "<code>s16</code>" in text and "data:image/png;base64," in text
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=", text)  # nothing fetched at view time
     assert "Plotly" in text and path.stat().st_size < 15 * 2**20

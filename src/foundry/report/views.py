@@ -11,6 +11,8 @@ A point takes the value of its patch: the nearest patch centre.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -49,10 +51,14 @@ def token_error_of_points(student, teacher, points: torch.Tensor) -> np.ndarray 
 def part_predictions(head_file, model, label: str, points: np.ndarray, categories: np.ndarray,
                      category_parts: dict | None) -> np.ndarray:
     """(B, N) global part ids predicted by a saved partseg head on `model`'s tokens."""
+    from safetensors import safe_open
+
     from ..eval.common import extract_tokens
     from ..eval.partseg import category_mask, load_head, predict
 
-    head, meta = load_head(head_file, token_width=model.token_dim, model_name=label)
+    with safe_open(str(head_file), framework="pt") as f:  # which layers the head reads (concatenated)
+        layers = json.loads((f.metadata() or {}).get("meta", "{}")).get("layers")
+    head, meta = load_head(head_file, token_width=model.token_dim * (len(layers) if layers else 1), model_name=label)
     tok, cen = extract_tokens(model, points, meta.get("layers"), 8, "cpu")
     mask = category_mask(category_parts, head.hparams["num_categories"], head.hparams["num_parts"])
     return predict(head, tok, cen, points, categories, mask, 8, "cpu")
@@ -75,17 +81,17 @@ def cloud_views(student, teacher, points: np.ndarray, titles: list[str], *, stud
     panels = []
     st = supertoken_of_points(student, pts)
     if st is not None:
-        panels.append({"name": f"{student_label}: SuperToken", "kind": LABEL, "values": st})
+        panels.append({"name": "student: SuperToken", "kind": LABEL, "values": st})
     err = token_error_of_points(student, teacher, pts)
     if err is not None:
-        panels.append({"name": f"{student_label}: token error vs {teacher_label} (1 - cos)", "kind": VALUE,
-                       "values": err})
+        panels.append({"name": "student: token error (1 - cos)", "kind": VALUE, "values": err})
     if parts is not None:
         panels.append({"name": "parts: ground truth", "kind": LABEL, "values": local_part_ids(parts, category_parts)})
-        for label, model, head in ((teacher_label, teacher, teacher_head), (student_label, student, student_head)):
+        for role, label, model, head in (("teacher", teacher_label, teacher, teacher_head),
+                                         ("student", student_label, student, student_head)):
             if head is not None:
                 pred = part_predictions(head, model, label, np.asarray(points), categories, category_parts)
                 acc = 100.0 * (pred == parts).mean()
-                panels.append({"name": f"parts: {label} ({acc:.0f}% points right)", "kind": LABEL,
+                panels.append({"name": f"parts: {role} ({acc:.0f}% right)", "kind": LABEL,
                                "values": local_part_ids(pred, category_parts)})
     return {"clouds": [{"title": t, "points": np.asarray(p)} for t, p in zip(titles, points)], "panels": panels}
