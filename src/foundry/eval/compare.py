@@ -105,8 +105,9 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     tlabel = labels.get(str(teacher), Path(str(teacher)).stem if Path(str(teacher)).exists() else str(teacher))
     teacher_model.eval_name = tlabel
     entries = [(tlabel, teacher_model, str(teacher))]
-    # the floor's only use is the gain share of task scores: its token fidelity to the teacher is not run
-    floor_protocols = [p for p in protocols if p != "fidelity"]
+    # the floor's only use is the gain share of task scores: its token fidelity to the teacher and the
+    # teacher's heads on it (transfer) are not run
+    floor_protocols = [p for p in protocols if p not in ("fidelity", "transfer")]
     if include_random and floor_protocols:
         rpath = out / "models" / f"{RANDOM_LABEL}.safetensors"
         rmodel = random_init_like(teacher_model, random_seed)
