@@ -127,12 +127,17 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         m, _ = load_model(spec)
         entries.append((label, m, str(spec)))
     evals, rows = {}, []
+    # the floor last: the models' evaluations come first; it is scored without the teacher as reference
+    # (nothing of it is paired with the teacher), so it can also be run apart (`foundry eval`) and reused
+    entries.sort(key=lambda e: e[0] == RANDOM_LABEL)
     for label, model, spec in entries:
         log(f"== {label} ({spec})")
         edir = eval_dirs.get(label, out / "evals" / label)
-        res = run_eval(model, floor_protocols if label == RANDOM_LABEL else protocols, seeds, edir, quick=quick, overrides=overrides,
-                       reference=teacher_model, device=device, batch_size=batch_size, overwrite=overwrite, log=log,
-                       name=label, split=split)
+        floor = label == RANDOM_LABEL
+        res = run_eval(model, floor_protocols if floor else protocols, seeds, edir, quick=quick,
+                       overrides=overrides, reference=None if floor else teacher_model, device=device,
+                       batch_size=batch_size, overwrite=overwrite, log=log, name=label, split=split,
+                       cache_dir=out / "cache")
         evals[label] = res
         from ..bench.flops import model_macs
 

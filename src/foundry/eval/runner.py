@@ -54,7 +54,7 @@ class EvalContext:
     """What a protocol sees: the model (and reference), cached splits, features and tokens."""
 
     def __init__(self, model, name, *, reference=None, reference_name=None, device="cpu", batch_size=32,
-                 out_dir=None, log=print, progress=False):
+                 out_dir=None, log=print, progress=False, cache_dir=None):
         self.model = model.to(device).eval()
         self.name = name
         self.fingerprint = model_fingerprint(model)
@@ -65,7 +65,9 @@ class EvalContext:
         self.reference_device = device
         self.batch_size = batch_size
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.cache = FeatureCache(self.out_dir / "cache" if self.out_dir is not None else None)
+        if cache_dir is None and self.out_dir is not None:
+            cache_dir = self.out_dir / "cache"
+        self.cache = FeatureCache(cache_dir)
         self.log = log
         self.progress = progress
         self._memo: dict = {}
@@ -140,13 +142,14 @@ def parse_overrides(items) -> dict:
 
 def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, overrides=None, reference=None,
              device="cpu", batch_size=32, overwrite=False, log=print, name=None, progress=False,
-             split: str = "test") -> dict:
+             split: str = "test", cache_dir=None) -> dict:
     """Run `protocols` x `seeds` on `model` (a name, path or module) and write `out_dir`.
 
     overrides: {protocol: {setting: value}}; reference: a model (name, path or module) that
     fidelity compares with and few-shot pairs with. split: "test" (fit on train + val, score test:
     the report) or "val" (fit on train, score the validation split: for every choice). Returns the results dict (also written to
-    out_dir/results.json and results.md).
+    out_dir/results.json and results.md). cache_dir: where frozen features are kept on disk (default
+    out_dir/cache; `foundry compare` shares one between its models, so a later run reuses the teacher's).
     """
     t_start = time.time()
     seeds = [int(s) for s in seeds]
@@ -164,7 +167,7 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
     if reference is not None:
         ref, rname = load_model(reference)
     ctx = EvalContext(mdl, name or mname, reference=ref, reference_name=rname, device=device,
-                      batch_size=batch_size, out_dir=out_dir, log=log, progress=progress)
+                      batch_size=batch_size, out_dir=out_dir, log=log, progress=progress, cache_dir=cache_dir)
     out = Path(out_dir) if out_dir is not None else None
     results = {
         "format": "foundry-eval", "version": RESULT_VERSION,
