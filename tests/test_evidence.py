@@ -100,6 +100,8 @@ def test_transfer_protocol_on_tiny_models():
     single = FoundryStudent(student_config_for("foundry-tiny", teacher)).eval()
     out = transfer.run(EvalContext(single, "s1", reference=teacher), settings, 0)
     assert "instance_miou" not in out["metrics"] and "not scored" in out["details"]["segmentation"]
+    cls_only = transfer.run(EvalContext(multi, "s", reference=teacher), settings | {"segmentation": False}, 0)
+    assert set(cls_only["metrics"]) == {"accuracy", "teacher_accuracy"}
 
 
 def test_validation_mode_never_reads_a_test_split():
