@@ -45,3 +45,13 @@ def accelerated_cpu_allowed(*tensors: torch.Tensor) -> bool:
 def cpu_workers() -> int:
     """Threads an accelerator may use: torch's own setting, so `--threads` governs both."""
     return max(1, torch.get_num_threads())
+
+
+def preload() -> None:
+    """Import the optional accelerators now (SciPy's spatial module takes ~0.5 s to import), so
+    that a timed first call does not pay for it."""
+    import contextlib as _c
+
+    for mod in ("scipy.spatial", "fpsample"):
+        with _c.suppress(ImportError):
+            __import__(mod)
