@@ -70,19 +70,19 @@ def _fps_torch(points: torch.Tensor, num_samples: int, first: torch.Tensor) -> t
     tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
     if points.device.type == "cpu" and not tracing:  # out= buffers do not trace to ONNX
         return _fps_torch_columns(points, num_samples, first)
-    batch, n, _ = points.shape
+    # few ops per step, because a traced graph (ONNX) unrolls the loop: a gather of the last pick,
+    # the distance, the running minimum and its argmax; the picks are stacked once at the end
     pts = points.detach().float()
-    idx = torch.empty(batch, num_samples, dtype=torch.long, device=points.device)
-    min_dist = torch.full((batch, n), float("inf"), device=points.device)
-    rows = torch.arange(batch, device=points.device)
+    min_dist = torch.full_like(pts[..., 0], float("inf"))  # (B, N)
     current = first
-    for i in range(num_samples):
-        idx[:, i] = current
-        last = pts[rows, current].unsqueeze(1)  # (B, 1, 3)
+    picked = [current]
+    for _ in range(num_samples - 1):
+        last = torch.gather(pts, 1, current.view(-1, 1, 1).expand(-1, 1, 3))  # (B, 1, 3)
         dist = (pts - last).pow(2).sum(-1)  # (B, N)
         min_dist = torch.minimum(min_dist, dist)
         current = min_dist.argmax(dim=1)
-    return idx
+        picked.append(current)
+    return torch.stack(picked, 1)
 
 
 def _fps_torch_columns(points: torch.Tensor, num_samples: int, first: torch.Tensor) -> torch.Tensor:
