@@ -73,11 +73,13 @@ def _fps_torch(points: torch.Tensor, num_samples: int, first: torch.Tensor) -> t
     # few ops per step, because a traced graph (ONNX) unrolls the loop: a gather of the last pick,
     # the distance, the running minimum and its argmax; the picks are stacked once at the end
     pts = points.detach().float()
+    flat = pts.reshape(-1, 3)  # last pick of cloud b is row b * N + index: one Gather a step
+    base = torch.arange(pts.shape[0], device=pts.device) * pts.shape[1]
     min_dist = torch.full_like(pts[..., 0], float("inf"))  # (B, N)
     current = first
     picked = [current]
     for _ in range(num_samples - 1):
-        last = torch.gather(pts, 1, current.view(-1, 1, 1).expand(-1, 1, 3))  # (B, 1, 3)
+        last = torch.index_select(flat, 0, current + base).unsqueeze(1)  # (B, 1, 3)
         dist = (pts - last).pow(2).sum(-1)  # (B, N)
         min_dist = torch.minimum(min_dist, dist)
         current = min_dist.argmax(dim=1)
