@@ -54,7 +54,7 @@ def register(p):
     p.add_argument("--max-groups", type=int, default=None, help="--scaling: clip the patch count")
     p.add_argument("--merge-scaling", nargs="+", default=None, metavar="JSON",
                    help="combine scaling.json files of earlier --scaling runs into one table, JSON and PNG")
-    p.add_argument("--grouping", action="store_true", help="grouping time (FPS + kNN) per FPS backend instead")
+    p.add_argument("--grouping", action="store_true", help="grouping time (FPS + kNN), plain torch vs the automatic CPU backends, instead")
     p.add_argument("--groups", type=int, default=None, help="--grouping: fixed number of centres instead of N/ratio")
     p.add_argument("--out", default=None, help="output folder for JSON/PNG (default runs/bench/<time>)")
 
