@@ -132,10 +132,13 @@ def format_scaling(records: list[dict], header: bool = True) -> str:
 
 
 def format_ratios(records: list[dict]) -> str:
-    """Time and peak-memory ratios of every model to the first one, per size (both finished)."""
+    """Time and peak-memory ratios of every model to the reference, per size (both finished): the
+    first teacher-like model (kind "backbone") listed, else the first model."""
     models = list(dict.fromkeys(r["model"] for r in records))
     if len(models) < 2:
         return ""
+    teachers = [r["model"] for r in records if r.get("kind") == "backbone"]
+    models.sort(key=lambda m: m != (teachers[0] if teachers else models[0]))
     ref = {r["points"]: r for r in records if r["model"] == models[0] and r.get("status") == "ok"}
     lines = [f"ratios to {models[0]} (time, peak extra RAM, GMACs)",
              f"{'model':<18} {'points':>9} {'time':>8} {'memory':>8} {'MACs':>8}"]
