@@ -12,6 +12,8 @@ for one `fpsample` routine explicitly.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .accel import accelerated_cpu_allowed
@@ -175,8 +177,10 @@ def _fps_bucket(points: torch.Tensor, num_samples: int, first: torch.Tensor) -> 
         cloud, num_samples, h=_bucket_height(cloud.shape[0]), start_idx=int(first[b])))
 
 
+@functools.lru_cache(maxsize=None)
 def fpsample_available() -> bool:
-    """True when the optional `fpsample` package can be imported."""
+    """True when the optional `fpsample` package can be imported (looked up once: a failed import
+    would otherwise search the path again on every FPS call)."""
     try:
         import fpsample  # noqa: F401
     except ImportError:
