@@ -114,8 +114,8 @@ def test_summary_statistics():
 def test_grouping_bench_both_backends():
     from foundry.bench.grouping import format_grouping, grouping_times
 
-    rows = grouping_times(sizes=(256, 512), budget_s=0.05)
-    assert {r["backend"] for r in rows} == {"torch", "fpsample"}
+    rows = grouping_times(sizes=(256, 5000), budget_s=0.05, backends=("plain", "auto", "bucket"))
+    assert {r["backend"] for r in rows} == {"plain", "auto", "bucket"}
     ok = [r for r in rows if r["status"] == "ok"]
     assert ok and all(r["fps_s"] > 0 and r["knn_s"] > 0 for r in ok)
     assert "FPS" in format_grouping(rows)
@@ -177,3 +177,21 @@ def test_merge_scaling_runs(tmp_path, capsys):
     merged = json.loads((out / "scaling.json").read_text())
     assert [r["points"] for r in merged["scaling"]] == [1024, 8192]
     assert (out / "scaling.png").exists()
+
+
+def test_stage_timer_splits_a_forward_call_into_stages():
+    import torch
+
+    from foundry.api import create_model
+    from foundry.bench.stages import StageTimer, format_stages
+
+    for name, expected in (("foundry-tiny", {"fps", "knn", "tokenizer", "dso", "encoder", "cau"}),
+                           ("tiny", {"fps", "knn", "tokenizer", "encoder"})):
+        model = create_model(name).eval()
+        timer = StageTimer()
+        with torch.no_grad(), timer.watch(model):
+            model.forward_features(torch.randn(1, 256, 3))
+        sec = timer.seconds
+        assert expected <= set(sec) and all(sec[s] >= 0 for s in expected)
+        assert abs(sum(v for k, v in sec.items() if k != "total") - sec["total"]) < 1e-9
+        assert name[:4] in format_stages([{"model": name, "points": 256, "stages": {"seconds": sec}}])

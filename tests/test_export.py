@@ -95,3 +95,18 @@ def test_svm_subset_is_stratified_and_seeded():
     assert np.array_equal(a["labels"], b["labels"])
     counts = np.bincount(a["labels"])
     assert counts.min() >= 2 and 18 <= counts.sum() <= 24
+
+
+def test_onnx_profile_splits_student_time_by_stage(tmp_path):
+    from foundry.export.profile import format_profile, node_stage, profile_onnx
+
+    assert node_stage("/tokenizer/patch_embed/conv1a/Gemm") == "tokenizer"
+    assert node_stage("/tokenizer/ArgMax_3") == "grouping"  # FPS is a function inside the tokenizer
+    assert node_stage("/dso/Sub") == "dso" and node_stage("Constant_17") == "grouping"
+    model = create_model("foundry-tiny").eval()
+    path = tmp_path / "s.onnx"
+    export_onnx(model, path, check=False)
+    prof = profile_onnx(path, torch.randn(1, 256, 3).numpy(), runs=2, warmup=1)
+    assert {"grouping", "tokenizer", "dso", "encoder", "cau"} <= set(prof["ms_per_stage"])
+    assert prof["profiled_calls"] >= 2 and prof["kernel_ms"] > 0
+    assert "grouping" in format_profile({"fp32": prof})

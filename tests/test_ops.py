@@ -136,3 +136,48 @@ def test_group_patches_is_fps_then_knn_relative():
     assert torch.allclose(nbhd, gather_points(pts, nn_idx) - centers.unsqueeze(2))
     # the nearest neighbour of a centre is the centre itself: its relative point is the origin
     assert torch.allclose(nbhd[:, :, 0], torch.zeros(2, 8, 3))
+
+
+# -- automatic CPU backends (ops.accel): same indices as the plain torch code ------------------------
+needs_fpsample = pytest.mark.skipif(not fpsample_available(), reason="optional fpsample backend not installed")
+
+
+@needs_fpsample
+def test_auto_fps_is_bit_identical_to_plain_even_with_duplicate_points():
+    from foundry.ops.accel import plain_grouping
+
+    pts = torch.round(rand((3, 400, 3), seed=7) * 2) / 2  # coarse grid: many equally far points
+    fast = farthest_point_sample(pts, 48, start="random", generator=torch.Generator().manual_seed(1))
+    with plain_grouping():
+        plain = farthest_point_sample(pts, 48, start="random", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(fast, plain)
+    assert torch.equal(farthest_point_sample(pts, 48, backend="fpsample"), farthest_point_sample(pts, 48, backend="plain"))
+
+
+@needs_fpsample
+def test_bucket_fps_is_exact_fps_from_its_own_first_point():
+    pts = rand((2, 3000, 3), seed=8)
+    idx = farthest_point_sample(pts, 150, backend="bucket")
+    assert torch.equal(idx, fps_module._fps_torch_columns(pts, 150, idx[:, 0].clone()))
+
+
+def test_knn_kdtree_gives_the_brute_force_neighbour_sets():
+    q, p = rand((2, 50, 3), 9), rand((2, 5000, 3), 10)
+    tree = knn(q, p, 16, backend="kdtree")
+    brute = knn(q, p, 16, backend="plain")
+    assert torch.equal(tree, brute)  # random floats: no ties, same order (nearest first)
+    assert torch.equal(knn(q, p, 16), tree)  # N >= KDTREE_MIN_POINTS on CPU: the tree is chosen
+
+
+def test_accelerators_step_aside_when_forced_or_traced(monkeypatch):
+    from foundry.ops import accel
+
+    t = torch.zeros(1, 3, 3)
+    assert accel.accelerated_cpu_allowed(t)
+    with accel.plain_grouping():
+        assert not accel.accelerated_cpu_allowed(t)
+    monkeypatch.setenv("FOUNDRY_GROUPING", "plain")
+    assert not accel.accelerated_cpu_allowed(t)
+    monkeypatch.delenv("FOUNDRY_GROUPING")
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    assert not accel.accelerated_cpu_allowed(t)

@@ -87,7 +87,8 @@ def run_scaling(models, sizes=DEFAULT_SIZES, *, ratio: int = 16, max_groups: int
                 records.append(rec)
                 continue
             req = {"model": spec, "points": n, "batch": 1, "num_groups": g, "threads": threads, "device": device,
-                   "method": method, "max_memory_gb": max_memory_gb, "repeat_budget_s": 3.0, "progress": True}
+                   "method": method, "max_memory_gb": max_memory_gb, "repeat_budget_s": 3.0, "progress": True,
+                   "stages": True}
             res = run_in_subprocess(req, timeout=time_limit + 30)  # + start-up and model build
             rec.update({k2: v for k2, v in res.items() if k2 not in ("model", "points", "num_groups")})
             if res.get("status") == "ok" and res.get("first_call_s", 0) > time_limit:
@@ -130,6 +131,28 @@ def format_scaling(records: list[dict], header: bool = True) -> str:
     return "\n".join(lines)
 
 
+def format_ratios(records: list[dict]) -> str:
+    """Time and peak-memory ratios of every model to the reference, per size (both finished): the
+    first teacher-like model (kind "backbone") listed, else the first model."""
+    models = list(dict.fromkeys(r["model"] for r in records))
+    if len(models) < 2:
+        return ""
+    teachers = [r["model"] for r in records if r.get("kind") == "backbone"]
+    models.sort(key=lambda m: m != (teachers[0] if teachers else models[0]))
+    ref = {r["points"]: r for r in records if r["model"] == models[0] and r.get("status") == "ok"}
+    lines = [f"ratios to {models[0]} (time, peak extra RAM, GMACs)",
+             f"{'model':<18} {'points':>9} {'time':>8} {'memory':>8} {'MACs':>8}"]
+    for r in records:
+        base = ref.get(r["points"])
+        if r["model"] == models[0] or base is None or r.get("status") != "ok":
+            continue
+        mem = (r.get("peak_extra_mb") or 0) / base["peak_extra_mb"] if base.get("peak_extra_mb") else float("nan")
+        macs = r["macs"]["total"] / base["macs"]["total"] if r.get("macs") and base.get("macs") else float("nan")
+        lines.append(f"{str(r['model'])[:18]:<18} {r['points']:>9} {r['time_s'] / base['time_s']:8.1%} {mem:8.1%} "
+                     f"{macs:8.1%}")
+    return "\n".join(lines)
+
+
 def plot_scaling(records: list[dict], path, title: str = "") -> None:
     """Time, peak extra RAM and GMACs versus points (log-log), one line per model; PNG via Agg."""
     import matplotlib
@@ -139,7 +162,7 @@ def plot_scaling(records: list[dict], path, title: str = "") -> None:
 
     from ..models.checkpoint import atomic_write
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     models = list(dict.fromkeys(r["model"] for r in records))
     for spec in models:
         rows = [r for r in records if r["model"] == spec]
@@ -162,7 +185,8 @@ def plot_scaling(records: list[dict], path, title: str = "") -> None:
         macs = [r for r in rows if r.get("macs")]
         if macs:
             axes[2].plot([r["points"] for r in macs], [r["macs"]["total"] / 1e9 for r in macs], "s--", label=str(spec))
-    for ax, label in zip(axes, ("latency, batch 1 (s)", "peak extra RAM during the call (MB)",
+    _plot_stages(axes[3], records)
+    for ax, label in zip(axes[:3], ("latency, batch 1 (s)", "peak extra RAM during the call (MB)",
                                 "GMACs (counted, extrapolated in G)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -176,3 +200,27 @@ def plot_scaling(records: list[dict], path, title: str = "") -> None:
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
+
+
+def _plot_stages(ax, records: list[dict]) -> None:
+    """Stacked per-stage seconds of each model at the largest size where both it and the first
+    model have a stage breakdown."""
+    from .stages import TIMED_STAGES
+
+    staged = [r for r in records if r.get("status") == "ok" and r.get("stages")]
+    if not staged:
+        ax.set_axis_off()
+        return
+    common = set.intersection(*({r["points"] for r in staged if r["model"] == m}
+                                for m in dict.fromkeys(r["model"] for r in staged)))
+    n = max(common) if common else max(r["points"] for r in staged)
+    rows = [r for r in staged if r["points"] == n]
+    bottom = [0.0] * len(rows)
+    for stage in TIMED_STAGES:
+        vals = [max(0.0, r["stages"]["seconds"].get(stage, 0.0)) for r in rows]
+        if any(vals):
+            ax.bar(range(len(rows)), vals, bottom=bottom, label=stage)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_xticks(range(len(rows)), [str(r["model"])[:16] for r in rows], fontsize=7)
+    ax.set_ylabel(f"seconds per stage at {n:,} points")
+    ax.legend(fontsize=7)

@@ -107,6 +107,11 @@ def run(req: dict) -> dict:
         note = f"{type(model).__name__}.{method} takes no num_groups: config.num_groups set to {g} for the run"
     points = random_cloud(batch, n, int(req.get("seed", 0)), device)
     sync = device_sync(device)
+    from ..ops.accel import preload
+
+    preload()  # library imports are not part of the call's time
+    with torch.no_grad():  # nor are torch's one-off kernel set-ups: one untimed call on a small cloud
+        getattr(model, method)(random_cloud(1, max(getattr(model, "min_points", 64), 64), 1, device))
     out = {"model": req["model"], "kind": getattr(model, "kind", "backbone"), "points": n, "batch": batch,
            "num_groups": g, "group_size": k, "method": method, "device": str(device), "threads": threads,
            "torch": torch.__version__, "nominal_coverage": g * k / n}
@@ -125,11 +130,18 @@ def run(req: dict) -> dict:
     maxrss_before = _maxrss_kb()
     t0 = time.perf_counter()
 
+    from .stages import StageTimer
+
+    timer = StageTimer(lambda: _status_kb("VmRSS"), lambda: _status_kb("VmHWM"), _reset_hwm) if req.get("stages") \
+        else None
+
     def progress(stage):
         # one line per finished stage, so a run killed at the time limit still tells how far it got
         hwm = _status_kb("VmHWM") if reset_ok else None
-        line = {"progress": stage, "elapsed_s": round(time.perf_counter() - t0, 3),
-                "peak_extra_mb": None if hwm is None or rss_before is None else (hwm - rss_before) / 1024}
+        peak = None if hwm is None or rss_before is None else (hwm - rss_before) / 1024
+        if timer is not None and timer.peak_mb and peak is not None:  # the timer resets the mark per stage
+            peak = max([peak, *timer.peak_mb.values()])
+        line = {"progress": stage, "elapsed_s": round(time.perf_counter() - t0, 3), "peak_extra_mb": peak}
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 
@@ -144,7 +156,10 @@ def run(req: dict) -> dict:
              for name, child in model.named_children()] if req.get("progress") else []
     counts = patch_count(model, method, g)
     kwargs = counts.__enter__()  # left in force for the repeats below; the process ends after
-    with torch.no_grad(), rec.watch(sync=sync if device.type == "cuda" else None):
+    import contextlib
+
+    staged = timer.watch(model, sync=sync if device.type == "cuda" else None) if timer else contextlib.nullcontext()
+    with torch.no_grad(), rec.watch(sync=sync if device.type == "cuda" else None), staged:
         fn(points, **kwargs)
     sync()
     first = time.perf_counter() - t0
@@ -160,6 +175,11 @@ def run(req: dict) -> dict:
         base = rss_before or maxrss_before
         out["peak_extra_mb"] = (maxrss - base) / 1024 if maxrss is not None and base is not None else None
         out["rss_method"] = "ru_maxrss minus RSS before the call (lower bound if an earlier peak was higher)"
+    if timer is not None:
+        out["stages"] = {"seconds": timer.seconds, "peak_mb": timer.peak_mb or None,
+                         "note": "first call; per-stage peak = extra RSS high-water mark while the stage ran"}
+        if timer.peak_mb:  # the per-stage resets hide the whole call's mark from the reading above
+            out["peak_extra_mb"] = timer.peak_mb["total"]
     out["rss_before_mb"] = (rss_before or 0) / 1024
     if device.type == "cuda":
         out["cuda_peak_extra_mb"] = (torch.cuda.max_memory_allocated(device) - before) / (1 << 20)

@@ -62,7 +62,7 @@ def register(p):
     p.add_argument("--max-groups", type=int, default=None, help="--scaling: clip the patch count")
     p.add_argument("--merge-scaling", nargs="+", default=None, metavar="JSON",
                    help="combine scaling.json files of earlier --scaling runs into one table, JSON and PNG")
-    p.add_argument("--grouping", action="store_true", help="grouping time (FPS + kNN) per FPS backend instead")
+    p.add_argument("--grouping", action="store_true", help="grouping time (FPS + kNN), plain torch vs the automatic CPU backends, instead")
     p.add_argument("--groups", type=int, default=None, help="--grouping: fixed number of centres instead of N/ratio")
     p.add_argument("--out", default=None, help="output folder for JSON/PNG (default runs/bench/<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
@@ -160,16 +160,30 @@ def _scaling(args, out_dir, device):
     plot_scaling(records, out_dir / "scaling.png",
                  title=f"{', '.join(args.models)} on {device} ({settings['cpu']}), {args.threads} thread(s), batch 1")
     print()
-    print(format_scaling(records))
+    _print_scaling(records)
     print(f"wrote {out_dir / 'scaling.json'} and {out_dir / 'scaling.png'}")
     return 0
+
+
+def _print_scaling(records):
+    from ..bench.scaling import format_ratios, format_scaling
+    from ..bench.stages import format_stages
+
+    print(format_scaling(records))
+    print()
+    print("seconds per stage (first call; fps/knn = patch grouping, other = glue between modules)")
+    print(format_stages(records))
+    ratios = format_ratios(records)
+    if ratios:
+        print()
+        print(ratios)
 
 
 def _merge_scaling(args, out_dir):
     import json
 
     from ..bench.report import write_json
-    from ..bench.scaling import format_scaling, plot_scaling
+    from ..bench.scaling import plot_scaling
     from ..validation import FoundryInputError
 
     runs = []
@@ -186,6 +200,6 @@ def _merge_scaling(args, out_dir):
     plot_scaling(records, out_dir / "scaling.png",
                  title=f"{st.get('device')} ({st.get('cpu')}), {st.get('torch_threads')} thread(s), batch 1, "
                        f"G = N/{st.get('group_ratio')}; merged from {len(runs)} runs")
-    print(format_scaling(records))
+    _print_scaling(records)
     print(f"wrote {out_dir / 'scaling.json'} and {out_dir / 'scaling.png'}")
     return 0

@@ -24,6 +24,9 @@ def register(p):
     p.add_argument("--svm-data", default="modelnet10", help="dataset spec for --svm (default modelnet10)")
     p.add_argument("--svm-limit", type=int, default=None,
                    help="--svm on a seeded class-stratified subset of about this many clouds per split (quicker, stated)")
+    p.add_argument("--profile", action="store_true",
+                   help="per-stage onnxruntime time (grouping, tokenizer, dso, encoder, cau) at batch 1, "
+                        "from the runtime's node profiler; of the int8 graph too with --int8")
     p.add_argument("--threads", type=int, default=1, help="torch/onnxruntime threads (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input model)")
@@ -69,6 +72,8 @@ def main(args):
             report["svm"] = svm_fp32_vs_int8(model, out, int8_path, dataset=args.svm_data, num_points=args.points,
                                              threads=args.threads, limit=args.svm_limit,
                                              log=None if args.json else print)
+    if args.profile:
+        report["profile"] = _profile(out, report, args)
     from ..bench.report import write_json
 
     report["settings"] = {"model": str(args.model), "threads": args.threads, "torch": torch.__version__}
@@ -78,3 +83,18 @@ def main(args):
     else:
         print(f"wrote {out.with_suffix('.json')}")
     return 0 if check["passed"] else 1
+
+
+def _profile(out, report, args) -> dict:
+    from ..bench.flops import random_cloud
+    from ..export.profile import format_profile, profile_onnx
+
+    points = random_cloud(1, report["num_points"], 0).numpy()
+    graphs = {"fp32": out}
+    if "int8" in report:
+        graphs["int8"] = report["int8"]["path"]
+    prof = {kind: profile_onnx(path, points, threads=args.threads) for kind, path in graphs.items()}
+    if not args.json:
+        print(f"onnxruntime per-stage time, batch 1, {report['num_points']} points, {args.threads} thread(s):")
+        print(format_profile(prof))
+    return prof

@@ -21,7 +21,7 @@ from torch import nn
 from .backbone import PointTransformer, pool_tokens
 from .checkpoint import register_kind
 from .config import BackboneConfig
-from .student import bipartite_step
+from .student import DENSE_MERGE_MAX_TOKENS, bipartite_step, bipartite_targets, scatter_mean
 
 
 @dataclass
@@ -64,6 +64,8 @@ class ToMeTeacher(nn.Module):
         b, g, _ = tokens.shape
         x, pos = tokens, t.pos_embed(centers)
         size = tokens.new_ones(b, g, 1)
+        if g > DENSE_MERGE_MAX_TOKENS:
+            return self._merge_by_index(x, pos, size, centers)
         member = torch.eye(g, dtype=tokens.dtype, device=tokens.device).unsqueeze(0).expand(b, -1, -1)
         for i, block in enumerate(t.encoder.blocks):
             if t.encoder.pos_every_block or i == 0:
@@ -72,17 +74,37 @@ class ToMeTeacher(nn.Module):
             x = block(x, bias)
             r = min(self.config.r, x.shape[1] - self.config.min_tokens)
             if r > 0:
-                w = block.attn.qkv.weight
-                c = x.shape[-1]
-                keys = torch.nn.functional.linear(block.norm1(x), w[c:2 * c],
-                                                  None if block.attn.qkv.bias is None else block.attn.qkv.bias[c:2 * c])
-                step = bipartite_step(keys, r)  # (B, n, n')
+                step = bipartite_step(self._merge_keys(block, x), r)  # (B, n, n')
                 new_size = step.transpose(1, 2) @ size
                 x = (step.transpose(1, 2) @ (x * size)) / new_size
                 pos = (step.transpose(1, 2) @ (pos * size)) / new_size
                 size = new_size
                 member = member @ step
         return member @ t.norm(x), centers
+
+    def _merge_keys(self, block, x):
+        w, c = block.attn.qkv.weight, x.shape[-1]
+        bias = None if block.attn.qkv.bias is None else block.attn.qkv.bias[c:2 * c]
+        return torch.nn.functional.linear(block.norm1(x), w[c:2 * c], bias)
+
+    def _merge_by_index(self, x, pos, size, centers):
+        """The same merging with integer owner indices and scatter sums instead of dense (n, n')
+        maps: O(n) memory per block for long token sequences (large clouds)."""
+        t = self.teacher
+        owner = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+        for i, block in enumerate(t.encoder.blocks):
+            if t.encoder.pos_every_block or i == 0:
+                x = x + pos
+            x = block(x, size.log().transpose(1, 2).unsqueeze(1))
+            r = min(self.config.r, x.shape[1] - self.config.min_tokens)
+            if r > 0:
+                tgt = bipartite_targets(self._merge_keys(block, x), r)
+                n_new = int(tgt.max()) + 1
+                x, pos = scatter_mean(x, tgt, n_new, size), scatter_mean(pos, tgt, n_new, size)
+                size = size.new_zeros(size.shape[0], n_new, 1).scatter_add_(1, tgt.unsqueeze(-1), size)
+                owner = torch.gather(tgt, 1, owner)
+        y = t.norm(x)
+        return torch.gather(y, 1, owner.unsqueeze(-1).expand(-1, -1, y.shape[-1])), centers
 
     def forward_layers(self, points, layers, num_groups: int | None = None):
         if any(l not in (-1, self.teacher.config.depth - 1) for l in layers):
