@@ -2,7 +2,8 @@
 
 Run once, with the code *before* the models/ re-layout (main at f78cda5), to keep files that runs in
 flight hold: a tiny teacher, a distillation run stopped after epoch 1 (training_state.pt), the
-student.safetensors the same run writes when it is not stopped, and that student's figures; the structure of a
+student.safetensors the same run writes when it is not stopped, and the figures of
+that student and of the stopped run resumed; the structure of a
 pretraining state; and output figures of every shipped model on four bundled clouds.
 
     OMP_NUM_THREADS=1 python tests/data/legacy/make_fixtures.py
@@ -44,6 +45,10 @@ def main():
         x = probe_cloud()
         with torch.no_grad():
             out["full_student"] = figures(foundry.load(run / "student.safetensors"), x)
+        shutil.copy(run / "training_state.pt", tmp / "stopped" / "training_state.pt")
+        distill(teacher, legacy_student(teacher), **distill_args(tmp / "stopped", resume=True))
+        with torch.no_grad():
+            out["resumed_student"] = figures(foundry.load(tmp / "stopped" / "student.safetensors"), x)
         from foundry.train.common import read_training_state
         from foundry.train.pretrain import PretrainConfig, pretrain
 
