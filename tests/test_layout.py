@@ -78,8 +78,11 @@ def test_pretrain_state_keeps_its_structure(tmp_path):
 
 
 # -- imports ------------------------------------------------------------------------------------
-FLOORS = ["validation", "locks", "io", "ops", "models", "hub", "api", "data", "eval", "train", "bench", "export",
-          "viz", "demo", "commands", "cli"]
+# the package's floors, bottom first; a module may import its own floor and the floors below
+FLOORS = [("validation", "locks"), ("io", "optim"), ("ops",), ("models",), ("hub",), ("api",), ("data",), ("eval",),
+          ("train",), ("bench", "export"), ("viz", "demo"), ("commands",), ("cli",)]
+# known arrows up, each with its reason
+ALLOWED_UP = {"foundry.eval.compare -> foundry.bench.flops"}  # comparison tables report each model's MACs
 
 
 def package_imports() -> dict[str, set[str]]:
@@ -107,7 +110,7 @@ def package_imports() -> dict[str, set[str]]:
 
 def _floor(module: str) -> int:
     part = module.split(".")[1] if "." in module else ""
-    return FLOORS.index(part) if part in FLOORS else -1
+    return next((i for i, names in enumerate(FLOORS) if part in names), -1)
 
 
 def test_no_import_cycle():
@@ -134,6 +137,6 @@ def test_no_import_cycle():
 
 
 def test_imports_point_down_the_floors():
-    up = sorted(f"{a} -> {b}" for a, targets in package_imports().items() for b in targets
-                if b != "foundry" and _floor(b) > _floor(a) >= 0 and _floor(a) != _floor(b))
-    assert not up, "imports pointing up: " + ", ".join(up)
+    up = set(f"{a} -> {b}" for a, targets in package_imports().items() for b in targets
+                if b != "foundry" and _floor(b) > _floor(a) >= 0) - ALLOWED_UP
+    assert not up, "imports pointing up: " + ", ".join(sorted(up))

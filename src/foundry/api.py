@@ -5,23 +5,28 @@ from pathlib import Path
 
 from torch import nn
 
+from .hub import resolve, shipped_models
+from .models.backbone import PointTransformer
+from .models.checkpoint import load_checkpoint, save_checkpoint
+from .models.official import load_official
+from .models.presets import PRESETS, preset_config
+from .models.student import create_student
+from .models.student_config import STUDENT_PRESETS
 from .validation import FoundryInputError
 
 OFFICIAL_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
 
+def is_preset(name) -> bool:
+    """Whether `name` names an untrained model preset (backbone or student)."""
+    return isinstance(name, str) and (name in PRESETS or name in STUDENT_PRESETS)
+
+
 def create_model(name: str, **overrides) -> nn.Module:
     """Build an untrained model from a named preset ('vit-s', 'small', 'tiny', or a student
     preset such as 'foundry-s16'), with config fields overridden by keyword."""
-    from .models.backbone import PointTransformer
-    from .models.presets import PRESETS, preset_config
-
     if name in PRESETS:
         return PointTransformer(preset_config(name, **overrides))
-    try:
-        from .models.student import STUDENT_PRESETS, create_student
-    except ImportError:
-        STUDENT_PRESETS = {}
     if name in STUDENT_PRESETS:
         return create_student(name, **overrides)
     raise KeyError(f"unknown model preset {name!r}; available: {sorted(PRESETS) + sorted(STUDENT_PRESETS)}")
@@ -30,9 +35,6 @@ def create_model(name: str, **overrides) -> nn.Module:
 def load(path_or_name: str | Path, **kwargs) -> nn.Module:
     """A ready model in eval mode on the CPU from a shipped name, a Foundry checkpoint
     (.safetensors), or an official Point-MAE / Point-BERT / Point-JEPA / PointGPT file."""
-    from .hub import resolve, shipped_models
-    from .models.checkpoint import load_checkpoint
-
     if not isinstance(path_or_name, (str, Path)) or not str(path_or_name).strip():
         raise FoundryInputError(
             f"foundry.load needs a shipped model name or a checkpoint path, got {path_or_name!r}; "
@@ -50,8 +52,6 @@ def load(path_or_name: str | Path, **kwargs) -> nn.Module:
     if path.is_dir():
         return load_folder(path)
     if path.suffix in OFFICIAL_SUFFIXES:
-        from .models.official import load_official
-
         return load_official(path, **kwargs).eval()
     return load_checkpoint(path)
 
@@ -66,6 +66,4 @@ def load_folder(path: Path) -> nn.Module:
 
 def save(model: nn.Module, path, **kwargs):
     """Save any Foundry model as a self-describing safetensors checkpoint."""
-    from .models.checkpoint import save_checkpoint
-
     return save_checkpoint(model, path, **kwargs)

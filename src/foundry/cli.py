@@ -23,12 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"foundry {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in COMMANDS:
-        try:
-            mod = importlib.import_module(_module_name(cmd))
-        except ModuleNotFoundError as exc:
-            if exc.name == _module_name(cmd):
-                continue  # command not available in this build
-            raise
+        mod = importlib.import_module(_module_name(cmd))  # each command's own imports wait for its main()
         p = sub.add_parser(cmd, help=mod.HELP, description=mod.HELP)
         mod.register(p)
         p.set_defaults(_main=mod.main)

@@ -16,6 +16,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .bench.report import bench_models
+from .data import load_arrays
+from .eval.common import extract_tokens
+from .eval.compare import compare_markdown, run_compare
+from .eval.partseg import category_mask, load_head, predict
+from .hub import resolve
+from .io import atomic_write
+from .models.student import create_student
+from .models.surgery import init_from_teacher
+from .ops import knn
+from .train.distill import distill
+
 DEMO_PROTOCOLS = ("svm", "fewshot", "partseg", "fidelity")
 
 
@@ -36,10 +48,6 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
     overrides: {protocol: {setting: value}} on top of the quick protocol settings.
     """
     from . import load
-    from .api import create_model
-    from .bench.flops import model_macs
-    from .eval.compare import run_compare
-    from .models.checkpoint import atomic_write
 
     t0 = time.time()
     out = Path(out_dir)
@@ -53,9 +61,6 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
     t = time.time()
     teacher_model = load(teacher)
     if student is None:
-        from .models.student import create_student, init_from_teacher, student_config_for
-        from .train.distill import distill
-
         smodel = create_student(preset, **_student_overrides(teacher_model, preset))
         try:
             init_from_teacher(smodel, teacher_model)
@@ -83,7 +88,6 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
           "fidelity": {"data": cls_data}}
     for k, v in (overrides or {}).items():
         ov.setdefault(k, {}).update(v)
-    from .hub import resolve
 
     models = [student_spec]
     labels = {str(teacher): _label(teacher), student_spec: student_label}
@@ -144,8 +148,6 @@ def _student_overrides(teacher_model, preset) -> dict:
 
 
 def _bench(teacher, student_spec, points, runs, memory, log) -> dict:
-    from .bench.report import bench_models
-
     res = bench_models([str(teacher), student_spec], points=points, batch=16, runs=runs, warmup=2,
                        min_seconds=0.5, max_seconds=15.0, onnx=False, memory=memory, log=log)
     return res
@@ -165,8 +167,6 @@ def _bench_rows(bench) -> list[dict]:
 
 
 def summary_table(cmp, bench) -> str:
-    from .eval.compare import compare_markdown
-
     lines = [compare_markdown(cmp), "", "| model | params (M) | GMACs | CPU latency b1 (ms) | b16 clouds/s | peak extra RSS b1 (MB) |",
              "|---|---|---|---|---|---|"]
     for r in _bench_rows(bench):
@@ -198,8 +198,6 @@ def report_markdown(cmp, bench, figs, summary) -> str:
 
 def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) -> dict:
     from . import viz
-    from .data import load_arrays
-    from .ops import knn
 
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -241,9 +239,6 @@ def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) ->
 
 def _part_figure(head_file, model, seg_data, path, label):
     from . import viz
-    from .data import load_arrays
-    from .eval.common import extract_tokens
-    from .eval.partseg import category_mask, load_head, predict
 
     head, meta = load_head(head_file, token_width=model.token_dim, model_name=label)
     test = load_arrays(seg_data, "test", num_points=model.config.num_points)

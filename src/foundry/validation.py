@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from pathlib import Path
 
@@ -102,3 +103,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def parse_key_values(items, *, flag: str = "--set", key_form: str = "KEY") -> dict:
+    """["a=1", "b=[2, 3]", "c=text"] -> {"a": 1, "b": [2, 3], "c": "text"}: each value read as JSON,
+    or kept as a string (a folder, a name) when it is not JSON."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise FoundryInputError(f"{flag} expects {key_form}=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

@@ -12,6 +12,9 @@ import time
 
 import torch
 
+from ..ops import fpsample_available
+from ..ops.fps import farthest_point_sample
+from ..ops.knn import knn
 from .flops import random_cloud
 from .latency import summarize
 from .worker import auto_num_groups
@@ -38,9 +41,6 @@ def grouping_times(sizes=(1024, 8192, 65536, 300_000), *, group_size: int = 32, 
 
     kNN is the same plain-torch code whichever FPS picked the centres; with share_knn it is timed
     once per size and reused for the other backends (it is the slow part at large sizes)."""
-    from ..ops import fpsample_available
-    from ..ops.fps import farthest_point_sample
-    from ..ops.knn import knn
 
     rows = []
     last_cost: dict[str, tuple[int, float]] = {}

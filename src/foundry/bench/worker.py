@@ -19,6 +19,11 @@ import statistics
 import sys
 import time
 import traceback
+from ..api import create_model, load
+from ..hub import resolve
+from .flops import _accepts, patch_count, random_cloud
+from .hooks import GroupingRecorder
+from .latency import device_sync
 
 try:  # POSIX only; elsewhere no memory cap and no ru_maxrss fallback
     import resource
@@ -28,8 +33,6 @@ except ImportError:  # pragma: no cover - Windows
 
 def build_model(spec: str, **overrides):
     """A model in eval mode from a preset name (untrained) or anything `foundry.load` accepts."""
-    from ..api import create_model, load
-    from ..hub import resolve
 
     if resolve(str(spec)) is None:
         try:
@@ -85,9 +88,6 @@ def run(req: dict) -> dict:
 
     threads = int(req.get("threads") or 1)
     torch.set_num_threads(threads)
-    from .flops import _accepts, patch_count, random_cloud
-    from .hooks import GroupingRecorder
-    from .latency import device_sync
 
     device = torch.device(req.get("device", "cpu"))
     model = build_model(req["model"]).to(device)

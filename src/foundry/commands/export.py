@@ -69,10 +69,10 @@ def main(args):
             report["svm"] = svm_fp32_vs_int8(model, out, int8_path, dataset=args.svm_data, num_points=args.points,
                                              threads=args.threads, limit=args.svm_limit,
                                              log=None if args.json else print)
-    from ..bench.report import write_json
+    from ..io import write_json
 
     report["settings"] = {"model": str(args.model), "threads": args.threads, "torch": torch.__version__}
-    write_json(report, out.with_suffix(".json"))
+    write_json(out.with_suffix(".json"), report)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

@@ -24,8 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..api import create_model, save
+from ..bench.flops import model_macs
+from ..io import write_json
+from ..io import atomic_write
+from ..models.backbone import PointTransformer
+from ..models.config import BackboneConfig
+from ..models.presets import PRESETS
 from ..validation import FoundryInputError
-from .common import write_json
 from .paired import fmt_interval, item_scores, paired_interval, verdict
 from .protocols import LOWER_IS_BETTER
 from .runner import fmt, load_model, run_eval
@@ -40,8 +46,6 @@ FIDELITY_METRICS = ["cosine", "cka_tokens", "smooth_l1"]
 
 def random_init_like(teacher, seed: int = 0):
     """A network of the teacher's shape with fresh random weights (torch seed `seed`)."""
-    from ..api import create_model
-    from ..models.presets import PRESETS
 
     cfg = teacher.config.to_dict() if hasattr(teacher.config, "to_dict") else dict(teacher.config)
     torch.manual_seed(seed)
@@ -50,8 +54,6 @@ def random_init_like(teacher, seed: int = 0):
         if name in PRESETS:
             rest = {k: v for k, v in cfg.items() if k != "name"}
             return create_model(name, **rest).eval()
-        from ..models.backbone import PointTransformer
-        from ..models.config import BackboneConfig
 
         return PointTransformer(BackboneConfig.from_dict(cfg)).eval()
     return type(teacher)(teacher.config).eval()
@@ -111,8 +113,6 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         rpath = out / "models" / f"{RANDOM_LABEL}.safetensors"
         rmodel = random_init_like(teacher_model, random_seed)
         if not rpath.exists():
-            from ..api import save
-
             save(rmodel, rpath, info={"role": "random-init floor", "teacher": tname, "seed": random_seed})
         entries.append((RANDOM_LABEL, rmodel, str(rpath)))
     seen = {e[0] for e in entries}
@@ -133,7 +133,6 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
                        reference=teacher_model, device=device, batch_size=batch_size, overwrite=overwrite, log=log,
                        name=label, split=split)
         evals[label] = res
-        from ..bench.flops import model_macs
 
         n = macs_points or _points(res) or getattr(model.config, "num_points", 1024)
         macs = model_macs(model.cpu(), n)
@@ -180,7 +179,6 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
               "random_init_seed": random_seed if include_random else None, "mismatches": mismatches,
               "wall_time_s": time.time() - t0}
     write_json(out / "compare.json", result)
-    from ..models.checkpoint import atomic_write
 
     text = compare_markdown(result)
     atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(text))
@@ -320,7 +318,6 @@ def plot_pareto(result: dict, path) -> Path | None:
         ax.legend(uniq.values(), uniq.keys(), fontsize=7)
     fig.suptitle(f"Accuracy vs compute (teacher {result['teacher']}, mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
-    from ..models.checkpoint import atomic_write
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
