@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import foundry
+from foundry.validation import FoundryInputError
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 sys.path.insert(0, str(LEGACY))
@@ -140,3 +141,63 @@ def test_imports_point_down_the_floors():
     up = set(f"{a} -> {b}" for a, targets in package_imports().items() for b in targets
                 if b != "foundry" and _floor(b) > _floor(a) >= 0) - ALLOWED_UP
     assert not up, "imports pointing up: " + ", ".join(sorted(up))
+
+
+# -- the model interface ---------------------------------------------------------------------------
+def _tiny_of_every_kind():
+    from foundry.models.baselines import ToMeTeacher
+    from foundry.models.pointgpt import PointGPTConfig, PointGPTTransformer
+
+    torch.manual_seed(0)
+    teacher = foundry.create_model("tiny")
+    gpt = PointGPTTransformer(PointGPTConfig(num_points=256, num_groups=16, group_size=16, width=24, depth=2, heads=2,
+                                             tokenizer_hidden=(8, 16, 32)))
+    return {"backbone": teacher, "pointgpt": gpt, "student": foundry.create_model("foundry-tiny"),
+            "tome-teacher": ToMeTeacher.wrap(teacher, 2)}
+
+
+def test_every_kind_implements_the_interface(cloud):
+    from foundry.models.base import FoundryModel
+    from foundry.models.kinds import KINDS, build_model
+
+    models = _tiny_of_every_kind()
+    assert set(models) == set(KINDS)
+    for kind, model in models.items():
+        model.eval()
+        assert isinstance(model, FoundryModel) and model.kind == kind and isinstance(model, KINDS[kind][0])
+        with torch.no_grad():
+            tokens, centers = model.forward_tokens(cloud)
+            (last,), c2 = model.forward_layers(cloud, [-1])
+            feats = model.forward_features(cloud)
+        assert tokens.shape == (2, 16, model.token_dim) and centers.shape == (2, 16, 3), kind
+        assert torch.allclose(last, tokens, atol=1e-5) and torch.equal(c2, centers), kind
+        assert feats.shape == (2, model.feature_dim) and torch.equal(model(cloud), feats), kind
+        assert model.min_points == 16, kind
+        with torch.device("meta"):  # the table rebuilds each kind from its config dict
+            rebuilt = build_model(kind, model.config.to_dict())
+        assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+        for bad in (0, -3, 2.5, True, "16"):
+            with pytest.raises(FoundryInputError, match="num_groups"):
+                model.forward_tokens(cloud, num_groups=bad)
+        with pytest.raises(FoundryInputError, match="needs at least 16"):
+            model.forward_tokens(cloud[:, :8])
+
+
+def test_tome_teacher_refusals_are_input_errors(cloud):
+    from foundry.models.baselines import ToMeTeacher
+
+    tome = _tiny_of_every_kind()["tome-teacher"]
+    with pytest.raises(FoundryInputError, match="final block"):
+        tome.forward_layers(cloud, [0])
+    with pytest.raises(FoundryInputError, match="cls token"):
+        ToMeTeacher.wrap(foundry.create_model("tiny", cls_token=True, pooling="cls+max"), 2)
+
+
+def test_student_stages_each_in_one_file():
+    from foundry.models import dso, student
+    from foundry.models.student_config import COMPRESSIONS
+
+    assert tuple(student.COMPRESSORS) == COMPRESSIONS
+    for module, most in ((dso, 200), (student, 300)):
+        text = Path(module.__file__).read_text()
+        assert text.startswith('"""') and len(text.splitlines()) < most, module.__name__

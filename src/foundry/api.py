@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .hub import resolve, shipped_models
@@ -54,6 +55,18 @@ def load(path_or_name: str | Path, **kwargs) -> nn.Module:
     if path.suffix in OFFICIAL_SUFFIXES:
         return load_official(path, **kwargs).eval()
     return load_checkpoint(path)
+
+
+def resolve_model(spec, *, seed: int | None = None, **overrides) -> nn.Module:
+    """The one resolver of model names: a shipped name or an existing path goes to `load`; any
+    other preset name builds an untrained model (torch seed `seed` first, when given; config
+    fields from `overrides`). Returns it in eval mode."""
+    spec = str(spec)
+    if resolve(spec) is None and not Path(spec).exists() and is_preset(spec):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return create_model(spec, **overrides).eval()
+    return load(spec).eval()
 
 
 def load_folder(path: Path) -> nn.Module:

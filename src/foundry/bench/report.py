@@ -35,7 +35,7 @@ def bench_one(spec: str, *, points: int = 1024, batch: int = 16, flops_batch: in
               amp=("bf16", "fp16"), log=print) -> dict:
     """All figures for one model; see `bench_models`."""
     model = build_model(spec)
-    rec = {"model": str(spec), "kind": getattr(model, "kind", "backbone"),
+    rec = {"model": str(spec), "kind": model.kind,
            "parameters": sum(p.numel() for p in model.parameters()),
            "num_groups": getattr(model.config, "num_groups", None),
            "group_size": getattr(model.config, "group_size", None)}

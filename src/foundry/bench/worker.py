@@ -19,8 +19,8 @@ import statistics
 import sys
 import time
 import traceback
-from ..api import create_model, load
-from ..hub import resolve
+
+from ..api import resolve_model
 from .flops import _accepts, patch_count, random_cloud
 from .hooks import GroupingRecorder
 from .latency import device_sync
@@ -33,13 +33,7 @@ except ImportError:  # pragma: no cover - Windows
 
 def build_model(spec: str, **overrides):
     """A model in eval mode from a preset name (untrained) or anything `foundry.load` accepts."""
-
-    if resolve(str(spec)) is None:
-        try:
-            return create_model(str(spec), **overrides).eval()
-        except KeyError:
-            pass
-    return load(spec).eval()
+    return resolve_model(spec, **overrides)
 
 
 def auto_num_groups(num_points: int, default: int, group_size: int, ratio: int = 16,
@@ -107,7 +101,7 @@ def run(req: dict) -> dict:
         note = f"{type(model).__name__}.{method} takes no num_groups: config.num_groups set to {g} for the run"
     points = random_cloud(batch, n, int(req.get("seed", 0)), device)
     sync = device_sync(device)
-    out = {"model": req["model"], "kind": getattr(model, "kind", "backbone"), "points": n, "batch": batch,
+    out = {"model": req["model"], "kind": model.kind, "points": n, "batch": batch,
            "num_groups": g, "group_size": k, "method": method, "device": str(device), "threads": threads,
            "torch": torch.__version__, "nominal_coverage": g * k / n}
     if note:

@@ -24,13 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..api import create_model, save
+from ..api import save
 from ..bench.flops import model_macs
-from ..io import write_json
-from ..io import atomic_write
-from ..models.backbone import PointTransformer
-from ..models.config import BackboneConfig
-from ..models.presets import PRESETS
+from ..io import atomic_write, config_dict, write_json
+from ..models.kinds import build_model
 from ..validation import FoundryInputError
 from .paired import fmt_interval, item_scores, paired_interval, verdict
 from .protocols import LOWER_IS_BETTER
@@ -46,17 +43,8 @@ FIDELITY_METRICS = ["cosine", "cka_tokens", "smooth_l1"]
 
 def random_init_like(teacher, seed: int = 0):
     """A network of the teacher's shape with fresh random weights (torch seed `seed`)."""
-
-    cfg = teacher.config.to_dict() if hasattr(teacher.config, "to_dict") else dict(teacher.config)
     torch.manual_seed(seed)
-    if getattr(teacher, "kind", "backbone") == "backbone":
-        name = cfg.get("name")
-        if name in PRESETS:
-            rest = {k: v for k, v in cfg.items() if k != "name"}
-            return create_model(name, **rest).eval()
-
-        return PointTransformer(BackboneConfig.from_dict(cfg)).eval()
-    return type(teacher)(teacher.config).eval()
+    return build_model(teacher.kind, config_dict(teacher)).eval()
 
 
 def model_group(model, label: str, teacher_label: str) -> str:
@@ -65,7 +53,7 @@ def model_group(model, label: str, teacher_label: str) -> str:
         return "teacher"
     if label == RANDOM_LABEL:
         return "random init"
-    kind = str(getattr(model, "kind", "backbone"))
+    kind = model.kind
     info = getattr(model, "checkpoint_info", {}) or {}
     text = json.dumps(info).lower()
     if "tome" in kind:
@@ -137,7 +125,7 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         n = macs_points or _points(res) or getattr(model.config, "num_points", 1024)
         macs = model_macs(model.cpu(), n)
         rows.append({"label": label, "spec": spec, "group": groups.get(label, model_group(model, label, tlabel)),
-                     "kind": getattr(model, "kind", "backbone"), "parameters": res["model"]["parameters"],
+                     "kind": model.kind, "parameters": res["model"]["parameters"],
                      "gmacs": macs / 1e9, "macs_points": n, "eval_dir": str(edir)})
     cols = _task_columns(evals)
     teacher_res, random_res = evals[tlabel], evals.get(RANDOM_LABEL)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..api import create_model, is_preset, load
+from ..api import is_preset, resolve_model
 from ..hub import resolve
-from ..io import machine_info, model_fingerprint, write_json
+from ..io import config_dict, machine_info, model_fingerprint, write_json
 from ..io import atomic_write
 from ..locks import file_lock
 from ..validation import FoundryInputError, parse_key_values
@@ -38,11 +38,10 @@ def load_model(spec, seed: int = 0):
     if isinstance(spec, torch.nn.Module):
         return spec.eval(), getattr(spec, "eval_name", type(spec).__name__)
     spec = str(spec)
-    if resolve(spec) is None and not Path(spec).exists():
-        if is_preset(spec):
-            torch.manual_seed(seed)
-            return create_model(spec).eval(), f"{spec} (random init, seed {seed})"
-    model = load(spec)
+    untrained = resolve(spec) is None and not Path(spec).exists() and is_preset(spec)
+    model = resolve_model(spec, seed=seed)
+    if untrained:
+        return model, f"{spec} (random init, seed {seed})"
     return model, Path(spec).stem if Path(spec).exists() else spec
 
 
@@ -145,11 +144,11 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
     results = {
         "format": "foundry-eval", "version": RESULT_VERSION,
         "model": {"name": ctx.name, "spec": str(model) if not isinstance(model, torch.nn.Module) else ctx.name,
-                  "kind": getattr(mdl, "kind", "backbone"), "fingerprint": ctx.fingerprint,
+                  "kind": mdl.kind, "fingerprint": ctx.fingerprint,
                   "config": _config(mdl), "info": getattr(mdl, "checkpoint_info", {}),
                   "parameters": int(sum(p.numel() for p in mdl.parameters()))},
         "reference": None if ref is None else {"name": rname, "fingerprint": ctx.reference_fingerprint,
-                                                "kind": getattr(ref, "kind", "backbone")},
+                                                "kind": ref.kind},
         "seeds": seeds, "quick": bool(quick), "split": split, "device": machine_info(device), "versions": package_versions(),
         "git": git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocols": {},
@@ -235,8 +234,7 @@ def _write_results(out: Path, results: dict, protocols: list, markdown: bool = F
 
 
 def _config(model) -> dict:
-    cfg = getattr(model, "config", None)
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else (dict(cfg) if isinstance(cfg, dict) else {})
+    return config_dict(model) if hasattr(model, "config") else {}
 
 
 def _load_done(path, chash, overwrite):

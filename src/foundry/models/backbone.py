@@ -71,10 +71,6 @@ class PatchTransformer(FoundryModel):
     def token_dim(self) -> int:
         return self.config.width
 
-    @property
-    def feature_dim(self) -> int:
-        return self.config.feature_dim
-
 
 class PointTransformer(PatchTransformer):
     """Point-MAE / Point-BERT / Point-JEPA shaped backbone (kind "backbone")."""

@@ -37,7 +37,7 @@ class FoundryModel(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        raise NotImplementedError
+        return self.config.feature_dim
 
     # -- shared ------------------------------------------------------------------------------------
     def forward(self, points: torch.Tensor) -> torch.Tensor:

@@ -259,10 +259,6 @@ class FoundryStudent(FoundryModel):
     def token_dim(self) -> int:
         return self.config.teacher_width
 
-    @property
-    def feature_dim(self) -> int:
-        return self.config.feature_dim
-
 
 def create_student(name: str, **overrides) -> FoundryStudent:
     """An untrained student of a preset (see STUDENT_PRESETS), config fields overridden by keyword."""
