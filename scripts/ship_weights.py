@@ -26,7 +26,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a Foundry checkpoint written by foundry pretrain / distill")
     p.add_argument("name", help="shipped name (file stem under assets/weights)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra provenance entries")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra provenance entries; VALUE @FILE reads a JSON file (e.g. command_chain=@chain.json)")
     args = p.parse_args()
 
     src = Path(args.checkpoint)
@@ -38,7 +39,7 @@ def main() -> int:
         info.update({k: summary[k] for k in SUMMARY_KEYS if k in summary})
     for item in args.set:
         key, _, value = item.partition("=")
-        info[key] = value
+        info[key] = json.loads(Path(value[1:]).read_text()) if value.startswith("@") else value
     info["name"] = args.name
     info["dtype"] = "float16 (trained with fp32 master weights)"
     dst = WEIGHTS / f"{args.name}.safetensors"

@@ -26,6 +26,9 @@ def test_demo_end_to_end_tiny(tmp_path):
     for path in summary["figures"].values():
         data = open(path, "rb").read(8)
         assert data.startswith(b"\x89PNG")
+    page = (out / "report.html").read_text()  # tables, 3-D views (SuperTokens, error, parts) and the figures
+    assert summary["html"] == str(out / "report.html") and page.count("<img alt=") == 4
+    assert "parts: ground truth" in page and "parts: teacher (" in page and "<table>" in page
     saved = json.loads((out / "report.json").read_text())
     assert saved["student"].endswith("student.safetensors")
     student = foundry.load(saved["student"])

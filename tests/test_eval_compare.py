@@ -49,6 +49,8 @@ def test_compare_table_retention_and_resume(teacher_file, tmp_path, capsys):
     assert rows["teach"]["retention_raw"][key] == pytest.approx(100.0)
     assert all(row["gmacs"] > 0 for row in rows.values())
     assert (out / "pareto.png").stat().st_size > 1000
+    page = (out / "report.html").read_text()  # the interactive page: tables + the student's 3-D view
+    assert "<table>" in page and '"scenes":["scene","scene2"]' in page
     md = (out / "compare.md").read_text()
     assert "| stu | Foundry student |" in md and "gain" in md
     assert res["mismatches"] == [] and "same protocol settings and the same data" in md

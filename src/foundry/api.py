@@ -6,10 +6,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .hub import resolve, shipped_models
+from . import hub
+from .hub import resolve
 from .models.backbone import PointTransformer
 from .models.checkpoint import load_checkpoint, save_checkpoint
 from .models.official import load_official
+from .models.pretrained import is_pretrained_folder, load_pretrained
+from .models.pretrained import save_pretrained as _save_pretrained
 from .models.presets import PRESETS, preset_config
 from .models.student import create_student
 from .models.student_config import STUDENT_PRESETS
@@ -34,21 +37,28 @@ def create_model(name: str, **overrides) -> nn.Module:
 
 
 def load(path_or_name: str | Path, **kwargs) -> nn.Module:
-    """A ready model in eval mode on the CPU from a shipped name, a Foundry checkpoint
-    (.safetensors), or an official Point-MAE / Point-BERT / Point-JEPA / PointGPT file."""
+    """A ready model in eval mode on the CPU from a shipped name, a pretrained-model folder
+    (`save_pretrained`), a Hub name ('hf:owner/name', from the local cache or downloaded once),
+    a Foundry checkpoint (.safetensors), or an official Point-MAE / Point-BERT / Point-JEPA /
+    PointGPT file."""
     if not isinstance(path_or_name, (str, Path)) or not str(path_or_name).strip():
         raise FoundryInputError(
             f"foundry.load needs a shipped model name or a checkpoint path, got {path_or_name!r}; "
-            f"shipped models: {sorted(shipped_models()) or 'none installed'}")
-    shipped = resolve(str(path_or_name))
+            f"shipped models: {sorted(hub.shipped_models()) or 'none installed'}")
+    shipped = hub.resolve(str(path_or_name))
     if shipped is not None:
         return load_checkpoint(shipped)
     path = Path(path_or_name)
+    repo_id = hub.repo_id_of(str(path_or_name))  # 'hf:owner/name', or 'owner/name' already in the cache
+    if repo_id and (str(path_or_name).startswith(hub.HUB_PREFIX) or
+                    (not path.exists() and repo_id in hub.cached_models())):
+        return load_pretrained(hub.pull(repo_id))
     if not path.exists():
-        names = sorted(shipped_models())
+        names = sorted(hub.shipped_models())
         raise FoundryInputError(
             f"no model named or found at {str(path_or_name)!r}. Shipped models: {names or 'none installed'}; "
-            "or give the path of a .safetensors checkpoint or an official .pth file"
+            "or give a pretrained-model folder, a Hub name 'hf:owner/name', the path of a .safetensors checkpoint "
+            "or an official .pth file (foundry models lists what is available)"
         )
     if path.is_dir():
         return load_folder(path)
@@ -70,13 +80,23 @@ def resolve_model(spec, *, seed: int | None = None, **overrides) -> nn.Module:
 
 
 def load_folder(path: Path) -> nn.Module:
-    """A model from a folder. No folder layout is supported yet, so this names what was found."""
-    found = sorted(p.name for p in path.iterdir())[:8]
-    raise FoundryInputError(
-        f"{path} is a folder, not a model file (it holds {found or 'nothing'}); give the path of a .safetensors "
-        "checkpoint or an official .pth file inside it")
+    """A model from a pretrained-model folder (`save_pretrained`); any other folder gets an error
+    naming what was found."""
+    if not is_pretrained_folder(path):
+        found = sorted(p.name for p in path.iterdir())[:8]
+        raise FoundryInputError(
+            f"{path} is a folder without config.json or model.safetensors (it holds {found or 'nothing'}): not a "
+            "pretrained-model folder (write one with foundry.save_pretrained); or give the path of a .safetensors "
+            "checkpoint or an official .pth file inside it")
+    return load_pretrained(path)
 
 
 def save(model: nn.Module, path, **kwargs):
     """Save any Foundry model as a self-describing safetensors checkpoint."""
     return save_checkpoint(model, path, **kwargs)
+
+
+def save_pretrained(model: nn.Module, folder, **kwargs):
+    """Save a model as a folder the Hugging Face Hub serves as is: config.json, model.safetensors
+    and a README.md model card (see `foundry.models.pretrained.save_pretrained`)."""
+    return _save_pretrained(model, folder, **kwargs)

@@ -18,17 +18,20 @@ import torch
 
 from .bench.report import bench_models
 from .data import load_arrays
-from .eval.common import extract_tokens
 from .eval.compare import compare_markdown, run_compare
-from .eval.partseg import category_mask, load_head, predict
 from .hub import resolve
 from .io import atomic_write
 from .models.student import create_student
 from .models.surgery import init_from_teacher
-from .ops import knn
+from .report.pages import first_of_each, student_view, write_page
+from .report.views import local_part_ids, part_predictions, supertoken_of_points
 from .train.distill import distill
 
 DEMO_PROTOCOLS = ("svm", "fewshot", "partseg", "fidelity")
+FIGURE_CAPTIONS = {"pareto": "Accuracy against GMACs (Pareto view)", "latency": "CPU latency at batch 1",
+                   "supertokens": "SuperToken assignment: each point coloured by the SuperToken its patch joined",
+                   "parts": "Part segmentation on KiCadPart test shapes: ground truth (top) vs predictions with the "
+                            "student's tokens (bottom)"}
 
 
 def _log_step(log, n, text):
@@ -123,12 +126,15 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
                "seeds": list(seeds)}
     text = report_markdown(cmp, bench, figs, summary)
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
+    html_page = write_html(out, cmp, bench, figs, summary, teacher_model, smodel, seg_data, cls_data, log) if figures else None
+    summary["html"] = str(html_page) if html_page else None
     atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, default=str)))
 
     # 5. summary ----------------------------------------------------------------------------
     _log_step(log, 5, "summary")
     log(summary_table(cmp, bench))
-    log(f"\nReport: {out / 'report.md'} (figures in {out / 'figures'}); wall time {timings['total'] / 60:.1f} min.")
+    log(f"\nReport: {out / 'report.md'} (figures in {out / 'figures'})"
+        + (f", interactive: {html_page}" if html_page else "") + f"; wall time {timings['total'] / 60:.1f} min.")
     log("Full protocols (all data, more epochs): foundry compare --teacher teacher-vits --models foundry-vits-s16 "
         "foundry-vits-s1 --out runs/compare   (see README, 'Results')")
     return summary
@@ -187,13 +193,24 @@ def report_markdown(cmp, bench, figs, summary) -> str:
         summary_table(cmp, bench), "",
         "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timings_s"].items()), "",
     ]
-    captions = {"pareto": "Accuracy against GMACs (Pareto view)", "latency": "CPU latency at batch 1",
-                "supertokens": "SuperToken assignment: each point coloured by the SuperToken its patch joined",
-                "parts": "Part segmentation on KiCadPart test shapes: ground truth (top) vs predictions with the "
-                         "student's tokens (bottom)"}
     for key, path in figs.items():
-        parts += [f"## {captions.get(key, key)}", "", f"![{key}]({Path(path).relative_to(Path(summary['compare']).parents[1])})", ""]
+        parts += [f"## {FIGURE_CAPTIONS.get(key, key)}", "",
+                  f"![{key}]({Path(path).relative_to(Path(summary['compare']).parents[1])})", ""]
     return "\n".join(parts)
+
+
+def write_html(out, cmp, bench, figs, summary, teacher_model, smodel, seg_data, cls_data, log) -> Path | None:
+    """report.html: the tables, the 3-D views (SuperTokens, token error, parts) and the figures."""
+    try:
+        view = student_view(teacher_model, smodel, teacher_label=_label(summary["teacher"]),
+                            student_label=summary["student_label"], eval_root=out / "compare" / "evals",
+                            seg={"data": seg_data, "test_split": "test"}, cls_data=cls_data)
+        text = report_markdown(cmp, bench, {}, summary)
+        return write_page(out / "report.html", "Foundry demo report", text, view,
+                          [(FIGURE_CAPTIONS.get(k, k), p) for k, p in figs.items()])
+    except Exception as exc:  # the page is an extra: report.md is written already
+        log(f"(report.html not written: {exc})")
+        return None
 
 
 def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) -> dict:
@@ -212,19 +229,15 @@ def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) ->
                                             title="CPU latency, batch 1 (median)"))
     # SuperToken assignments on a few ModelNet10 test shapes
     test = load_arrays(cls_data, "test", num_points=smodel.config.num_points)
-    pick = [int(np.flatnonzero(test["labels"] == c)[0]) for c in np.unique(test["labels"])[:4]]
+    pick = first_of_each(test["labels"], 4)
     pts = torch.from_numpy(test["points"][pick]).float()
-    with torch.no_grad():
-        st = smodel.forward_supertokens(pts) if hasattr(smodel, "forward_supertokens") else None
-    if st is not None:
-        nearest = knn(pts, st["centers"], 1)[..., 0]  # (B, N): each point's patch
-        patch_super = st["assignment"].argmax(-1)  # (B, G)
-        colours = torch.gather(patch_super, 1, nearest).numpy()
+    colours = supertoken_of_points(smodel, pts)
+    if colours is not None:
         names = test["class_names"]
         figs["supertokens"] = str(viz.scatter_clouds(
             list(pts.numpy()), list(colours),
             [f"{names[test['labels'][i]]}: {len(np.unique(c))} SuperTokens used" for i, c in zip(pick, colours)],
-            fig_dir / "supertokens.png", vmax=st["assignment"].shape[-1] - 1,
+            fig_dir / "supertokens.png", vmax=smodel.config.num_supertokens - 1,
             suptitle=f"{student_label}: SuperToken assignment"))
     # part predictions next to ground truth
     heads = sorted((out / "compare" / "evals").glob("*/heads/partseg_seed0.safetensors"))
@@ -240,21 +253,14 @@ def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) ->
 def _part_figure(head_file, model, seg_data, path, label):
     from . import viz
 
-    head, meta = load_head(head_file, token_width=model.token_dim, model_name=label)
     test = load_arrays(seg_data, "test", num_points=model.config.num_points)
     cats = test["labels"]
-    pick = [int(np.flatnonzero(cats == c)[0]) for c in np.unique(cats)[:4]]
+    pick = first_of_each(cats, 4)
     pts = test["points"][pick]
-    tok, cen = extract_tokens(model, pts, meta.get("layers"), 8, "cpu")
     cp = {int(k): v for k, v in test.get("category_parts", {}).items()} if test.get("category_parts") else None
-    n_parts = head.hparams["num_parts"]
-    mask = category_mask(cp, head.hparams["num_categories"], n_parts)
-    pred = predict(head, tok, cen, pts, cats[pick], mask, 8, "cpu")
+    pred = part_predictions(head_file, model, label, pts, cats[pick], cp)
     gt = test["parts"][pick]
-    if cp:  # colour by the part's index within its category, so each category's parts differ clearly
-        local = {g: i for parts in cp.values() for i, g in enumerate(parts)}
-        to_local = np.vectorize(lambda g: local.get(int(g), 0))
-        gt, pred = to_local(gt), to_local(pred)
+    gt, pred = local_part_ids(gt, cp), local_part_ids(pred, cp)  # each category's parts in distinct colours
     names = test["class_names"]
     titles = [f"{names[cats[i]]}: ground truth" for i in pick] + [
         f"prediction ({100 * (p == g).mean():.0f}% points)" for p, g in zip(pred, gt)]

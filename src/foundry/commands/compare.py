@@ -81,8 +81,12 @@ def main(args):
                       overrides=overrides_from_args(args), device=args.device, batch_size=args.batch_size,
                       labels=labels, groups=groups, random_seed=args.random_seed, include_random=not args.no_random,
                       overwrite=args.overwrite, eval_dirs=eval_dirs)
+    from ..report.pages import write_compare_page
+
+    page = write_compare_page(args.out, res)
     print((Path(args.out) / "compare.md").read_text())
-    print(f"wrote {Path(args.out) / 'compare.json'}, compare.md, pareto.png ({res['wall_time_s']:.1f} s)")
+    print(f"wrote {Path(args.out) / 'compare.json'}, compare.md, pareto.png" + (", report.html" if page else "")
+          + f" ({res['wall_time_s']:.1f} s)")
     return 0
 
 

@@ -1,6 +1,10 @@
 """`foundry models`: list the shipped models, or convert an official checkpoint.
 
-    foundry models                       # shipped models with their model-card one-liners
+    foundry models                       # shipped and locally cached models with their cards' one-liners
+    foundry models --dir runs            # ... and the pretrained-model folders found under runs/
+    foundry models save MODEL FOLDER     # any model -> a Hub-layout folder (config.json, model.safetensors, README.md)
+    foundry models pull OWNER/NAME       # download from the Hugging Face Hub into the cache (needs huggingface_hub)
+    foundry models push FOLDER OWNER/NAME
     foundry models convert SRC DST       # official Point-MAE/BERT/JEPA .pth -> Foundry .safetensors
     foundry models tome TEACHER DST --r 32            # training-free ToMe baseline of a teacher
     foundry models tome TEACHER DST --match foundry-vits-s4   # r chosen to match a model's MACs
@@ -9,12 +13,30 @@ from __future__ import annotations
 
 import json
 
-HELP = "list shipped models (with their model cards' one-liners), or convert an official checkpoint"
+HELP = ("list shipped and cached models (with their model cards' one-liners); save, pull or push Hub-layout "
+        "folders; convert an official checkpoint")
 
 
 def register(p):
     p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument("--dir", action="append", default=[], metavar="FOLDER",
+                   help="also list the pretrained-model folders found under FOLDER (repeatable)")
     sub = p.add_subparsers(dest="models_cmd", metavar="SUBCOMMAND")
+    sv = sub.add_parser("save", help="write a model as a Hub-layout folder: config.json, model.safetensors, "
+                                     "README.md model card")
+    sv.add_argument("model", help="shipped name, checkpoint, folder or official file")
+    sv.add_argument("folder", help="output folder")
+    sv.add_argument("--name", default=None, help="model name in the card (default: the folder's name)")
+    sv.add_argument("--license", default=None, help="licence identifier for the card's metadata, e.g. apache-2.0")
+    sv.add_argument("--fp16", action="store_true", help="store the weights in fp16 (half the size)")
+    pl = sub.add_parser("pull", help="download a model folder from the Hugging Face Hub into the local cache")
+    pl.add_argument("repo_id", help="OWNER/NAME on the Hub")
+    pl.add_argument("--revision", default=None)
+    pl.add_argument("--force", action="store_true", help="download again even when cached")
+    ps = sub.add_parser("push", help="upload a model folder (foundry models save) to the Hugging Face Hub")
+    ps.add_argument("folder")
+    ps.add_argument("repo_id", help="OWNER/NAME on the Hub (created when absent)")
+    ps.add_argument("--private", action="store_true")
     c = sub.add_parser("convert", help="convert an official Point-MAE / Point-BERT / Point-JEPA checkpoint "
                                        "into a Foundry .safetensors file")
     c.add_argument("src", help="official checkpoint (.pth / .pt / .ckpt / .bin)")
@@ -68,21 +90,73 @@ def main(args):
     if getattr(args, "models_cmd", None) == "tome":
         return _tome(args)
 
-    from ..hub import model_card, shipped_models
+    if getattr(args, "models_cmd", None) in ("save", "pull", "push"):
+        return _share(args)
 
-    rows = []
-    for name, path in shipped_models().items():
-        rows.append({"name": name, "path": str(path), "size_mib": round(path.stat().st_size / 2**20, 1),
-                     "summary": one_liner(model_card(name))})
+    rows = list_models(args.dir)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print("no shipped models installed")
+        print("no models installed, cached or found")
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        print(f"{r['name']:{width}s}  {r['size_mib']:6.1f} MiB  {r['summary']}")
+        print(f"{r['name']:{width}s}  {r['source']:7s}  {r['size_mib']:6.1f} MiB  {r['summary']}")
+    from ..hub import cache_dir
+
+    print(f"\n(cache: {cache_dir()}; load any of these with foundry.load(NAME))")
+    return 0
+
+
+def _card_summary(card_path) -> str:
+    """One-liner of a card, its YAML front matter skipped."""
+    from pathlib import Path
+
+    text = Path(card_path).read_text() if Path(card_path).exists() else None
+    if text and text.startswith("---"):
+        text = text.split("\n---", 1)[-1]
+    return one_liner(text)
+
+
+def list_models(dirs=()) -> list[dict]:
+    """Shipped models, then the local cache, then pretrained-model folders under `dirs`."""
+    from pathlib import Path
+
+    from ..hub import cached_models, model_card, shipped_models
+    from ..models.pretrained import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
+
+    def size(path):
+        return round(path.stat().st_size / 2**20, 1) if path.exists() else 0.0
+
+    rows = [{"name": name, "source": "shipped", "path": str(path), "size_mib": size(path),
+             "summary": one_liner(model_card(name))} for name, path in shipped_models().items()]
+    found = [(name, "cached", folder) for name, folder in cached_models().items()]
+    for d in dirs:
+        found += [(str(c.parent), "local", c.parent) for c in sorted(Path(d).rglob(CONFIG_FILE))
+                  if (c.parent / WEIGHTS_FILE).exists()]
+    rows += [{"name": name, "source": source, "path": str(folder), "size_mib": size(folder / WEIGHTS_FILE),
+              "summary": _card_summary(folder / CARD_FILE)} for name, source, folder in found]
+    return rows
+
+
+def _share(args) -> int:
+    from .. import hub
+    from ..api import load, save_pretrained
+
+    if args.models_cmd == "save":
+        import torch
+
+        folder = save_pretrained(load(args.model), args.folder, name=args.name, license=args.license,
+                                 dtype=torch.float16 if args.fp16 else None)
+        print(f"wrote {folder}: config.json, model.safetensors, README.md (push it with "
+              f"foundry models push {folder} OWNER/NAME)")
+    elif args.models_cmd == "pull":
+        folder = hub.pull(args.repo_id, revision=args.revision, force=args.force)
+        print(f"{args.repo_id} is in {folder}; foundry.load('hf:{args.repo_id}') loads it offline from now on")
+    else:
+        name = hub.push(args.folder, args.repo_id, private=args.private)
+        print(f"pushed {args.folder} as {args.repo_id}; others load it with foundry.load('{name}')")
     return 0
 
 

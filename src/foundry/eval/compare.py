@@ -95,8 +95,9 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     tlabel = labels.get(str(teacher), Path(str(teacher)).stem if Path(str(teacher)).exists() else str(teacher))
     teacher_model.eval_name = tlabel
     entries = [(tlabel, teacher_model, str(teacher))]
-    # the floor's only use is the gain share of task scores: its token fidelity to the teacher is not run
-    floor_protocols = [p for p in protocols if p != "fidelity"]
+    # the floor's only use is the gain share of task scores: its token fidelity to the teacher and the
+    # teacher's heads on it (transfer) are not run
+    floor_protocols = [p for p in protocols if p not in ("fidelity", "transfer")]
     if include_random and floor_protocols:
         rpath = out / "models" / f"{RANDOM_LABEL}.safetensors"
         rmodel = random_init_like(teacher_model, random_seed)
@@ -114,12 +115,17 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         m, _ = load_model(spec)
         entries.append((label, m, str(spec)))
     evals, rows = {}, []
+    # the floor last: the models' evaluations come first; it is scored without the teacher as reference
+    # (nothing of it is paired with the teacher), so it can also be run apart (`foundry eval`) and reused
+    entries.sort(key=lambda e: e[0] == RANDOM_LABEL)
     for label, model, spec in entries:
         log(f"== {label} ({spec})")
         edir = eval_dirs.get(label, out / "evals" / label)
-        res = run_eval(model, floor_protocols if label == RANDOM_LABEL else protocols, seeds, edir, quick=quick, overrides=overrides,
-                       reference=teacher_model, device=device, batch_size=batch_size, overwrite=overwrite, log=log,
-                       name=label, split=split)
+        floor = label == RANDOM_LABEL
+        res = run_eval(model, floor_protocols if floor else protocols, seeds, edir, quick=quick,
+                       overrides=overrides, reference=None if floor else teacher_model, device=device,
+                       batch_size=batch_size, overwrite=overwrite, log=log, name=label, split=split,
+                       cache_dir=out / "cache")
         evals[label] = res
 
         n = macs_points or _points(res) or getattr(model.config, "num_points", 1024)

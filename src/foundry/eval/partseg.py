@@ -29,7 +29,7 @@ from torch import nn
 from ..io import atomic_write
 from ..models.heads import PartSegHead, category_mask
 from ..validation import FoundryInputError
-from .common import extract_tokens, infer_category_parts, resolve_layers, seed_everything
+from .common import infer_category_parts, resolve_layers, seed_everything
 
 DEFAULTS = dict(data="kicadpart", train_split="trainval", test_split="test", num_points=1024, train_per_class=None,
                 test_per_class=None, layers="auto", frozen=True, epochs=12, batch_size=16, lr=1e-3,
@@ -181,12 +181,8 @@ def run(ctx, settings: dict, seed: int) -> dict:
     if missing:
         raise FoundryInputError(f"partseg: test categories {missing} have no part list in the data set's category_parts")
     layers = ctx.memo(("layers", s["layers"]), lambda: resolve_layers(ctx.model, s["layers"], train.points, ctx.device))
-    tr_tok, tr_cen = ctx.memo(("tokens", train.checksum(), str(layers)),
-                              lambda: extract_tokens(ctx.model, train.points, layers, ctx.batch_size, ctx.device,
-                                                     torch.float16))
-    te_tok, te_cen = ctx.memo(("tokens", test.checksum(), str(layers)),
-                              lambda: extract_tokens(ctx.model, test.points, layers, ctx.batch_size, ctx.device,
-                                                     torch.float16))
+    tr_tok, tr_cen = ctx.tokens(train, layers)
+    te_tok, te_cen = ctx.tokens(test, layers)
     width = int(tr_tok.shape[-1])
     mask = category_mask(cp, n_cat, n_parts)
     meta = {"model": ctx.name, "model_fingerprint": ctx.fingerprint, "layers": layers, "token_width": width,

@@ -22,11 +22,11 @@ import torch
 
 from ..api import is_preset, resolve_model
 from ..hub import resolve
-from ..io import config_dict, machine_info, model_fingerprint, write_json
-from ..io import atomic_write
+from ..io import atomic_write, config_dict, machine_info, model_fingerprint, write_json
 from ..locks import file_lock
 from ..validation import FoundryInputError, parse_key_values
-from .common import FeatureCache, Split, git_commit, load_split, mean_std, no_parts_error, package_versions, seeded_view
+from .common import (FeatureCache, Split, extract_tokens, git_commit, load_split, mean_std, no_parts_error,
+                     package_versions, seeded_view)
 from .protocols import LOWER_IS_BETTER, get_protocol, protocol_settings
 
 RESULT_VERSION = 1
@@ -49,7 +49,7 @@ class EvalContext:
     """What a protocol sees: the model (and reference), cached splits, features and tokens."""
 
     def __init__(self, model, name, *, reference=None, reference_name=None, device="cpu", batch_size=32,
-                 out_dir=None, log=print, progress=False):
+                 out_dir=None, log=print, progress=False, cache_dir=None):
         self.model = model.to(device).eval()
         self.name = name
         self.fingerprint = model_fingerprint(model)
@@ -60,7 +60,9 @@ class EvalContext:
         self.reference_device = device
         self.batch_size = batch_size
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.cache = FeatureCache(self.out_dir / "cache" if self.out_dir is not None else None)
+        if cache_dir is None and self.out_dir is not None:
+            cache_dir = self.out_dir / "cache"
+        self.cache = FeatureCache(cache_dir)
         self.log = log
         self.progress = progress
         self._memo: dict = {}
@@ -69,6 +71,21 @@ class EvalContext:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
+
+    _shared_tokens: dict = {}  # (fingerprint, data checksum, layers) -> (tokens, centres), for every run in
+    MAX_SHARED_TOKENS = 8      # this process: `foundry compare` runs the teacher over each view once
+
+    def tokens(self, split: Split, layers, which: str = "model"):
+        """Frozen tokens (fp16) and centres of `split` from the model or the reference, blocks `layers`
+        concatenated (None: the final tokens)."""
+        model, fp = (self.model, self.fingerprint) if which == "model" else (self.reference, self.reference_fingerprint)
+        key = (fp, split.checksum(), str(layers))
+        shared = EvalContext._shared_tokens
+        if key not in shared:
+            while len(shared) >= self.MAX_SHARED_TOKENS:
+                shared.pop(next(iter(shared)))
+            shared[key] = extract_tokens(model, split.points, layers, self.batch_size, self.device, torch.float16)
+        return shared[key]
 
     def split(self, spec, split, num_points=None, max_per_class=None, need_parts=False, seed=None) -> Split:
         """One split; with `seed`, as that evaluation seed sees it (`seeded_view`: point order and,
@@ -115,13 +132,14 @@ def parse_overrides(items) -> dict:
 
 def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, overrides=None, reference=None,
              device="cpu", batch_size=32, overwrite=False, log=print, name=None, progress=False,
-             split: str = "test") -> dict:
+             split: str = "test", cache_dir=None) -> dict:
     """Run `protocols` x `seeds` on `model` (a name, path or module) and write `out_dir`.
 
     overrides: {protocol: {setting: value}}; reference: a model (name, path or module) that
     fidelity compares with and few-shot pairs with. split: "test" (fit on train + val, score test:
     the report) or "val" (fit on train, score the validation split: for every choice). Returns the results dict (also written to
-    out_dir/results.json and results.md).
+    out_dir/results.json and results.md). cache_dir: where frozen features are kept on disk (default
+    out_dir/cache; `foundry compare` shares one between its models, so a later run reuses the teacher's).
     """
     t_start = time.time()
     seeds = [int(s) for s in seeds]
@@ -139,7 +157,7 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
     if reference is not None:
         ref, rname = load_model(reference)
     ctx = EvalContext(mdl, name or mname, reference=ref, reference_name=rname, device=device,
-                      batch_size=batch_size, out_dir=out_dir, log=log, progress=progress)
+                      batch_size=batch_size, out_dir=out_dir, log=log, progress=progress, cache_dir=cache_dir)
     out = Path(out_dir) if out_dir is not None else None
     results = {
         "format": "foundry-eval", "version": RESULT_VERSION,

@@ -16,11 +16,12 @@ with per-item records for paired intervals. Needs the teacher as the reference (
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
-import torch
 
 from ..validation import FoundryInputError
-from .common import default_layers, extract_tokens, model_depth
+from .common import default_layers, model_depth
 from .partseg import DEFAULTS as SEG_DEFAULTS
 from ..models.heads import category_mask
 from .partseg import label_space, predict, segmentation_miou, shape_iou, train_head
@@ -34,6 +35,7 @@ DEFAULTS = dict(data="modelnet10", train_split="trainval", test_split="test", nu
                 seg_layers="auto", seeded_points=True, **{k: SEG_DEFAULTS[k] for k in SEG_HEAD_KEYS})
 QUICK = dict(train_per_class=20, test_per_class=20, seg_per_class=12, seg_test_per_class=6, epochs=20,
              batch_size=8, lr=3e-3, train_points=256)
+_HEADS: dict = {}
 METRICS = ("accuracy", "instance_miou", "class_miou", "teacher_accuracy", "teacher_instance_miou",
            "teacher_class_miou")
 
@@ -87,26 +89,22 @@ def _segmentation(ctx, s, seed, view, metrics, details, data):
     layers = None if layers in (None, "final") else [int(x) for x in layers]
     details["seg_layers"] = layers
     try:
-        m_tok, m_cen = ctx.memo(("transfer-tokens", test.checksum(), str(layers)),
-                                lambda: extract_tokens(ctx.model, test.points, layers, ctx.batch_size, ctx.device,
-                                                       torch.float16))
+        m_tok, m_cen = ctx.tokens(test, layers)
     except FoundryInputError as exc:
         details["segmentation"] = f"not scored: the model cannot give the teacher's blocks {layers} ({exc})"
         return
-    teacher = ctx.reference
-    t_tr, c_tr = ctx.memo(("transfer-ref-tokens", train.checksum(), str(layers)),
-                          lambda: extract_tokens(teacher, train.points, layers, ctx.batch_size, ctx.device,
-                                                 torch.float16))
-    t_te, c_te = ctx.memo(("transfer-ref-tokens", test.checksum(), str(layers)),
-                          lambda: extract_tokens(teacher, test.points, layers, ctx.batch_size, ctx.device,
-                                                 torch.float16))
+    t_tr, c_tr = ctx.tokens(train, layers, which="reference")
+    t_te, c_te = ctx.tokens(test, layers, which="reference")
     if m_tok.shape[-1] != t_tr.shape[-1]:
         details["segmentation"] = f"token widths differ (model {m_tok.shape[-1]}, teacher {t_tr.shape[-1]})"
         return
     cp, n_cat, n_parts = label_space(train, test)
     mask = category_mask(cp, n_cat, n_parts)
-    head_key = ("transfer-head", ctx.reference_fingerprint, train.checksum(), str(layers), seed)
-    head, _ = ctx.memo(head_key, lambda: train_head(t_tr, c_tr, train, mask, s, seed, ctx.device))
+    head_key = (ctx.reference_fingerprint, train.checksum(), str(layers), seed,
+                json.dumps({k: s[k] for k in SEG_HEAD_KEYS}, sort_keys=True))
+    if head_key not in _HEADS:  # one head per teacher, view and seed for every model of this process
+        _HEADS[head_key] = train_head(t_tr, c_tr, train, mask, s, seed, ctx.device)[0]
+    head = _HEADS[head_key]
     for prefix, tok, cen in (("", m_tok, m_cen), ("teacher_", t_te, c_te)):
         pred = predict(head, tok, cen, test.points, test.labels, mask, s["batch_size"], ctx.device)
         res = segmentation_miou(pred, test.parts, test.labels, cp)

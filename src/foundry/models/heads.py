@@ -21,9 +21,11 @@ def interpolate(points: torch.Tensor, centers: torch.Tensor, feats: torch.Tensor
     d, idx = dist.topk(k, dim=-1, largest=False)
     w = 1.0 / (d + 1e-8)
     w = w / w.sum(-1, keepdim=True)
-    b, n, _ = idx.shape
-    gathered = torch.gather(feats.unsqueeze(1).expand(b, n, -1, -1), 2,
-                            idx.unsqueeze(-1).expand(-1, -1, -1, feats.shape[-1]))  # (B, N, k, C)
+    b, g, c = feats.shape
+    # index the flattened (B*G, C) features: gathering from an expanded (B, N, G, C) view would make
+    # the backward pass materialise a dense (B, N, G, C) gradient
+    flat = idx + torch.arange(b, device=idx.device).view(b, 1, 1) * g
+    gathered = feats.reshape(b * g, c)[flat]  # (B, N, k, C)
     return (gathered * w.unsqueeze(-1)).sum(2)
 
 

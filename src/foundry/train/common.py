@@ -74,6 +74,19 @@ def unwrap(obj):
     return obj
 
 
+def sync_buffers(model, src: int = 0) -> None:
+    """Give every process rank `src`'s buffers (BatchNorm running statistics) at the end of a DDP run.
+
+    DDP copies rank 0's buffers to the others at the start of each forward, so after the last step
+    each rank holds the statistics of its own last batch; without this the ranks end with different
+    models. A no-op outside DDP."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for buf in unwrap(model).buffers():
+        dist.broadcast(buf.data, src)
+
+
 # ---------------------------------------------------------------------------------------------
 # Learning-rate schedule
 # ---------------------------------------------------------------------------------------------

@@ -155,8 +155,10 @@ def layer_cache(cache_dir, x: int, teacher, dataset, want: dict, pool, seed: int
     if not fabric.is_global_zero:
         cache, _, _ = training_cache(folder, teacher, dataset, want_x, pool, seed, rebuild=rebuild, build=False)
     if main is not None and cache.header["checksums"]["points"] != main.header["checksums"]["points"]:
-        raise FoundryInputError(f"the token caches {cache_dir} and {folder} hold different points; rebuild "
-                                f"{folder} (--rebuild-cache)")
+        # the same clouds up to float rounding (e.g. a loader that normalises once instead of twice) pass
+        if cache.points.shape != main.points.shape or float(np.abs(cache.points - main.points).max()) > 1e-5:
+            raise FoundryInputError(f"the token caches {cache_dir} and {folder} hold different points; rebuild "
+                                    f"{folder} (--rebuild-cache)")
     return cache
 
 
@@ -271,7 +273,10 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             break
         model.train(train_only is None)  # heads alone: the frozen body runs as at inference
         rng = np.random.default_rng((seed, epoch))
-        order = rng.permutation(m)[rank::world]  # positions in pool
+        perm = rng.permutation(m)
+        # every rank gets per_rank clouds (the first ones again where m does not divide), so all ranks make
+        # the same number of steps of the same batch shapes: DDP's gradient all-reduce never waits on a rank
+        order = np.concatenate([perm, perm[:per_rank * world - m]])[rank::world]  # positions in pool
         view_of = rng.integers(0, views, size=total_clouds)
         t_epoch, seen, sum_loss, sum_cos, n_batches = time.time(), 0, 0.0, 0.0, 0
         for b0 in range(0, len(order), batch_size):
@@ -343,6 +348,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                                    epoch=epoch + 1, step=step, run_config=run_config,
                                    extra={"history": history, "wall_s": wall_before + time.time() - t_run})
     logger.close()
+    common.sync_buffers(model)
     finished = len(history) >= epochs
     wall = wall_before + time.time() - t_run
     info = {

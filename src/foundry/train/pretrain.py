@@ -41,6 +41,7 @@ from .common import (
     load_training_state,
     make_fabric,
     save_training_state,
+    sync_buffers,
     unlabelled_mix,
     unwrap,
 )
@@ -357,6 +358,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     if pbar is not None:
         pbar.close()
     logger.close()
+    sync_buffers(model)
     wall = wall_before + time.time() - start_wall
     summary = {
         "objective": cfg.objective, "preset": cfg.preset, "data": dataset.describe(), "clouds": len(dataset),

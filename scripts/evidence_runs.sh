@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The runs behind the evidence issue (validation split, seeds, paired intervals, heads that transfer):
+#   bash scripts/evidence_runs.sh caches     # teacher blocks 3 and 7 token caches beside the block-11 one
+#   bash scripts/evidence_runs.sh heads      # shipped students learn blocks 3 and 7 (only those output MLPs train)
+#   bash scripts/evidence_runs.sh compare    # teacher, random floor, students, ToMe: full protocols, 3 seeds, test
+#   bash scripts/evidence_runs.sh compare-val  # the same on the validation split
+# Resumable: finished steps and finished (protocol, seed) evaluations are reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+RUNS=${RUNS:-runs/study}
+CACHE=$RUNS/cache/teacher-vits-train
+HEADS="--epochs 3 --batch-size 32 --lr 1e-3 --warmup-epochs 0.2 --views 1 --precision bf16-mixed --seed 0"
+resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
+for step in "$@"; do
+  case $step in
+  caches)
+    foundry distill --teacher teacher-vits --student foundry-s16 --extra-layers 3 7 --cache $CACHE \
+      --out $RUNS/cache-run --views 1 --cache-only ;;
+  heads)
+    for s in s16 s4 s1; do
+      out=$RUNS/heads/$s
+      [ -f $out/student.safetensors ] && continue
+      foundry distill --teacher teacher-vits --student foundry-vits-$s --extra-layers 3 7 --train-only layer-heads \
+        --cache $CACHE --out $out $HEADS $(resume_flag $out/training_state.pt)
+    done ;;
+  compare|compare-val)
+    split=test; [ $step = compare-val ] && split=val
+    [ -f $RUNS/tome-r32.safetensors ] || foundry models tome teacher-vits $RUNS/tome-r32.safetensors --r 32
+    foundry compare --teacher teacher-vits --models foundry-vits-s16 foundry-vits-s4 foundry-vits-s1 \
+      tome-teacher-r32=$RUNS/tome-r32.safetensors -p svm -p fewshot -p partseg -p transfer -p fidelity \
+      --seeds 0 1 2 --split $split --out $RUNS/compare-$split ;;
+  *) echo "unknown step $step (caches heads compare compare-val)" >&2; exit 2 ;;
+  esac
+done
