@@ -83,7 +83,7 @@ def main(args):
     from ..api import load, save
     from ..models.surgery import init_from_teacher
     from ..train.common import check_run_folder
-    from ..train.distill import DEFAULT_AUGMENT, RUN_PRODUCTS, STATE_FILE, check_compatible, check_teacher, distill
+    from ..train.distill import RUN_PRODUCTS, STATE_FILE, check_compatible, check_teacher, distill
     from ..train.students import build_student
     from ..validation import check_output, parse_key_values
 
@@ -126,29 +126,11 @@ def main(args):
         print(f"expert saved: {Path(args.out) / 'student.safetensors'} ({summary['info']['wall_time_s']:.0f} s)")
         return 0
     if args.cache_only:
-        from ..train import common
-        from ..train.distill import subset_indices, training_cache
-        from ..train.token_cache import expected_header, teacher_identity
+        from ..train.distill import build_caches
 
-        ds = common.unlabelled_mix(data, student.config.num_points, args.cache_seed)
-        want = expected_header(teacher_identity(teacher, args.teacher), layer=args.layer,
-                               data=list(data),
-                               num_points=student.config.num_points, views=args.views, seed=args.cache_seed, augment=True)
-        # with --limit, only the clouds that run would train on (as `distill` does)
-        pool = subset_indices(len(ds), args.limit, args.seed)
-        cache, _, built = training_cache(args.cache or Path(args.out) / "token_cache", teacher, ds, want, pool, args.seed,
-                                         rebuild=args.rebuild_cache, augment_kwargs=DEFAULT_AUGMENT,
-                                         progress=lambda d, t, e: print(f"cached {d}/{t} ({d / max(e, 1e-9):.1f} clouds/s)")
-                                         if d % 320 == 0 or d == t else None)
-        print(f"token cache {'built' if built else 'verified'}: {cache.folder} {cache.header['shapes']} "
-              f"({cache.header['build_wall_s']} s to build)")
-        for x in student.config.extra_layers:
-            from ..train.common import make_fabric
-            from ..train.distill import layer_cache
-
-            lc = layer_cache(args.cache or Path(args.out) / "token_cache", x, teacher, ds, want, pool, args.seed,
-                             make_fabric(devices=1), args.rebuild_cache, cache, print)
-            print(f"token cache of teacher block {x}: {lc.folder}")
+        build_caches(teacher, student, teacher_name=args.teacher, data=data,
+                     cache_dir=args.cache or Path(args.out) / "token_cache", layer=args.layer, views=args.views,
+                     cache_seed=args.cache_seed, seed=args.seed, limit=args.limit, rebuild=args.rebuild_cache)
         return 0
     summary = distill(teacher, student, teacher_name=args.teacher, data=data, out_dir=args.out, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,

@@ -9,7 +9,7 @@
               adds its own input token, and an MLP maps it to the teacher's width.
 
 Its config and presets are in student_config.py, weight surgery (teacher init, switching DSO's
-queries, more output layers) in surgery.py. Design guesses (see METHOD.md) are config options:
+queries, more output layers) in surgery.py. Choices the method leaves open are config options:
 empty SuperTokens keep their query, SuperToken positions are the assignment-weighted mean of
 member centres through a position MLP, CAU optionally adds the token's own position.
 """

@@ -162,6 +162,25 @@ def layer_cache(cache_dir, x: int, teacher, dataset, want: dict, pool, seed: int
     return cache
 
 
+def build_caches(teacher, student, *, teacher_name: str, data: list[str], cache_dir, layer: int = -1, views: int = 2,
+                 cache_seed: int = 0, seed: int = 0, limit: int | None = None, rebuild: bool = False, log=print) -> None:
+    """Build (or verify) the token caches a `distill` run with these settings trains on, the target
+    layer's and each extra layer's, without training (`foundry distill --cache-only`)."""
+    ds = common.unlabelled_mix(data, student.config.num_points, cache_seed)
+    want = expected_header(teacher_identity(teacher, teacher_name), layer=layer, data=list(data),
+                           num_points=student.config.num_points, views=views, seed=cache_seed, augment=True)
+    pool = subset_indices(len(ds), limit, seed)  # with `limit`, only the clouds that run would train on
+    cache, _, built = training_cache(cache_dir, teacher, ds, want, pool, seed, rebuild=rebuild,
+                                     augment_kwargs=DEFAULT_AUGMENT,
+                                     progress=lambda d, t, e: log(f"cached {d}/{t} ({d / max(e, 1e-9):.1f} clouds/s)")
+                                     if d % 320 == 0 or d == t else None)
+    log(f"token cache {'built' if built else 'verified'}: {cache.folder} {cache.header['shapes']} "
+        f"({cache.header['build_wall_s']} s to build)")
+    for x in student.config.extra_layers:
+        lc = layer_cache(cache_dir, x, teacher, ds, want, pool, seed, common.make_fabric(devices=1), rebuild, cache, log)
+        log(f"token cache of teacher block {x}: {lc.folder}")
+
+
 def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, epochs: int = 10,
             batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
             beta: float = 1.0, layer: int = -1, feature_weight: float = 0.0, balance_weight: float = 0.0, views: int = 2, use_cache: bool = True, cache_dir=None,
