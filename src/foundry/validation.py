@@ -118,3 +118,16 @@ def parse_key_values(items, *, flag: str = "--set", key_form: str = "KEY") -> di
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def check_checkpoint_file(path, *, suffix: str) -> Path:
+    """`path` as a Path when it names an existing, non-empty file; a FoundryInputError otherwise
+    (`suffix`: the file a user should give instead of a folder, e.g. ".safetensors")."""
+    path = Path(path)
+    if not path.exists():
+        raise FoundryInputError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise FoundryInputError(f"{path} is a folder, not a checkpoint file; give the {suffix} file inside it")
+    if path.stat().st_size == 0:
+        raise FoundryInputError(f"checkpoint {path} is empty (0 bytes): the file was not written completely")
+    return path

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..io import atomic_write, config_dict
-from ..validation import FoundryInputError
+from ..validation import FoundryInputError, check_checkpoint_file
 from .kinds import KINDS, build_model
 
 FORMAT = "foundry-checkpoint"
@@ -78,13 +78,7 @@ def read_header(path) -> dict:
     """The metadata of a Foundry checkpoint, with config and info decoded."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.exists():
-        raise FoundryInputError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise FoundryInputError(f"{path} is a folder, not a checkpoint file; give the .safetensors file inside it")
-    if path.stat().st_size == 0:
-        raise FoundryInputError(f"checkpoint {path} is empty (0 bytes): the file was not written completely")
+    path = check_checkpoint_file(path, suffix=".safetensors")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..validation import FoundryInputError
+from ..validation import FoundryInputError, check_checkpoint_file
 from .backbone import PointTransformer
 from .checkpoint import load_state_strict, save_checkpoint
 from .config import BackboneConfig
@@ -95,13 +95,7 @@ _POINTGPT_LARGE_REFUSAL = (
 def read_official_state(path) -> tuple[dict, dict]:
     """The flat state dict of an official file (container unwrapped, `module.` dropped) and
     the container's other top-level entries that are plain values (epoch, ...)."""
-    path = Path(path)
-    if not path.exists():
-        raise FoundryInputError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise FoundryInputError(f"{path} is a folder; give the .pth file inside it")
-    if path.stat().st_size == 0:
-        raise FoundryInputError(f"checkpoint {path} is empty (0 bytes): the file was not written completely")
+    path = check_checkpoint_file(path, suffix=".pth")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # zip / pickle errors of every kind
