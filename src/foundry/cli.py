@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from .validation import FoundryInputError
+from .version import __version__
 
 # Order shown in `foundry --help`.
 COMMANDS = ["demo", "info", "check-data", "pretrain", "distill", "eval", "compare", "bench", "export", "models"]
@@ -17,8 +18,6 @@ def _module_name(cmd: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(prog="foundry", description="Distil 3D point-cloud foundation models for the edge.")
     parser.add_argument("--version", action="version", version=f"foundry {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import viz
+from .api import load
 from .bench.report import bench_models
 from .data import load_arrays
 from .eval.compare import compare_markdown, run_compare
@@ -50,8 +52,6 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
         (the short demo run is a demonstration; the shipped student shows a full run).
     overrides: {protocol: {setting: value}} on top of the quick protocol settings.
     """
-    from . import load
-
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,8 +214,6 @@ def write_html(out, cmp, bench, figs, summary, teacher_model, smodel, seg_data, 
 
 
 def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) -> dict:
-    from . import viz
-
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figs = {}
@@ -251,8 +249,6 @@ def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) ->
 
 
 def _part_figure(head_file, model, seg_data, path, label):
-    from . import viz
-
     test = load_arrays(seg_data, "test", num_points=model.config.num_points)
     cats = test["labels"]
     pick = first_of_each(cats, 4)

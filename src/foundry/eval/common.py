@@ -22,6 +22,7 @@ import torch
 from ..data import load_arrays, open_dataset
 from ..io import atomic_write
 from ..validation import FoundryInputError
+from ..version import __version__
 from .svm import extract_features
 
 DATA_SEED = 0  # fixes subsets and point order for every model and seed
@@ -331,8 +332,6 @@ def mean_std(values) -> dict:
 # ----------------------------------------------------------------------------- provenance
 
 def package_versions() -> dict:
-    from .. import __version__
-
     out = {"foundry": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
            "numpy": np.__version__}
     from importlib.metadata import PackageNotFoundError, version

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..io import atomic_write, config_dict
 from ..validation import FoundryInputError, check_checkpoint_file
+from ..version import __version__
 from .kinds import KINDS, build_model
 
 FORMAT = "foundry-checkpoint"
@@ -51,8 +52,6 @@ def save_checkpoint(model: nn.Module, path, *, info: dict | None = None, dtype: 
     non-finite weights; records a digest of the tensors that `load_checkpoint` verifies.
     """
     from safetensors.torch import save_file
-
-    from .. import __version__
 
     state = {}
     for k, v in model.state_dict().items():

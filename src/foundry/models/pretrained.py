@@ -18,6 +18,7 @@ from torch import nn
 
 from ..io import atomic_write, config_dict, file_sha256
 from ..validation import FoundryInputError
+from ..version import __version__
 from .checkpoint import load_checkpoint, read_header, save_checkpoint
 
 CONFIG_FILE = "config.json"
@@ -86,8 +87,6 @@ def save_pretrained(model: nn.Module, folder, *, name: str | None = None, info: 
     info: provenance (default: the info the model was loaded with); card: a model card text to use
     instead of the generated one (its YAML front matter, if any, is kept as it is).
     """
-    from .. import __version__
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FoundryInputError(f"{folder} is a file; save_pretrained writes a folder (give a folder path)")
@@ -99,7 +98,7 @@ def save_pretrained(model: nn.Module, folder, *, name: str | None = None, info: 
     text = card or model_card(model, name, info, license=license)
     atomic_write(folder / CARD_FILE, lambda tmp: Path(tmp).write_text(text))
     config = {"layout": LAYOUT, "layout_version": LAYOUT_VERSION, "library_name": "foundry",
-              "kind": getattr(model, "kind", "backbone"), "name": name, "foundry_version": __version__,
+              "kind": model.kind, "name": name, "foundry_version": __version__,
               "config": config_dict(model),
               "files": {WEIGHTS_FILE: {"sha256": file_sha256(weights), "bytes": weights.stat().st_size}}}
     atomic_write(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
