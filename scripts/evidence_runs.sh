@@ -4,6 +4,8 @@
 #   bash scripts/evidence_runs.sh heads      # shipped students learn blocks 3 and 7 (only those output MLPs train)
 #   bash scripts/evidence_runs.sh compare    # teacher, random floor, students, ToMe: full protocols, 3 seeds, test
 #   bash scripts/evidence_runs.sh compare-val  # the same on the validation split
+#   bash scripts/evidence_runs.sh precision  # teacher SVM on the fp32 originals in ../shared (vs the fp16 bundle)
+#   bash scripts/evidence_runs.sh floor      # the random-init floor alone (compare reuses it), e.g. on another core
 # Resumable: finished steps and finished (protocol, seed) evaluations are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +29,18 @@ for step in "$@"; do
   compare|compare-val)
     split=test; [ $step = compare-val ] && split=val
     [ -f $RUNS/tome-r32.safetensors ] || foundry models tome teacher-vits $RUNS/tome-r32.safetensors --r 32
-    foundry compare --teacher teacher-vits --models foundry-vits-s16 foundry-vits-s4 foundry-vits-s1 \
+    foundry compare --teacher teacher-vits --models foundry-vits-s16 foundry-vits-s1 foundry-vits-s4 \
       tome-teacher-r32=$RUNS/tome-r32.safetensors -p svm -p fewshot -p partseg -p transfer -p fidelity \
       --seeds 0 1 2 --split $split --out $RUNS/compare-$split ;;
-  *) echo "unknown step $step (caches heads compare compare-val)" >&2; exit 2 ;;
+  precision)
+    foundry eval teacher-vits -p svm --seeds 0 --set svm.data=../shared/data/modelnet10 --out $RUNS/precision-fp32 ;;
+  floor)
+    mkdir -p $RUNS/compare-test/models
+    python -c "import foundry; from foundry.eval.compare import random_init_like as r; from pathlib import Path as P; \
+p = P('$RUNS/compare-test/models/random-init.safetensors'); p.exists() or foundry.save(r(foundry.load('teacher-vits'), 0), p, \
+info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
+    foundry eval $RUNS/compare-test/models/random-init.safetensors -p svm -p fewshot -p partseg --seeds 0 1 2 \
+      --out $RUNS/compare-test/evals/random-init ;;
+  *) echo "unknown step $step (caches heads compare compare-val precision floor)" >&2; exit 2 ;;
   esac
 done

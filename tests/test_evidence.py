@@ -100,6 +100,8 @@ def test_transfer_protocol_on_tiny_models():
     single = FoundryStudent(student_config_for("foundry-tiny", teacher)).eval()
     out = transfer.run(EvalContext(single, "s1", reference=teacher), settings, 0)
     assert "instance_miou" not in out["metrics"] and "not scored" in out["details"]["segmentation"]
+    cls_only = transfer.run(EvalContext(multi, "s", reference=teacher), settings | {"segmentation": False}, 0)
+    assert set(cls_only["metrics"]) == {"accuracy", "teacher_accuracy"}
 
 
 def test_validation_mode_never_reads_a_test_split():
@@ -127,6 +129,8 @@ def test_pretraining_validates_on_the_validation_split(monkeypatch, tmp_path):
 # figures recorded from the shipped files (ModelNet10 test clouds 0, 100, 400, 800, bundled data)
 GOLDEN_COSINE = {"foundry-vits-s16": 0.98758, "foundry-vits-s4": 0.87779, "foundry-vits-s1": 0.91977}
 GOLDEN_TEACHER = {"feature_mean_abs": 0.958341, "token_norm": 19.632618}
+GOLDEN_BLOCKS = {"foundry-vits-s16": (0.96152, 0.97729), "foundry-vits-s4": (0.83845, 0.85593),
+                 "foundry-vits-s1": (0.89868, 0.90345)}  # cosine to the teacher's blocks 3 and 7
 
 
 def test_golden_fidelity_of_the_shipped_models():
@@ -139,8 +143,16 @@ def test_golden_fidelity_of_the_shipped_models():
         assert float(teacher.forward_features(x).abs().mean()) == pytest.approx(GOLDEN_TEACHER["feature_mean_abs"],
                                                                                 abs=1e-4)
         assert float(ref.norm(dim=-1).mean()) == pytest.approx(GOLDEN_TEACHER["token_norm"], abs=1e-3)
+        blocks, _ = teacher.forward_layers(x, [3, 7])
         for name, cos in GOLDEN_COSINE.items():
-            tok, c = foundry.load(name).forward_tokens(x)
+            student = foundry.load(name)
+            tok, c = student.forward_tokens(x)
             assert torch.equal(c, centers), name  # the same patches as the teacher
             got = float(torch.nn.functional.cosine_similarity(tok, ref, dim=-1).mean())
             assert got == pytest.approx(cos, abs=2e-4), name
+            # the blocks the part-segmentation head reads (3, 7, 11) all come from the student
+            assert student.reproduced_layers() == [3, 7, 11], name
+            outs, _ = student.forward_layers(x, [3, 7])
+            for got_block, want_block, golden in zip(outs, blocks, GOLDEN_BLOCKS[name]):
+                got = float(torch.nn.functional.cosine_similarity(got_block, want_block, dim=-1).mean())
+                assert got == pytest.approx(golden, abs=2e-4), name

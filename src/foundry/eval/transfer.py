@@ -32,7 +32,8 @@ SEG_HEAD_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "proj_dim", "poin
 DEFAULTS = dict(data="modelnet10", train_split="trainval", test_split="test", num_points=1024, train_per_class=None,
                 test_per_class=None, cv=3, standardize=True, seg_data="kicadpart", seg_train_split="trainval",
                 seg_test_split="test", seg_num_points=1024, seg_per_class=None, seg_test_per_class=None,
-                seg_layers="auto", seeded_points=True, **{k: SEG_DEFAULTS[k] for k in SEG_HEAD_KEYS})
+                seg_layers="auto", segmentation=True, seeded_points=True,
+                **{k: SEG_DEFAULTS[k] for k in SEG_HEAD_KEYS})
 QUICK = dict(train_per_class=20, test_per_class=20, seg_per_class=12, seg_test_per_class=6, epochs=20,
              batch_size=8, lr=3e-3, train_points=256)
 _HEADS: dict = {}
@@ -48,7 +49,8 @@ def run(ctx, settings: dict, seed: int) -> dict:
     view = seed if s["seeded_points"] else None
     metrics, details, data = {}, {}, {}
     _classification(ctx, s, seed, view, metrics, details, data)
-    _segmentation(ctx, s, seed, view, metrics, details, data)
+    if s["segmentation"]:  # false: the classification head only (the part head costs a head fit per seed)
+        _segmentation(ctx, s, seed, view, metrics, details, data)
     return {"metrics": metrics, "details": details, "data": data}
 
 
