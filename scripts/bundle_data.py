@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from foundry.models.checkpoint import atomic_write  # noqa: E402
+from foundry.io import atomic_write  # noqa: E402
 
 MODELNET_META = ["shape_names.txt", "train_files.txt", "test_files.txt", "ply_data_train_0_id2file.json",
                  "ply_data_test_0_id2file.json"]

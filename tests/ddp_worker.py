@@ -22,6 +22,7 @@ import torch
 torch.set_num_threads(1)
 
 import foundry  # noqa: E402
+from foundry import io  # noqa: E402
 from foundry.cli import main as cli  # noqa: E402
 from foundry.train import common, token_cache  # noqa: E402
 from foundry.train import distill as distill_mod  # noqa: E402
@@ -99,7 +100,7 @@ class Interrupt:
 
 def run(name, argv, models):
     record["rc"][name] = cli(argv)
-    record["weights"][name] = token_cache.model_fingerprint(models[-1])
+    record["weights"][name] = io.weights_fingerprint(models[-1])
 
 
 def main():

@@ -88,7 +88,7 @@ def test_extrapolated_macs_match_counted():
 
 
 def test_grouping_hooks_restore_the_ops():
-    import foundry.models.backbone as backbone
+    import foundry.models.patches as backbone
     import foundry.ops as ops
     from foundry.bench.hooks import GroupingRecorder
 

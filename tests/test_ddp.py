@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import foundry
-from foundry.train.token_cache import model_fingerprint
+from foundry.io import weights_fingerprint as model_fingerprint
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 RUNS = ("pretrain_full", "pretrain_resumed", "distill_full", "distill_resumed")

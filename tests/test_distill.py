@@ -59,7 +59,7 @@ def test_distill_saves_self_describing_student(teacher_path, tmp_path):
 
 
 def test_usage_imbalance_and_balance_term(teacher_path, tmp_path):
-    from foundry.models.student import usage_imbalance
+    from foundry.models.dso import usage_imbalance
 
     s = 4
     assert float(usage_imbalance(torch.full((2, s), 1 / s))) == pytest.approx(0.0, abs=1e-6)
@@ -253,7 +253,7 @@ def test_cli_continue_with_seeded_dso_queries(teacher_path, tmp_path, capsys):
 def test_extra_layers_are_distilled_and_heads_only_training_keeps_other_outputs(teacher_path, tmp_path):
     """A student can reproduce several teacher blocks (as the part head reads): each extra block gets
     its own cache and loss; training only those heads leaves every other output bit-identical."""
-    from foundry.models.student import add_extra_layers
+    from foundry.models.surgery import add_extra_layers
 
     teacher = foundry.load(teacher_path)
     summary, student = run(teacher_path, tmp_path / "multi", student_kw={"extra_layers": [0]}, epochs=1)

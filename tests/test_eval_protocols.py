@@ -62,7 +62,9 @@ def test_interpolation_weights():
     centers = torch.tensor([[[0.0, 0, 0], [1.0, 0, 0]]])
     feats = torch.tensor([[[0.0], [3.0]]])
     pts = torch.tensor([[[0.25, 0, 0], [1.0, 0, 0]]])
-    out = partseg.interpolate(pts, centers, feats, k=2)
+    from foundry.models.heads import interpolate
+
+    out = interpolate(pts, centers, feats, k=2)
     # weights 1/0.25 and 1/0.75 -> 0.75 / 0.25 split -> 0.75; a point on a centre takes its value
     assert out[0, 0, 0].item() == pytest.approx(0.75, abs=1e-5)
     assert out[0, 1, 0].item() == pytest.approx(3.0, abs=1e-4)

@@ -112,17 +112,16 @@ def test_validation_mode_never_reads_a_test_split():
 
 
 def test_pretraining_validates_on_the_validation_split(monkeypatch, tmp_path):
-    import foundry.data as data
     from foundry.train import pretrain as pt
 
     asked = []
-    real = data.load_arrays
+    real = pt.load_arrays
 
     def spy(spec, split="train", *a, **k):
         asked.append(split)
         return real(spec, split, *a, **k)
 
-    monkeypatch.setattr(data, "load_arrays", spy)
+    monkeypatch.setattr(pt, "load_arrays", spy)
     pt.SvmValidator("synthetic:24", 64)
     assert asked == ["train", "val"] and (pt.SvmValidator.FIT_SPLIT, pt.SvmValidator.SCORE_SPLIT) == ("train", "val")
 

@@ -3,7 +3,7 @@ import torch
 
 import foundry
 from foundry.models import BackboneConfig, PointTransformer, preset_config
-from foundry.models.backbone import morton_order
+from foundry.models.patches import morton_order
 
 
 def test_vit_s_preset_shape_and_size():

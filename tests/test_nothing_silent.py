@@ -16,7 +16,8 @@ from safetensors.torch import save_file
 import foundry
 from foundry import FoundryInputError
 from foundry.cli import main as cli
-from foundry.models.checkpoint import atomic_write, load_checkpoint, remove_stale_temporaries
+from foundry.io import atomic_write, remove_stale_temporaries
+from foundry.models.checkpoint import load_checkpoint
 from foundry.ops import farthest_point_sample, knn
 from foundry.train import common
 from foundry.train.token_cache import (build_token_cache, expected_header, load_or_build, lock_path, open_token_cache,
@@ -222,7 +223,8 @@ def test_malicious_pickle_message(tmp_path):
 # ----------------------------------------------------------------------------- 3. eval feature cache
 
 def test_feature_cache_is_verified_or_rebuilt(tmp_path, capsys):
-    from foundry.eval.common import FeatureCache, Split, model_fingerprint
+    from foundry.eval.common import FeatureCache, Split
+    from foundry.io import model_fingerprint
 
     m = tiny()
     split = Split(clouds(6).numpy(), np.arange(6) % 2, spec="arrays", split="t")
@@ -429,7 +431,7 @@ def test_stale_temporaries_are_removed_and_modes_follow_umask(tmp_path):
 
 
 def common_umask():
-    from foundry.models.checkpoint import _umask
+    from foundry.io import _umask
 
     return _umask()
 

@@ -6,7 +6,9 @@ import foundry
 from foundry.api import create_model
 from foundry.models.backbone import PointTransformer
 from foundry.models.baselines import ToMeTeacher
-from foundry.models.student import STUDENT_PRESETS, FoundryStudent, bipartite_merge_assignment, student_config_for
+from foundry.models.merging import bipartite_merge_assignment
+from foundry.models.student import FoundryStudent, student_config_for
+from foundry.models.student_config import STUDENT_PRESETS
 from foundry.validation import FoundryInputError
 
 G, S, C = 16, 4, 32  # the tiny preset: 16 patches, 4 SuperTokens, teacher width 32
@@ -91,7 +93,7 @@ def test_seeded_dso_uses_every_supertoken_and_learns_its_prior():
     queries, fallback, _ = dso.initial_queries(tokens, centers)
     assignment = torch.zeros(3, G, S)
     assignment[:, :, 0] = 1
-    from foundry.models.student import pool_members
+    from foundry.models.assignment import pool_members
     st, _, counts = pool_members(assignment, tokens, centers, fallback)
     torch.testing.assert_close(st[:, 1:], queries[:, 1:])
     # old checkpoints have no dso_seeding field: they load as the paper's learned queries
@@ -249,7 +251,7 @@ def test_teacher_aware_config_and_init():
     cfg = student_config_for("foundry-tiny", teacher, teacher="tiny", tokenizer="teacher", tokenizer_hidden=(16, 32, 64))
     assert cfg.teacher_width == teacher.token_dim and cfg.num_groups == teacher.config.num_groups
     s = FoundryStudent(cfg)
-    from foundry.models.student import init_from_teacher
+    from foundry.models.surgery import init_from_teacher
 
     init_from_teacher(s, teacher, encoder_blocks="spread", freeze_encoder=True)
     x = clouds()

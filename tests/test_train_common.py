@@ -103,11 +103,8 @@ def test_unlabelled_mix_synthetic():
 def test_unlabelled_mix_bad_inputs(monkeypatch, tmp_path):
     with pytest.raises(FoundryInputError, match="no training data"):
         common.unlabelled_mix([], num_points=64)
-    import foundry.data
-
     def fake(arrays):
-        monkeypatch.setattr(foundry.data, "load_arrays", lambda spec, split, num_points=None: arrays,
-                            raising=False)
+        monkeypatch.setattr(common, "load_arrays", lambda spec, split, num_points=None: arrays)
 
     fake({"points": np.zeros((0, 100, 3), np.float32)})
     with pytest.raises(FoundryInputError, match="empty"):

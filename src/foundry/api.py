@@ -3,25 +3,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from . import hub
+from .hub import resolve
+from .models.backbone import PointTransformer
+from .models.checkpoint import load_checkpoint, save_checkpoint
+from .models.official import load_official
+from .models.pretrained import is_pretrained_folder, load_pretrained
+from .models.pretrained import save_pretrained as _save_pretrained
+from .models.presets import PRESETS, preset_config
+from .models.student import create_student
+from .models.student_config import STUDENT_PRESETS
 from .validation import FoundryInputError
 
 OFFICIAL_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
 
+def is_preset(name) -> bool:
+    """Whether `name` names an untrained model preset (backbone or student)."""
+    return isinstance(name, str) and (name in PRESETS or name in STUDENT_PRESETS)
+
+
 def create_model(name: str, **overrides) -> nn.Module:
     """Build an untrained model from a named preset ('vit-s', 'small', 'tiny', or a student
     preset such as 'foundry-s16'), with config fields overridden by keyword."""
-    from .models.backbone import PointTransformer
-    from .models.presets import PRESETS, preset_config
-
     if name in PRESETS:
         return PointTransformer(preset_config(name, **overrides))
-    try:
-        from .models.student import STUDENT_PRESETS, create_student
-    except ImportError:
-        STUDENT_PRESETS = {}
     if name in STUDENT_PRESETS:
         return create_student(name, **overrides)
     raise KeyError(f"unknown model preset {name!r}; available: {sorted(PRESETS) + sorted(STUDENT_PRESETS)}")
@@ -32,10 +41,6 @@ def load(path_or_name: str | Path, **kwargs) -> nn.Module:
     (`save_pretrained`), a Hub name ('hf:owner/name', from the local cache or downloaded once),
     a Foundry checkpoint (.safetensors), or an official Point-MAE / Point-BERT / Point-JEPA /
     PointGPT file."""
-    from . import hub
-    from .models.checkpoint import load_checkpoint
-    from .models.pretrained import load_pretrained
-
     if not isinstance(path_or_name, (str, Path)) or not str(path_or_name).strip():
         raise FoundryInputError(
             f"foundry.load needs a shipped model name or a checkpoint path, got {path_or_name!r}; "
@@ -58,17 +63,25 @@ def load(path_or_name: str | Path, **kwargs) -> nn.Module:
     if path.is_dir():
         return load_folder(path)
     if path.suffix in OFFICIAL_SUFFIXES:
-        from .models.official import load_official
-
         return load_official(path, **kwargs).eval()
     return load_checkpoint(path)
+
+
+def resolve_model(spec, *, seed: int | None = None, **overrides) -> nn.Module:
+    """The one resolver of model names: a shipped name or an existing path goes to `load`; any
+    other preset name builds an untrained model (torch seed `seed` first, when given; config
+    fields from `overrides`). Returns it in eval mode."""
+    spec = str(spec)
+    if resolve(spec) is None and not Path(spec).exists() and is_preset(spec):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return create_model(spec, **overrides).eval()
+    return load(spec).eval()
 
 
 def load_folder(path: Path) -> nn.Module:
     """A model from a pretrained-model folder (`save_pretrained`); any other folder gets an error
     naming what was found."""
-    from .models.pretrained import is_pretrained_folder, load_pretrained
-
     if not is_pretrained_folder(path):
         found = sorted(p.name for p in path.iterdir())[:8]
         raise FoundryInputError(
@@ -80,14 +93,10 @@ def load_folder(path: Path) -> nn.Module:
 
 def save(model: nn.Module, path, **kwargs):
     """Save any Foundry model as a self-describing safetensors checkpoint."""
-    from .models.checkpoint import save_checkpoint
-
     return save_checkpoint(model, path, **kwargs)
 
 
 def save_pretrained(model: nn.Module, folder, **kwargs):
     """Save a model as a folder the Hugging Face Hub serves as is: config.json, model.safetensors
     and a README.md model card (see `foundry.models.pretrained.save_pretrained`)."""
-    from .models.pretrained import save_pretrained as _save
-
-    return _save(model, folder, **kwargs)
+    return _save_pretrained(model, folder, **kwargs)

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from .validation import FoundryInputError
+from .version import __version__
 
 # Order shown in `foundry --help`.
 COMMANDS = ["demo", "info", "check-data", "pretrain", "distill", "eval", "compare", "bench", "export", "models"]
@@ -17,18 +18,11 @@ def _module_name(cmd: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(prog="foundry", description="Distil 3D point-cloud foundation models for the edge.")
     parser.add_argument("--version", action="version", version=f"foundry {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in COMMANDS:
-        try:
-            mod = importlib.import_module(_module_name(cmd))
-        except ModuleNotFoundError as exc:
-            if exc.name == _module_name(cmd):
-                continue  # command not available in this build
-            raise
+        mod = importlib.import_module(_module_name(cmd))  # each command's own imports wait for its main()
         p = sub.add_parser(cmd, help=mod.HELP, description=mod.HELP)
         mod.register(p)
         p.set_defaults(_main=mod.main)

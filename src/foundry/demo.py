@@ -16,6 +16,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import viz
+from .api import load
+from .bench.report import bench_models
+from .data import load_arrays
+from .eval.compare import compare_markdown, run_compare
+from .hub import resolve
+from .io import atomic_write
+from .models.student import create_student
+from .models.surgery import init_from_teacher
+from .report.pages import first_of_each, student_view, write_page
+from .report.views import local_part_ids, part_predictions, supertoken_of_points
+from .train.distill import distill
+
 DEMO_PROTOCOLS = ("svm", "fewshot", "partseg", "fidelity")
 FIGURE_CAPTIONS = {"pareto": "Accuracy against GMACs (Pareto view)", "latency": "CPU latency at batch 1",
                    "supertokens": "SuperToken assignment: each point coloured by the SuperToken its patch joined",
@@ -39,12 +52,6 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
         (the short demo run is a demonstration; the shipped student shows a full run).
     overrides: {protocol: {setting: value}} on top of the quick protocol settings.
     """
-    from . import load
-    from .api import create_model
-    from .bench.flops import model_macs
-    from .eval.compare import run_compare
-    from .models.checkpoint import atomic_write
-
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,9 +64,6 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
     t = time.time()
     teacher_model = load(teacher)
     if student is None:
-        from .models.student import create_student, init_from_teacher, student_config_for
-        from .train.distill import distill
-
         smodel = create_student(preset, **_student_overrides(teacher_model, preset))
         try:
             init_from_teacher(smodel, teacher_model)
@@ -87,7 +91,6 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
           "fidelity": {"data": cls_data}}
     for k, v in (overrides or {}).items():
         ov.setdefault(k, {}).update(v)
-    from .hub import resolve
 
     models = [student_spec]
     labels = {str(teacher): _label(teacher), student_spec: student_label}
@@ -151,8 +154,6 @@ def _student_overrides(teacher_model, preset) -> dict:
 
 
 def _bench(teacher, student_spec, points, runs, memory, log) -> dict:
-    from .bench.report import bench_models
-
     res = bench_models([str(teacher), student_spec], points=points, batch=16, runs=runs, warmup=2,
                        min_seconds=0.5, max_seconds=15.0, onnx=False, memory=memory, log=log)
     return res
@@ -172,8 +173,6 @@ def _bench_rows(bench) -> list[dict]:
 
 
 def summary_table(cmp, bench) -> str:
-    from .eval.compare import compare_markdown
-
     lines = [compare_markdown(cmp), "", "| model | params (M) | GMACs | CPU latency b1 (ms) | b16 clouds/s | peak extra RSS b1 (MB) |",
              "|---|---|---|---|---|---|"]
     for r in _bench_rows(bench):
@@ -202,8 +201,6 @@ def report_markdown(cmp, bench, figs, summary) -> str:
 
 def write_html(out, cmp, bench, figs, summary, teacher_model, smodel, seg_data, cls_data, log) -> Path | None:
     """report.html: the tables, the 3-D views (SuperTokens, token error, parts) and the figures."""
-    from .report.pages import student_view, write_page
-
     try:
         view = student_view(teacher_model, smodel, teacher_label=_label(summary["teacher"]),
                             student_label=summary["student_label"], eval_root=out / "compare" / "evals",
@@ -217,11 +214,6 @@ def write_html(out, cmp, bench, figs, summary, teacher_model, smodel, seg_data, 
 
 
 def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) -> dict:
-    from . import viz
-    from .data import load_arrays
-    from .report.pages import first_of_each
-    from .report.views import supertoken_of_points
-
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figs = {}
@@ -257,11 +249,6 @@ def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) ->
 
 
 def _part_figure(head_file, model, seg_data, path, label):
-    from . import viz
-    from .data import load_arrays
-    from .report.pages import first_of_each
-    from .report.views import local_part_ids, part_predictions
-
     test = load_arrays(seg_data, "test", num_points=model.config.num_points)
     cats = test["labels"]
     pick = first_of_each(cats, 4)

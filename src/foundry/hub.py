@@ -14,6 +14,9 @@ import os
 import re
 from pathlib import Path
 
+from .models.pretrained import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, load_pretrained, read_pretrained_config
+from .validation import FoundryInputError
+
 WEIGHTS_DIR = Path(__file__).parent / "assets" / "weights"
 HUB_PREFIX = "hf:"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -43,7 +46,6 @@ def cache_dir() -> Path:
 
 def cached_models() -> dict[str, Path]:
     """Hub name ('owner/name') -> folder of every complete model folder in the local cache."""
-    from .models.pretrained import CONFIG_FILE
 
     root = cache_dir()
     if not root.is_dir():
@@ -63,8 +65,6 @@ def cached_folder(repo_id: str) -> Path:
 
 
 def _hub_api():
-    from .validation import FoundryInputError
-
     try:
         import huggingface_hub
     except ImportError as exc:
@@ -75,7 +75,6 @@ def _hub_api():
 
 def pull(repo_id: str, *, revision: str | None = None, force: bool = False) -> Path:
     """The cached folder of Hub model `repo_id`, downloaded first when absent (or `force`)."""
-    from .models.pretrained import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, read_pretrained_config
 
     folder = cached_folder(repo_id)
     if (folder / CONFIG_FILE).is_file() and not force:
@@ -90,7 +89,6 @@ def pull(repo_id: str, *, revision: str | None = None, force: bool = False) -> P
 def push(folder, repo_id: str, *, private: bool = False, message: str | None = None) -> str:
     """Upload a pretrained-model folder to the Hub as `repo_id` (created when absent); returns the
     name that loads it ('hf:owner/name')."""
-    from .models.pretrained import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, load_pretrained
 
     load_pretrained(folder)  # never publish a folder that does not load
     hub = _hub_api()

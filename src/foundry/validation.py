@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from pathlib import Path
 
@@ -102,3 +103,31 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def parse_key_values(items, *, flag: str = "--set", key_form: str = "KEY") -> dict:
+    """["a=1", "b=[2, 3]", "c=text"] -> {"a": 1, "b": [2, 3], "c": "text"}: each value read as JSON,
+    or kept as a string (a folder, a name) when it is not JSON."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise FoundryInputError(f"{flag} expects {key_form}=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def check_checkpoint_file(path, *, suffix: str) -> Path:
+    """`path` as a Path when it names an existing, non-empty file; a FoundryInputError otherwise
+    (`suffix`: the file a user should give instead of a folder, e.g. ".safetensors")."""
+    path = Path(path)
+    if not path.exists():
+        raise FoundryInputError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise FoundryInputError(f"{path} is a folder, not a checkpoint file; give the {suffix} file inside it")
+    if path.stat().st_size == 0:
+        raise FoundryInputError(f"checkpoint {path} is empty (0 bytes): the file was not written completely")
+    return path

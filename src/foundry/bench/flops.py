@@ -25,6 +25,10 @@ import torch
 from torch.utils import flop_counter as _fc
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..models.backbone import PointTransformer
+from ..models.baselines import ToMeTeacher
+from .hooks import watch_grouping
+
 STAGES = ("grouping", "tokenizer", "gate", "dso", "encoder", "cau", "other")
 
 MODULE_STAGES = {
@@ -110,7 +114,6 @@ def count_flops(fn, *args, **kwargs) -> tuple[int, dict[str, int]]:
     "teacher.encoder" inside a wrapper, "head" for an unknown top-level name), "grouping" for
     FPS + kNN, and "(root)" for the rest.
     """
-    from .hooks import watch_grouping
 
     model = _owner_module(fn)
     stack = [ROOT]
@@ -216,3 +219,16 @@ def stage_costs(model, num_points: int | None = None, batch: int = 1, *, num_gro
 def model_macs(model, num_points: int | None = None, batch: int = 1, seed: int = 0) -> int:
     """MACs of one `forward_features` call on a random (batch, num_points, 3) cloud."""
     return stage_costs(model, num_points, batch, seed=seed)["total_macs"]
+
+
+def tome_r_for_macs(teacher: PointTransformer, target_macs: int, name: str = "") -> tuple[int, int]:
+    """The smallest per-block merge count r whose MACs at the teacher's input size are <= target
+    (or the most aggressive r when none is). Returns (r, macs)."""
+    g = teacher.config.num_groups
+    best = None
+    for r in range(0, g):
+        macs = model_macs(ToMeTeacher.wrap(teacher, r, name))
+        best = (r, macs)
+        if macs <= target_macs:
+            break
+    return best

@@ -13,6 +13,9 @@ import time
 
 import torch
 
+from ..ops import fpsample_available
+from ..ops.fps import farthest_point_sample
+from ..ops.knn import knn
 from .flops import random_cloud
 from .latency import summarize
 from .worker import auto_num_groups
@@ -39,9 +42,6 @@ def grouping_times(sizes=(1024, 8192, 65536, 300_000), *, group_size: int = 32, 
 
     The kNN of every row but "plain" is the automatic one; with share_knn it is timed once per size
     and kNN mode and reused for the other rows."""
-    from ..ops import fpsample_available
-    from ..ops.fps import farthest_point_sample
-    from ..ops.knn import knn
 
     rows = []
     last_cost: dict[str, tuple[int, float]] = {}

@@ -13,6 +13,7 @@ import statistics
 import time
 
 import torch
+from .hooks import GroupingRecorder
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -83,7 +84,6 @@ def measure_model(model, points: torch.Tensor, *, method: str = "forward_feature
     ("grouping_median_s"), from separate calls watched by `bench.hooks.GroupingRecorder` (the
     timed calls themselves run unwatched, so the watching adds nothing to the latency figure).
     """
-    from .hooks import GroupingRecorder
 
     device = points.device
     sync = device_sync(device)

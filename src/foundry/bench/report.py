@@ -5,40 +5,21 @@ recorded next to the numbers (device, CPU, torch version, threads, batch, points
 """
 from __future__ import annotations
 
-import json
-import os
-import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from .. import io
+from ..export.onnx import export_onnx, quantize_int8
 from .flops import STAGES, random_cloud, stage_costs
 from .latency import measure_model, onnx_latency
 from .worker import build_model, run_in_subprocess
 
 
 def machine_info(threads: int, device: str) -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        load = None
-    info = {"device": device, "cpu": cpu, "cpu_count": os.cpu_count(), "load_average_1_5_15min": load, "torch": torch.__version__, "python": platform.python_version(),
-            "torch_threads": threads, "platform": platform.platform(),
-            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if torch.device(device).type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-        info["cuda"] = torch.version.cuda
+    """foundry.io.machine_info, with the onnxruntime version (the ORT latency columns)."""
+    info = io.machine_info(device, threads)
     try:
         import onnxruntime
 
@@ -54,7 +35,7 @@ def bench_one(spec: str, *, points: int = 1024, batch: int = 16, flops_batch: in
               amp=("bf16", "fp16"), log=print) -> dict:
     """All figures for one model; see `bench_models`."""
     model = build_model(spec)
-    rec = {"model": str(spec), "kind": getattr(model, "kind", "backbone"),
+    rec = {"model": str(spec), "kind": model.kind,
            "parameters": sum(p.numel() for p in model.parameters()),
            "num_groups": getattr(model.config, "num_groups", None),
            "group_size": getattr(model.config, "group_size", None)}
@@ -106,7 +87,6 @@ def _onnx_column(model, points, threads, warmup, runs, min_seconds, max_seconds)
         import onnxruntime  # noqa: F401
     except ImportError:
         return {"status": "onnxruntime not installed"}
-    from ..export.onnx import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
@@ -118,8 +98,6 @@ def _onnx_column(model, points, threads, warmup, runs, min_seconds, max_seconds)
         out = onnx_latency(path, random_cloud(1, points, 0), **timing)
         out["status"] = "ok"
         try:  # int8 dynamic quantisation of the same graph (weights int8, activations at run time)
-            from ..export.onnx import quantize_int8
-
             q = quantize_int8(path, Path(tmp) / "model.int8.onnx")
             out["int8"] = onnx_latency(q["path"], random_cloud(1, points, 0), **timing)
             out["int8"]["bytes"], out["bytes"] = q["bytes"], q["fp32_bytes"]
@@ -200,10 +178,3 @@ def format_report(result: dict) -> str:
     lines.append("peak MB = extra resident RAM during one forward call in a fresh process (weights and input "
                  "excluded); ORT = onnxruntime CPU, same threads (int8: dynamic quantisation); x vs 1st = batch-1 speed-up over the first model")
     return "\n".join(lines)
-
-
-def write_json(obj, path) -> None:
-    from ..models.checkpoint import atomic_write
-
-    text = json.dumps(obj, indent=2, default=str)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

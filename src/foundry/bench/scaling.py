@@ -15,8 +15,12 @@ come from the FLOP counter run at small patch counts and extrapolated exactly in
 """
 from __future__ import annotations
 
+import json
 from fractions import Fraction
+from pathlib import Path
 
+from ..io import atomic_write
+from ..validation import FoundryInputError
 from .flops import STAGES, stage_costs
 from .worker import auto_num_groups, build_model, run_in_subprocess
 
@@ -160,8 +164,6 @@ def plot_scaling(records: list[dict], path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..models.checkpoint import atomic_write
-
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     models = list(dict.fromkeys(r["model"] for r in records))
     for spec in models:
@@ -224,3 +226,17 @@ def _plot_stages(ax, records: list[dict]) -> None:
     ax.set_xticks(range(len(rows)), [str(r["model"])[:16] for r in rows], fontsize=7)
     ax.set_ylabel(f"seconds per stage at {n:,} points")
     ax.legend(fontsize=7)
+
+
+def merge_scaling_runs(paths) -> tuple[list[dict], list[dict]]:
+    """(settings of each run, their records sorted by model and size) from scaling.json files of
+    earlier runs; points a run did not reach are left out."""
+    runs = []
+    for path in paths:
+        try:
+            runs.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise FoundryInputError(f"cannot read scaling results {path!r}: {exc}") from exc
+    records = sorted((r for run in runs for r in run["scaling"]), key=lambda r: (str(r["model"]), r["points"]))
+    records = [r for r in records if not str(r.get("status", "")).startswith("not run")]
+    return [run["settings"] for run in runs], records

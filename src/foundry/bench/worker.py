@@ -20,6 +20,11 @@ import sys
 import time
 import traceback
 
+from ..api import resolve_model
+from .flops import _accepts, patch_count, random_cloud
+from .hooks import GroupingRecorder
+from .latency import device_sync
+
 try:  # POSIX only; elsewhere no memory cap and no ru_maxrss fallback
     import resource
 except ImportError:  # pragma: no cover - Windows
@@ -28,15 +33,7 @@ except ImportError:  # pragma: no cover - Windows
 
 def build_model(spec: str, **overrides):
     """A model in eval mode from a preset name (untrained) or anything `foundry.load` accepts."""
-    from ..api import create_model, load
-    from ..hub import resolve
-
-    if resolve(str(spec)) is None:
-        try:
-            return create_model(str(spec), **overrides).eval()
-        except KeyError:
-            pass
-    return load(spec).eval()
+    return resolve_model(spec, **overrides)
 
 
 def auto_num_groups(num_points: int, default: int, group_size: int, ratio: int = 16,
@@ -85,9 +82,6 @@ def run(req: dict) -> dict:
 
     threads = int(req.get("threads") or 1)
     torch.set_num_threads(threads)
-    from .flops import _accepts, patch_count, random_cloud
-    from .hooks import GroupingRecorder
-    from .latency import device_sync
 
     device = torch.device(req.get("device", "cpu"))
     model = build_model(req["model"]).to(device)
@@ -112,7 +106,7 @@ def run(req: dict) -> dict:
     preload()  # library imports are not part of the call's time
     with torch.no_grad():  # nor are torch's one-off kernel set-ups: one untimed call on a small cloud
         getattr(model, method)(random_cloud(1, max(getattr(model, "min_points", 64), 64), 1, device))
-    out = {"model": req["model"], "kind": getattr(model, "kind", "backbone"), "points": n, "batch": batch,
+    out = {"model": req["model"], "kind": model.kind, "points": n, "batch": batch,
            "num_groups": g, "group_size": k, "method": method, "device": str(device), "threads": threads,
            "torch": torch.__version__, "nominal_coverage": g * k / n}
     if note:

@@ -96,7 +96,8 @@ def main(args):
     if args.scaling:
         return _scaling(args, out_dir, device)
 
-    from ..bench.report import bench_models, format_report, write_json
+    from ..bench.report import bench_models, format_report
+    from ..io import write_json
 
     warmup, runs, min_s = (1, 3, 0.0) if args.fast else (args.warmup, args.runs, args.min_seconds)
     result = bench_models(args.models, points=args.points, batch=args.batch, flops_batch=args.flops_batch,
@@ -105,7 +106,7 @@ def main(args):
                           latency=not args.no_latency)
     print()
     print(format_report(result))
-    write_json(result, out_dir / "bench.json")
+    write_json(out_dir / "bench.json", result)
     print(f"\nwrote {out_dir / 'bench.json'}")
     return 0
 
@@ -127,7 +128,8 @@ def _check_outputs(args, out_dir: Path) -> None:
 
 def _grouping(args, out_dir, device):
     from ..bench.grouping import format_grouping, grouping_times
-    from ..bench.report import machine_info, write_json
+    from ..bench.report import machine_info
+    from ..io import write_json
 
     sizes = _sizes(args.sizes or "1k,8k,65k,300k")
     print(f"grouping (FPS + kNN, K=32, G = {'%d' % args.groups if args.groups else 'max(64, N // %d)' % args.group_ratio})"
@@ -136,13 +138,14 @@ def _grouping(args, out_dir, device):
     rows = grouping_times(sizes, num_groups=args.groups, ratio=args.group_ratio, time_limit=args.time_limit,
                           device=device)
     print(format_grouping(rows))
-    write_json({"settings": machine_info(args.threads, device), "grouping": rows}, out_dir / "grouping.json")
+    write_json(out_dir / "grouping.json", {"settings": machine_info(args.threads, device), "grouping": rows})
     print(f"wrote {out_dir / 'grouping.json'}")
     return 0
 
 
 def _scaling(args, out_dir, device):
-    from ..bench.report import machine_info, write_json
+    from ..bench.report import machine_info
+    from ..io import write_json
     from ..bench.scaling import format_scaling, plot_scaling, run_scaling
 
     sizes = _sizes(args.sizes or "1k,8k,65k,300k,1M")
@@ -156,7 +159,7 @@ def _scaling(args, out_dir, device):
     settings = machine_info(args.threads, device)
     settings.update(sizes=sizes, group_ratio=args.group_ratio, max_groups=args.max_groups,
                     time_limit_s=args.time_limit, max_memory_gb=cap, batch=1)
-    write_json({"settings": settings, "scaling": records}, out_dir / "scaling.json")
+    write_json(out_dir / "scaling.json", {"settings": settings, "scaling": records})
     plot_scaling(records, out_dir / "scaling.png",
                  title=f"{', '.join(args.models)} on {device} ({settings['cpu']}), {args.threads} thread(s), batch 1")
     print()
@@ -180,26 +183,15 @@ def _print_scaling(records):
 
 
 def _merge_scaling(args, out_dir):
-    import json
+    from ..bench.scaling import merge_scaling_runs, plot_scaling
+    from ..io import write_json
 
-    from ..bench.report import write_json
-    from ..bench.scaling import plot_scaling
-    from ..validation import FoundryInputError
-
-    runs = []
-    for path in args.merge_scaling:
-        try:
-            runs.append(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as exc:
-            raise FoundryInputError(f"cannot read scaling results {path!r}: {exc}") from exc
-    records = sorted((r for run in runs for r in run["scaling"]), key=lambda r: (str(r["model"]), r["points"]))
-    records = [r for r in records if not str(r.get("status", "")).startswith("not run")]
-    settings = [run["settings"] for run in runs]
-    write_json({"settings": settings, "scaling": records, "sources": args.merge_scaling}, out_dir / "scaling.json")
+    settings, records = merge_scaling_runs(args.merge_scaling)
+    write_json(out_dir / "scaling.json", {"settings": settings, "scaling": records, "sources": args.merge_scaling})
     st = settings[0]
     plot_scaling(records, out_dir / "scaling.png",
                  title=f"{st.get('device')} ({st.get('cpu')}), {st.get('torch_threads')} thread(s), batch 1, "
-                       f"G = N/{st.get('group_ratio')}; merged from {len(runs)} runs")
+                       f"G = N/{st.get('group_ratio')}; merged from {len(settings)} runs")
     _print_scaling(records)
     print(f"wrote {out_dir / 'scaling.json'} and {out_dir / 'scaling.png'}")
     return 0

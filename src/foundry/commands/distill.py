@@ -1,7 +1,6 @@
 """`foundry distill`: a frozen teacher -> a Foundry SuperToken student (or a baseline body)."""
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -78,77 +77,15 @@ def register(p):
     p.add_argument("--fp16-copy", default=None, metavar="PATH", help="also save the final student in fp16 at PATH")
 
 
-def _parse_sets(items):
-    out = {}
-    for item in items:
-        if "=" not in item:
-            from ..validation import FoundryInputError
-
-            raise FoundryInputError(f"--set wants KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
-def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict, extra_layers=None):
-    from ..api import load
-    from ..models.student import (STUDENT_PRESETS, FoundryStudent, add_extra_layers, student_config_for,
-                                  switch_dso_seeding)
-    from ..validation import FoundryInputError
-
-    if name_or_path in STUDENT_PRESETS:
-        if extra_layers:
-            overrides = {**overrides, "extra_layers": list(extra_layers)}
-        try:
-            cfg = student_config_for(name_or_path, teacher, teacher=teacher_name, **overrides)
-        except ValueError as exc:
-            raise FoundryInputError(str(exc)) from exc
-        return FoundryStudent(cfg)
-    model = load(name_or_path)
-    if getattr(model, "kind", None) != "student":
-        raise FoundryInputError(f"--student {name_or_path!r} is neither a student preset ({sorted(STUDENT_PRESETS)}) "
-                                "nor a student checkpoint")
-    switchable = {"dso_seeding", "dso_spatial_init"}
-    if set(overrides) - switchable:
-        raise FoundryInputError(f"--set {sorted(set(overrides) - switchable)} cannot change the trained student "
-                                f"{name_or_path!r}; on a checkpoint only {sorted(switchable)} can be set (switching DSO's "
-                                "SuperToken queries); start from a preset to change the architecture")
-    if overrides:
-        info = getattr(model, "checkpoint_info", {})
-        try:
-            model = switch_dso_seeding(model, overrides.get("dso_seeding", model.config.dso_seeding),
-                                       overrides.get("dso_spatial_init"))
-        except ValueError as exc:  # the config's own check names the allowed values
-            raise FoundryInputError(str(exc)) from exc
-        model.checkpoint_info = info
-    if extra_layers:
-        info = getattr(model, "checkpoint_info", {})
-        try:
-            model = add_extra_layers(model, extra_layers)
-        except ValueError as exc:
-            raise FoundryInputError(str(exc)) from exc
-        model.checkpoint_info = info
-    prev = getattr(model, "checkpoint_info", {}) or {}
-    step = {"checkpoint": str(name_or_path), "epochs": prev.get("epochs"), "command": prev.get("command"),
-            "wall_time_s": prev.get("wall_time_s"), "final_loss": prev.get("final_loss")}
-    # the whole chain of commands that made this student, oldest first
-    chain = list(prev.get("command_chain") or []) or ([{k: v for k, v in step.items() if k != "checkpoint"}]
-                                                      if prev.get("command") else [])
-    model.continued_from = {"continued_from": step, "command_chain": chain}
-    return model.train()
-
-
 def main(args):
     import torch
 
     from ..api import load, save
-    from ..models.student import init_from_teacher
+    from ..models.surgery import init_from_teacher
     from ..train.common import check_run_folder
-    from ..train.distill import DEFAULT_AUGMENT, RUN_PRODUCTS, STATE_FILE, check_compatible, check_teacher, distill
-    from ..validation import check_output
+    from ..train.distill import RUN_PRODUCTS, STATE_FILE, check_compatible, check_teacher, distill
+    from ..train.students import build_student
+    from ..validation import check_output, parse_key_values
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if not args.cache_only:  # before any work: a finished run is never replaced by accident
@@ -160,7 +97,7 @@ def main(args):
     teacher = load(args.teacher)
     check_teacher(teacher, f"--teacher {args.teacher!r}")
     data = args.data or ["modelnet10:train", "kicadpart:train"]
-    overrides = _parse_sets(args.set)
+    overrides = parse_key_values(args.set)
     if args.init_tokenizer:
         tc = teacher.config
         overrides.setdefault("tokenizer", "teacher")
@@ -189,29 +126,11 @@ def main(args):
         print(f"expert saved: {Path(args.out) / 'student.safetensors'} ({summary['info']['wall_time_s']:.0f} s)")
         return 0
     if args.cache_only:
-        from ..train import common
-        from ..train.distill import subset_indices, training_cache
-        from ..train.token_cache import expected_header, teacher_identity
+        from ..train.distill import build_caches
 
-        ds = common.unlabelled_mix(data, student.config.num_points, args.cache_seed)
-        want = expected_header(teacher_identity(teacher, args.teacher), layer=args.layer,
-                               data=list(data),
-                               num_points=student.config.num_points, views=args.views, seed=args.cache_seed, augment=True)
-        # with --limit, only the clouds that run would train on (as `distill` does)
-        pool = subset_indices(len(ds), args.limit, args.seed)
-        cache, _, built = training_cache(args.cache or Path(args.out) / "token_cache", teacher, ds, want, pool, args.seed,
-                                         rebuild=args.rebuild_cache, augment_kwargs=DEFAULT_AUGMENT,
-                                         progress=lambda d, t, e: print(f"cached {d}/{t} ({d / max(e, 1e-9):.1f} clouds/s)")
-                                         if d % 320 == 0 or d == t else None)
-        print(f"token cache {'built' if built else 'verified'}: {cache.folder} {cache.header['shapes']} "
-              f"({cache.header['build_wall_s']} s to build)")
-        for x in student.config.extra_layers:
-            from ..train.common import make_fabric
-            from ..train.distill import layer_cache
-
-            lc = layer_cache(args.cache or Path(args.out) / "token_cache", x, teacher, ds, want, pool, args.seed,
-                             make_fabric(devices=1), args.rebuild_cache, cache, print)
-            print(f"token cache of teacher block {x}: {lc.folder}")
+        build_caches(teacher, student, teacher_name=args.teacher, data=data,
+                     cache_dir=args.cache or Path(args.out) / "token_cache", layer=args.layer, views=args.views,
+                     cache_seed=args.cache_seed, seed=args.seed, limit=args.limit, rebuild=args.rebuild_cache)
         return 0
     summary = distill(teacher, student, teacher_name=args.teacher, data=data, out_dir=args.out, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,

@@ -74,10 +74,10 @@ def main(args):
                                              log=None if args.json else print)
     if args.profile:
         report["profile"] = _profile(out, report, args)
-    from ..bench.report import write_json
+    from ..io import write_json
 
     report["settings"] = {"model": str(args.model), "threads": args.threads, "torch": torch.__version__}
-    write_json(report, out.with_suffix(".json"))
+    write_json(out.with_suffix(".json"), report)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

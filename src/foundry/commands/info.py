@@ -13,20 +13,17 @@ def register(p):
 
 
 def main(args):
-    from ..api import create_model, load
+    from ..api import resolve_model
     from ..bench.flops import model_macs
-    from ..hub import model_card, resolve
-    from ..models.presets import PRESETS
+    from ..hub import model_card
+    from ..io import config_dict
 
-    if args.model in PRESETS and resolve(args.model) is None:
-        model = create_model(args.model).eval()
-    else:
-        model = load(args.model)
-    cfg = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(model.config)
+    model = resolve_model(args.model)
+    cfg = config_dict(model)
     n_points = args.points or cfg.get("num_points", 1024)
     params = sum(p.numel() for p in model.parameters())
     macs = model_macs(model, n_points)
-    out = {"model": str(args.model), "kind": getattr(model, "kind", "backbone"), "parameters": params,
+    out = {"model": str(args.model), "kind": model.kind, "parameters": params,
            "macs": macs, "gmacs": macs / 1e9, "points": n_points, "batch": 1, "config": cfg,
            "info": getattr(model, "checkpoint_info", {})}
     if args.json:

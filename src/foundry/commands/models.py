@@ -164,15 +164,15 @@ def _tome(args) -> int:
     import torch
 
     from ..api import load, save
-    from ..bench.flops import model_macs
+    from ..bench.flops import model_macs, tome_r_for_macs
     from ..models.backbone import PointTransformer
-    from ..models.baselines import ToMeTeacher, tome_r_for_macs
+    from ..models.baselines import ToMeTeacher
     from ..validation import FoundryInputError, check_output
 
     check_output(args.dst, overwrite=args.overwrite, inputs=(args.teacher, args.match))
     teacher = load(args.teacher)
     if not isinstance(teacher, PointTransformer):
-        raise FoundryInputError(f"{args.teacher} is a '{getattr(teacher, 'kind', type(teacher).__name__)}' model; "
+        raise FoundryInputError(f"{args.teacher} is a '{teacher.kind}' model; "
                                 "ToMe wraps a teacher backbone (kind 'backbone')")
     if args.match:
         r, _ = tome_r_for_macs(teacher, model_macs(load(args.match)), args.teacher)

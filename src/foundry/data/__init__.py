@@ -10,6 +10,7 @@ spec: "modelnet10" / "kicadpart" (bundled), "synthetic" / "synthetic:N", or a da
 (ModelNet h5, ShapeNet-55, ScanObjectNN, ShapeNetPart h5 or text; detected automatically).
 """
 from .base import PointCloudDataset, normalize_unit_sphere
+from .check import check_data
 from .datasets import bundled_path, detect_layout, load_arrays, open_dataset
 from .fewshot import FewShotSplits, array_checksum, make_fewshot_splits
 from .transforms import (Compose, Jitter, NormalizeUnitSphere, RandomRotateUp, RandomScale, RandomSubsample,
@@ -19,10 +20,3 @@ __all__ = ["Compose", "FewShotSplits", "Jitter", "NormalizeUnitSphere", "PointCl
            "RandomScale", "RandomSubsample", "RandomTranslate", "array_checksum", "augment_batch", "bundled_path",
            "check_data", "detect_layout", "load_arrays", "make_fewshot_splits", "normalize_unit_sphere",
            "open_dataset"]
-
-
-def check_data(path, **kwargs):
-    """Inspect a data folder (or bundled name); see foundry.data.check.check_data."""
-    from .check import check_data as _check
-
-    return _check(path, **kwargs)

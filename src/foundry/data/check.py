@@ -13,6 +13,10 @@ import numpy as np
 
 from ..validation import FoundryInputError
 from .base import resolve_listed
+from .datasets import BUNDLED, _parse_spec, bundled_path, detect_layout
+from .scanobjectnn import CLASS_NAMES, VARIANTS, variant_files
+from .shapenet55 import SYNSET_NAMES, _roots, synset_of
+from .shapenetpart import TXT_LISTS, _standard_category_parts, category_parts_for, parse_table
 
 LAYOUT_TITLES = {"modelnet_h5": "ModelNet h5 (modelnet40_ply_hdf5_2048)", "shapenet55": "ShapeNet-55 (Point-BERT)",
                  "scanobjectnn": "ScanObjectNN h5", "shapenetpart_h5": "ShapeNetPart h5 (PointNet)",
@@ -337,13 +341,10 @@ def _load_json(rep, path: Path):
 
 def _part_tables(rep, folder: Path, names: list[str] | None, keys2: list[str]):
     """(category_parts by index, num_parts) from the part files, with findings on the way."""
-    from .shapenetpart import _standard_category_parts
 
     if names is None:
         return None, None
     try:
-        from .shapenetpart import category_parts_for
-
         if not any((folder / f).is_file() for f in ("category_parts.json", "overallid_to_catid_partid.json")) \
                 and _standard_category_parts(names) is None:
             rep.add("warning", folder, "no category_parts.json or overallid_to_catid_partid.json and the categories "
@@ -391,8 +392,6 @@ def _check_shapenetpart_h5(rep, folder: Path):
 
 
 def _check_scanobjectnn(rep, folder: Path):
-    from .scanobjectnn import CLASS_NAMES, VARIANTS, variant_files
-
     found = False
     for v in VARIANTS:
         files = variant_files(folder, v)
@@ -419,8 +418,6 @@ def _sample(items: list, max_files: int | None) -> list:
 
 
 def _check_shapenet55(rep, folder: Path, max_files: int | None):
-    from .shapenet55 import SYNSET_NAMES, _roots, synset_of
-
     roots = _roots(folder)
     if roots is None:
         rep.add("error", folder, "shapenet_pc/ is here but ShapeNet-55/train.txt and test.txt are not",
@@ -476,8 +473,6 @@ def _check_shapenet55(rep, folder: Path, max_files: int | None):
 
 
 def _check_shapenetpart_txt(rep, folder: Path, max_files: int | None):
-    from .shapenetpart import TXT_LISTS, parse_table
-
     names, synsets = _category_file(rep, folder / "synsetoffset2category.txt", "synsetoffset2category.txt")
     cp, n_parts = _part_tables(rep, folder, names, synsets)
     syn_index = {s: i for i, s in enumerate(synsets)}
@@ -565,7 +560,6 @@ def check_data(path, *, max_files: int | None = 200) -> DataReport:
     files are checked to exist and a seeded sample of `max_files` is opened (None = all).
     `report.ok` is False when there is any error; `report.format()` is the text for users.
     """
-    from .datasets import BUNDLED, _parse_spec, bundled_path, detect_layout
 
     kind, value = _parse_spec(path)
     if kind == "synthetic":

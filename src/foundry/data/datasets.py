@@ -9,6 +9,12 @@ import numpy as np
 
 from ..validation import FoundryInputError
 from .base import SPLITS, ArraySource, PointCloudDataset, PointSource, concat_sources
+from .base import ConcatSource
+from .modelnet import OWN_VAL_LIST, is_modelnet_h5, load_modelnet_h5
+from .scanobjectnn import is_scanobjectnn, load_scanobjectnn
+from .shapenet55 import ShapeNet55Source, is_shapenet55
+from .shapenetpart import ShapeNetPartTextSource, is_shapenetpart_h5, is_shapenetpart_txt, load_shapenetpart_h5
+from .synthetic import SyntheticSource
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "data"
 BUNDLED = {"modelnet10": "modelnet_h5", "kicadpart": "shapenetpart_h5"}
@@ -29,10 +35,6 @@ def bundled_path(name: str) -> Path:
 
 def detect_layout(folder: str | Path) -> str:
     """Name the layout of a data folder (one of LAYOUTS) or raise FoundryInputError saying what was expected."""
-    from .modelnet import is_modelnet_h5
-    from .scanobjectnn import is_scanobjectnn
-    from .shapenet55 import is_shapenet55
-    from .shapenetpart import is_shapenetpart_h5, is_shapenetpart_txt
 
     folder = Path(folder)
     if not folder.exists():
@@ -78,8 +80,6 @@ def open_source(spec, split: str = "train", *, seed: int = 0, variant: str | Non
         raise FoundryInputError(f"unknown split {split!r}; use one of {list(SPLITS)}")
     kind, value = _parse_spec(spec)
     if kind == "synthetic":
-        from .synthetic import SyntheticSource
-
         return SyntheticSource(value, split, num_points=synthetic_points, seed=seed)
     if kind == "bundled":
         src = load_layout(BUNDLED[value], bundled_path(value), split, variant=variant)
@@ -121,34 +121,21 @@ def load_layout(layout: str, folder: Path, split: str, *, variant: str | None = 
 
 
 def _load_layout(layout: str, folder: Path, split: str, *, variant: str | None = None) -> PointSource:
-    from .modelnet import OWN_VAL_LIST
-
     if split == "trainval" and not (layout == "modelnet_h5" and not (Path(folder) / OWN_VAL_LIST).is_file()):
         parts = [load_layout(layout, folder, s, variant=variant) for s in ("train", "val")]
         if all(isinstance(p, ArraySource) for p in parts):
             return concat_sources(parts, f"{parts[0].description} + val")
-        from .base import ConcatSource
 
         return ConcatSource(parts)
     if layout == "modelnet_h5":
-        from .modelnet import load_modelnet_h5
-
         return load_modelnet_h5(folder, split)
     if layout == "shapenet55":
-        from .shapenet55 import ShapeNet55Source
-
         return ShapeNet55Source(folder, split)
     if layout == "scanobjectnn":
-        from .scanobjectnn import load_scanobjectnn
-
         return load_scanobjectnn(folder, split, variant=variant)
     if layout == "shapenetpart_h5":
-        from .shapenetpart import load_shapenetpart_h5
-
         return load_shapenetpart_h5(folder, split)
     if layout == "shapenetpart_txt":
-        from .shapenetpart import ShapeNetPartTextSource
-
         return ShapeNetPartTextSource(folder, split)
     raise FoundryInputError(f"unknown layout {layout!r}; one of {LAYOUTS}")
 

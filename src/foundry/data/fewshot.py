@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write
 from ..validation import FoundryInputError
 
 FORMAT = "foundry-fewshot-splits"
@@ -84,8 +85,6 @@ class FewShotSplits:
         return asdict(self)
 
     def save(self, path) -> Path:
-        from ..models.checkpoint import atomic_write
-
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=1)
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..validation import FoundryInputError
 from .base import ArraySource, as_labels, as_points, read_h5_arrays, read_lines, resolve_listed, subset_source
+from .holdout import split_official_train
 
 SPLIT_LISTS = {"train": "train_files.txt", "test": "test_files.txt"}
 OWN_VAL_LIST = "val_files.txt"
@@ -66,8 +67,6 @@ def load_modelnet_h5(folder: str | Path, split: str) -> ArraySource:
             raise FoundryInputError("internal: trainval of a folder with its own val split is train + val")
         return _load_listed(folder, split, lists)
     if split in ("train", "val"):
-        from .holdout import split_official_train
-
         official = _load_listed(folder, "train", lists)
         index, note = split_official_train(official.labels, split)
         return subset_source(official, index, f"ModelNet h5 {folder} [{note}]")

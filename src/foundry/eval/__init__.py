@@ -9,18 +9,8 @@ clouds are the same for all models and seeds; a seed varies each cloud's point o
 and subsample, the same way for every model, and each protocol's own randomness; final-epoch numbers; nothing is chosen on a test split; mean +- std over seeds.
 """
 
+from .compare import run_compare
+from .protocols import PROTOCOLS
+from .runner import run_eval
+
 __all__ = ["run_eval", "run_compare", "PROTOCOLS"]
-
-PROTOCOLS = ("svm", "probe", "finetune", "fewshot", "partseg", "fidelity", "transfer")
-
-
-def __getattr__(name):  # lazy: importing foundry.eval stays cheap
-    if name == "run_eval":
-        from .runner import run_eval
-
-        return run_eval
-    if name == "run_compare":
-        from .compare import run_compare
-
-        return run_compare
-    raise AttributeError(name)

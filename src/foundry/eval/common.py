@@ -11,9 +11,6 @@ order, few-shot folds). Teacher, students and baselines therefore see exactly th
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import platform
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -22,7 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import load_arrays, open_dataset
+from ..io import atomic_write
 from ..validation import FoundryInputError
+from ..version import __version__
+from .svm import extract_features
 
 DATA_SEED = 0  # fixes subsets and point order for every model and seed
 
@@ -154,10 +155,6 @@ def load_split(spec: str, split: str, num_points: int | None = None, max_per_cla
                need_parts: bool = False) -> Split:
     """Load `spec`/`split` through foundry.data (bundled name, "synthetic[:N]" or a folder), keep
     the first `num_points` points of each cloud and at most `max_per_class` clouds per class."""
-    try:
-        from ..data import load_arrays
-    except ImportError as exc:  # the data package is missing or incomplete
-        raise FoundryInputError(f"cannot load data set {spec!r}: foundry.data is not available ({exc})") from exc
     arrays = load_arrays(spec, split, num_points=num_points)
     points = np.asarray(arrays["points"], dtype=np.float32)
     if num_points and points.shape[1] > num_points:
@@ -174,8 +171,6 @@ def load_split(spec: str, split: str, num_points: int | None = None, max_per_cla
     cp = _category_parts_from(arrays)
     if cp is None and parts is not None:
         try:
-            from ..data import open_dataset
-
             cp = _category_parts_from(open_dataset(spec, split))
         except Exception:  # noqa: BLE001 - fall back to what the labels show
             cp = None
@@ -189,21 +184,6 @@ def load_split(spec: str, split: str, num_points: int | None = None, max_per_cla
 
 
 # ----------------------------------------------------------------------------- models
-
-def model_fingerprint(model) -> str:
-    """sha256 of a model's kind, config and weights: what makes two evaluations the same model."""
-    h = hashlib.sha256()
-    h.update(str(getattr(model, "kind", type(model).__name__)).encode())
-    cfg = getattr(model, "config", None)
-    cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
-    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(str(tuple(v.shape)).encode())
-        if v.numel():
-            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
 
 def model_depth(model) -> int | None:
     """The number of blocks whose outputs heads read: a student's are its teacher's."""
@@ -284,8 +264,6 @@ class FeatureCache:
 
     def features(self, model, split: Split, fingerprint: str, batch_size: int = 64, device="cpu",
                  progress: bool = False) -> np.ndarray:
-        from .svm import extract_features
-
         key = (fingerprint, split.checksum())
         if key in self.mem:
             return self.mem[key]
@@ -300,8 +278,6 @@ class FeatureCache:
         if not np.isfinite(feats).all():
             raise FoundryInputError(f"the model produced NaN/Inf features on {split.name}")
         if path is not None:
-            from ..models.checkpoint import atomic_write
-
             digest = hashlib.sha256(np.ascontiguousarray(feats).tobytes()).hexdigest()
 
             def write(tmp):
@@ -356,8 +332,6 @@ def mean_std(values) -> dict:
 # ----------------------------------------------------------------------------- provenance
 
 def package_versions() -> dict:
-    from .. import __version__
-
     out = {"foundry": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
            "numpy": np.__version__}
     from importlib.metadata import PackageNotFoundError, version
@@ -383,33 +357,3 @@ def git_commit() -> dict | None:
         return None
 
 
-def device_info(device) -> dict:
-    device = torch.device(device)
-    out = {"device": str(device), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-           "platform": platform.platform()}
-    if device.type == "cuda" and torch.cuda.is_available():
-        out["gpu"] = torch.cuda.get_device_name(device)
-    return out
-
-
-def write_json(path, obj) -> None:
-    from ..models.checkpoint import atomic_write
-
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
-
-    def write(tmp):
-        Path(tmp).write_text(text + "\n")
-
-    atomic_write(path, write)
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -24,8 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..api import save
+from ..bench.flops import model_macs
+from ..io import atomic_write, config_dict, write_json
+from ..models.kinds import build_model
 from ..validation import FoundryInputError
-from .common import write_json
 from .paired import fmt_interval, item_scores, paired_interval, verdict
 from .protocols import LOWER_IS_BETTER
 from .runner import fmt, load_model, run_eval
@@ -40,21 +43,8 @@ FIDELITY_METRICS = ["cosine", "cka_tokens", "smooth_l1"]
 
 def random_init_like(teacher, seed: int = 0):
     """A network of the teacher's shape with fresh random weights (torch seed `seed`)."""
-    from ..api import create_model
-    from ..models.presets import PRESETS
-
-    cfg = teacher.config.to_dict() if hasattr(teacher.config, "to_dict") else dict(teacher.config)
     torch.manual_seed(seed)
-    if getattr(teacher, "kind", "backbone") == "backbone":
-        name = cfg.get("name")
-        if name in PRESETS:
-            rest = {k: v for k, v in cfg.items() if k != "name"}
-            return create_model(name, **rest).eval()
-        from ..models.backbone import PointTransformer
-        from ..models.config import BackboneConfig
-
-        return PointTransformer(BackboneConfig.from_dict(cfg)).eval()
-    return type(teacher)(teacher.config).eval()
+    return build_model(teacher.kind, config_dict(teacher)).eval()
 
 
 def model_group(model, label: str, teacher_label: str) -> str:
@@ -63,7 +53,7 @@ def model_group(model, label: str, teacher_label: str) -> str:
         return "teacher"
     if label == RANDOM_LABEL:
         return "random init"
-    kind = str(getattr(model, "kind", "backbone"))
+    kind = model.kind
     info = getattr(model, "checkpoint_info", {}) or {}
     text = json.dumps(info).lower()
     if "tome" in kind:
@@ -112,8 +102,6 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         rpath = out / "models" / f"{RANDOM_LABEL}.safetensors"
         rmodel = random_init_like(teacher_model, random_seed)
         if not rpath.exists():
-            from ..api import save
-
             save(rmodel, rpath, info={"role": "random-init floor", "teacher": tname, "seed": random_seed})
         entries.append((RANDOM_LABEL, rmodel, str(rpath)))
     seen = {e[0] for e in entries}
@@ -139,12 +127,11 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
                        batch_size=batch_size, overwrite=overwrite, log=log, name=label, split=split,
                        cache_dir=out / "cache")
         evals[label] = res
-        from ..bench.flops import model_macs
 
         n = macs_points or _points(res) or getattr(model.config, "num_points", 1024)
         macs = model_macs(model.cpu(), n)
         rows.append({"label": label, "spec": spec, "group": groups.get(label, model_group(model, label, tlabel)),
-                     "kind": getattr(model, "kind", "backbone"), "parameters": res["model"]["parameters"],
+                     "kind": model.kind, "parameters": res["model"]["parameters"],
                      "gmacs": macs / 1e9, "macs_points": n, "eval_dir": str(edir)})
     cols = _task_columns(evals)
     teacher_res, random_res = evals[tlabel], evals.get(RANDOM_LABEL)
@@ -186,7 +173,6 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
               "random_init_seed": random_seed if include_random else None, "mismatches": mismatches,
               "wall_time_s": time.time() - t0}
     write_json(out / "compare.json", result)
-    from ..models.checkpoint import atomic_write
 
     text = compare_markdown(result)
     atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(text))
@@ -326,7 +312,6 @@ def plot_pareto(result: dict, path) -> Path | None:
         ax.legend(uniq.values(), uniq.keys(), fontsize=7)
     fig.suptitle(f"Accuracy vs compute (teacher {result['teacher']}, mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
-    from ..models.checkpoint import atomic_write
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import FewShotSplits, make_fewshot_splits
 from ..validation import FoundryInputError
 from .common import mean_std
 
@@ -49,7 +50,6 @@ def make_splits(labels, n_way: int, k_shot: int, n_query: int, folds: int, seed:
                 dataset_checksum: str | None = None):
     """Seeded episodes from foundry.data's sampler (a FewShotSplits: `.episodes` are dicts
     {"classes", "support", "query"} of indices into `labels` / `query_labels`)."""
-    from ..data import make_fewshot_splits
 
     return make_fewshot_splits(np.asarray(labels).reshape(-1), n_way=n_way, k_shot=k_shot, n_query=n_query,
                                folds=folds, seed=seed, query_labels=query_labels, dataset_checksum=dataset_checksum)
@@ -63,7 +63,6 @@ def load_or_make_splits(path: Path | None, labels, n_way, k_shot, n_query, folds
                         query_labels=None) -> list[dict]:
     """The episodes saved at `path` when they were drawn with these settings from this data, else
     new ones (then saved there)."""
-    from ..data import FewShotSplits
 
     if path is not None and path.exists():
         try:

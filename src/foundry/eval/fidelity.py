@@ -18,8 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models.backbone import pool_tokens
 from ..validation import FoundryInputError
 from .common import extract_tokens
+from .svm import extract_features
 
 DEFAULTS = dict(data="modelnet10", split="test", num_points=1024, per_class=None, beta=1.0)
 QUICK = dict(per_class=5)
@@ -67,8 +69,6 @@ def tokens_and_features(model, fingerprint, points, key, batch_size=32, device="
     ck = (fingerprint, *key)
     if ck in _CACHE:
         return _CACHE[ck]
-    from ..models.backbone import pool_tokens
-    from .svm import extract_features
 
     tok, cen = extract_tokens(model, points, None, batch_size, device)
     pooling = _pooling_of(model)

@@ -16,30 +16,17 @@ import copy
 import torch
 from torch import nn
 
+from ..data import augment_batch
+from ..optim import cosine_with_warmup
 from .common import seed_everything
-from .probe import accuracy_stats, mlp_head
+from ..models.heads import mlp_head
+from .probe import accuracy_stats
 
 DEFAULTS = dict(data="modelnet10", train_split="trainval", test_split="test", num_points=1024, train_per_class=None,
                 test_per_class=None, epochs=5, batch_size=32, lr=5e-4, weight_decay=0.05, warmup_epochs=1,
                 head_hidden=256, dropout=0.5, augment=True, vote=0, seeded_points=True)
 QUICK = dict(train_per_class=20, test_per_class=10, epochs=2, batch_size=16)
 METRICS = ("accuracy", "mean_class_accuracy")
-
-
-def _augment(points: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    try:
-        from ..data import augment_batch
-    except ImportError:
-        try:
-            from ..data.transforms import augment_batch
-        except ImportError:
-            augment_batch = None
-    if augment_batch is not None:
-        return augment_batch(points, generator=gen)
-    b = points.shape[0]
-    scale = torch.empty(b, 1, 3).uniform_(2 / 3, 3 / 2, generator=gen)
-    shift = torch.empty(b, 1, 3).uniform_(-0.2, 0.2, generator=gen)
-    return points * scale.to(points) + shift.to(points)
 
 
 class Classifier(nn.Module):
@@ -62,7 +49,6 @@ def run(ctx, settings: dict, seed: int) -> dict:
     model = Classifier(copy.deepcopy(ctx.model), n_cls, s["head_hidden"], s["dropout"]).to(ctx.device)
     opt = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
     per_epoch = (len(train) + s["batch_size"] - 1) // s["batch_size"]
-    from ..train.common import cosine_with_warmup
 
     sched = cosine_with_warmup(opt, s["warmup_epochs"] * per_epoch, s["epochs"] * per_epoch)
     pts, labels = torch.from_numpy(train.points), torch.from_numpy(train.labels)
@@ -77,7 +63,7 @@ def run(ctx, settings: dict, seed: int) -> dict:
                 continue
             x = pts[idx]
             if s["augment"]:
-                x = _augment(x, gen)
+                x = augment_batch(x, generator=gen)
             loss = nn.functional.cross_entropy(model(x.to(ctx.device)), labels[idx].to(ctx.device))
             opt.zero_grad()
             loss.backward()
@@ -93,7 +79,7 @@ def run(ctx, settings: dict, seed: int) -> dict:
             x = torch.from_numpy(test.points[b:b + s["batch_size"]])
             p = model(x.to(ctx.device)).softmax(-1).cpu()
             for _ in range(int(s["vote"] or 0)):
-                p = p + model(_augment(x, vote_gen).to(ctx.device)).softmax(-1).cpu()
+                p = p + model(augment_batch(x, generator=vote_gen).to(ctx.device)).softmax(-1).cpu()
             probs.append(p)
     pred = torch.cat(probs).argmax(1).numpy()
     res = accuracy_stats(pred, test.labels)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.heads import mlp_head
 from ..validation import FoundryInputError
 from .common import seed_everything
 
@@ -20,13 +21,6 @@ DEFAULTS = dict(data="modelnet10", train_split="trainval", test_split="test", nu
                 batch_size=128, lr=1e-3, weight_decay=1e-4, seeded_points=True)
 QUICK = dict(train_per_class=20, test_per_class=20, epochs=60)
 METRICS = ("accuracy", "mean_class_accuracy")
-
-
-def mlp_head(in_dim: int, num_classes: int, hidden: int = 256, dropout: float = 0.5) -> nn.Module:
-    if hidden <= 0:
-        return nn.Linear(in_dim, num_classes)
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                         nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
 
 def accuracy_stats(pred: np.ndarray, labels: np.ndarray) -> dict:

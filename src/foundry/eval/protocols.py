@@ -9,6 +9,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from ..validation import FoundryInputError
+from . import fewshot, fidelity, finetune, partseg, probe, transfer
+from .svm import linear_svm_eval
 
 
 class _Svm:
@@ -25,8 +27,6 @@ class _Svm:
 
     @staticmethod
     def run(ctx, settings, seed):
-        from .svm import linear_svm_eval
-
         s = settings
         view = seed if s["seeded_points"] else None
         train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"], seed=view)
@@ -50,21 +50,18 @@ class _Svm:
         return {"metrics": {"accuracy": 100.0 * res["per_seed"][0]}, "details": details, "data": data}
 
 
-def _module(name):
-    import importlib
-
-    return importlib.import_module(f"foundry.eval.{name}")
-
-
-from . import PROTOCOLS as NAMES  # noqa: E402
+PROTOCOLS = ("svm", "probe", "finetune", "fewshot", "partseg", "fidelity", "transfer")
+NAMES = PROTOCOLS
+MODULES = {"probe": probe, "finetune": finetune, "fewshot": fewshot, "partseg": partseg, "fidelity": fidelity,
+           "transfer": transfer}
 LOWER_IS_BETTER = {"smooth_l1"}
 
 
 def get_protocol(name: str):
     if name == "svm":
         return _Svm
-    if name in NAMES:
-        return _module(name)
+    if name in MODULES:
+        return MODULES[name]
     raise FoundryInputError(f"unknown protocol {name!r}; choose from {', '.join(NAMES)}")
 
 

@@ -20,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..validation import FoundryInputError
-from .common import (FeatureCache, Split, device_info, extract_tokens, git_commit, load_split, mean_std, model_fingerprint,
-                     no_parts_error, package_versions, seeded_view, write_json)
+from ..api import is_preset, resolve_model
+from ..hub import resolve
+from ..io import atomic_write, config_dict, machine_info, model_fingerprint, write_json
+from ..locks import file_lock
+from ..validation import FoundryInputError, parse_key_values
+from .common import (FeatureCache, Split, extract_tokens, git_commit, load_split, mean_std, no_parts_error,
+                     package_versions, seeded_view)
 from .protocols import LOWER_IS_BETTER, get_protocol, protocol_settings
 
 RESULT_VERSION = 1
@@ -31,22 +35,13 @@ RESULT_VERSION = 1
 def load_model(spec, seed: int = 0):
     """(model, name): a shipped name / checkpoint / official file via foundry.load, or a preset
     name (an untrained model built with a fixed seed), or an nn.Module as is."""
-    from ..api import create_model, load
-    from ..hub import resolve
-    from ..models.presets import PRESETS
-
     if isinstance(spec, torch.nn.Module):
         return spec.eval(), getattr(spec, "eval_name", type(spec).__name__)
     spec = str(spec)
-    if resolve(spec) is None and not Path(spec).exists():
-        try:
-            from ..models.student import STUDENT_PRESETS
-        except ImportError:
-            STUDENT_PRESETS = {}
-        if spec in PRESETS or spec in STUDENT_PRESETS:
-            torch.manual_seed(seed)
-            return create_model(spec).eval(), f"{spec} (random init, seed {seed})"
-    model = load(spec)
+    untrained = resolve(spec) is None and not Path(spec).exists() and is_preset(spec)
+    model = resolve_model(spec, seed=seed)
+    if untrained:
+        return model, f"{spec} (random init, seed {seed})"
     return model, Path(spec).stem if Path(spec).exists() else spec
 
 
@@ -127,15 +122,10 @@ def _hash(obj) -> str:
 def parse_overrides(items) -> dict:
     """["svm.train_per_class=50", "fewshot.settings=[[5,10]]"] -> {"svm": {...}, "fewshot": {...}}."""
     out: dict = {}
-    for item in items or []:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise FoundryInputError(f"--set expects PROTOCOL.KEY=VALUE (e.g. probe.epochs=20), got {item!r}")
-        key, value = item.split("=", 1)
+    for key, value in parse_key_values(items, key_form="PROTOCOL.KEY").items():
+        if "." not in key:
+            raise FoundryInputError(f"--set expects PROTOCOL.KEY=VALUE (e.g. probe.epochs=20), got {key!r}")
         proto, name = key.split(".", 1)
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass  # a plain string, e.g. a data folder
         out.setdefault(proto, {})[name] = value
     return out
 
@@ -172,12 +162,12 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
     results = {
         "format": "foundry-eval", "version": RESULT_VERSION,
         "model": {"name": ctx.name, "spec": str(model) if not isinstance(model, torch.nn.Module) else ctx.name,
-                  "kind": getattr(mdl, "kind", "backbone"), "fingerprint": ctx.fingerprint,
+                  "kind": mdl.kind, "fingerprint": ctx.fingerprint,
                   "config": _config(mdl), "info": getattr(mdl, "checkpoint_info", {}),
                   "parameters": int(sum(p.numel() for p in mdl.parameters()))},
         "reference": None if ref is None else {"name": rname, "fingerprint": ctx.reference_fingerprint,
-                                                "kind": getattr(ref, "kind", "backbone")},
-        "seeds": seeds, "quick": bool(quick), "split": split, "device": device_info(device), "versions": package_versions(),
+                                                "kind": ref.kind},
+        "seeds": seeds, "quick": bool(quick), "split": split, "device": machine_info(device), "versions": package_versions(),
         "git": git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocols": {},
     }
@@ -248,8 +238,6 @@ def _write_results(out: Path, results: dict, protocols: list, markdown: bool = F
     """Write results.json (and results.md), merged with what other runs of the same model wrote
     into this folder meanwhile: protocols this run does not run are taken from the file as it is
     now, under a lock, so concurrent `foundry eval` runs into one --out all keep their results."""
-    from ..locks import file_lock
-    from ..models.checkpoint import atomic_write
 
     with file_lock(out / ".results.lock"):
         before = _read_results(out)
@@ -264,8 +252,7 @@ def _write_results(out: Path, results: dict, protocols: list, markdown: bool = F
 
 
 def _config(model) -> dict:
-    cfg = getattr(model, "config", None)
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else (dict(cfg) if isinstance(cfg, dict) else {})
+    return config_dict(model) if hasattr(model, "config") else {}
 
 
 def _load_done(path, chash, overwrite):

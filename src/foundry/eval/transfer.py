@@ -23,7 +23,9 @@ import numpy as np
 from ..validation import FoundryInputError
 from .common import default_layers, model_depth
 from .partseg import DEFAULTS as SEG_DEFAULTS
-from .partseg import category_mask, label_space, predict, segmentation_miou, shape_iou, train_head
+from ..models.heads import category_mask
+from .partseg import label_space, predict, segmentation_miou, shape_iou, train_head
+from .svm import linear_svm_eval
 
 SEG_HEAD_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "proj_dim", "point_dim", "hidden", "dropout", "knn",
                  "train_points")
@@ -53,8 +55,6 @@ def run(ctx, settings: dict, seed: int) -> dict:
 
 
 def _classification(ctx, s, seed, view, metrics, details, data):
-    from .svm import linear_svm_eval
-
     train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"], seed=view)
     test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"], seed=view)
     data.update(train=train.describe(), test=test.describe())

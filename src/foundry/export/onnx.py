@@ -24,6 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..bench.flops import random_cloud
+from ..data import load_arrays
+from ..eval.svm import extract_features, linear_svm_eval
+from ..io import atomic_write
 from ..validation import FoundryInputError, positive_int
 
 OUTPUTS = ("features", "tokens")
@@ -63,8 +67,6 @@ def export_onnx(model: nn.Module, path, *, num_points: int | None = None, output
                 opset: int = 17, dynamic_points: bool = True, check: bool = True, atol: float = 1e-4,
                 seed: int = 0) -> dict:
     """Write `model` as ONNX to `path` (atomically). Returns a report dict (path, size, check)."""
-    from ..bench.flops import random_cloud
-    from ..models.checkpoint import atomic_write
 
     if output not in OUTPUTS:
         raise FoundryInputError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -108,7 +110,6 @@ def onnx_session(path, threads: int = 1):
 def check_onnx(model: nn.Module, path, *, num_points: int, output: str = "features", batches=(1, 3),
                atol: float = 1e-4, other_points: int | None = None, seed: int = 1) -> dict:
     """Max |ONNX - PyTorch| over outputs at several batch sizes (and a second point count)."""
-    from ..bench.flops import random_cloud
 
     sess = onnx_session(path)
     cases = [(b, num_points) for b in batches] + ([(2, other_points)] if other_points else [])
@@ -127,8 +128,6 @@ def check_onnx(model: nn.Module, path, *, num_points: int, output: str = "featur
 def quantize_int8(src, dst) -> dict:
     """Dynamic int8 quantisation of an exported model (weights int8, activations at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from ..models.checkpoint import atomic_write
 
     def write(tmp):
         with _quiet():
@@ -181,14 +180,11 @@ def svm_fp32_vs_int8(model: nn.Module, fp32_path, int8_path, *, dataset: str = "
     The data is `load_arrays(dataset, "train"/"test", num_points)`, or `arrays` = (train, test)
     dicts with "points" and "labels" when given.
     """
-    from ..eval.svm import extract_features, linear_svm_eval
 
     n = positive_int(getattr(model.config, "num_points", 1024) if num_points is None else num_points, "num_points")
     if arrays is not None:
         train, test = arrays
     else:
-        from ..data import load_arrays
-
         train = load_arrays(dataset, "train", num_points=n)
         test = load_arrays(dataset, "test", num_points=n)
     if limit:  # a seeded random subset of each split (stated in the results), for a quicker check

@@ -1,27 +1,16 @@
 """The point-cloud transformer backbone: FPS+kNN patches -> mini-PointNet tokens -> pre-LN
-transformer. One class covers Point-MAE, Point-BERT, Point-JEPA and PointGPT-shaped encoders."""
+transformer. `PatchTransformer` is the public API of every transformer over patch tokens (this
+backbone and PointGPT); `PointTransformer` covers Point-MAE, Point-BERT and Point-JEPA encoders."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..ops import group_patches
-from ..validation import check_points, model_input_spec
+from .base import FoundryModel
 from .config import BackboneConfig
 from .layers import TransformerEncoder
+from .patches import make_patches
 from .tokenizer import MlpPositionEmbed, PointNetPatchEmbed, SinCosPositionEmbed
-
-
-def morton_order(centers: torch.Tensor, bits: int = 10) -> torch.Tensor:
-    """Indices that sort patch centres (B, G, 3) along a z-order (Morton) curve."""
-    lo = centers.amin(1, keepdim=True)
-    hi = centers.amax(1, keepdim=True)
-    q = ((centers - lo) / (hi - lo).clamp_min(1e-9) * (2**bits - 1)).long()
-    code = torch.zeros(centers.shape[:2], dtype=torch.long, device=centers.device)
-    for bit in range(bits):
-        for axis in range(3):
-            code |= ((q[..., axis] >> bit) & 1) << (3 * bit + axis)
-    return code.argsort(dim=1)
 
 
 def pool_tokens(tokens: torch.Tensor, pooling: str, cls: torch.Tensor | None = None) -> torch.Tensor:
@@ -39,13 +28,52 @@ def pool_tokens(tokens: torch.Tensor, pooling: str, cls: torch.Tensor | None = N
     raise ValueError(f"unknown pooling {pooling!r}")
 
 
-class PointTransformer(nn.Module):
-    """Backbone with the uniform Foundry model API.
+class PatchTransformer(FoundryModel):
+    """The model API on top of four stages a subclass defines: `group` (validated points ->
+    patches), `embed` (patches -> tokens), `encode` (tokens -> normed tokens, cls, chosen blocks).
 
     - `forward_tokens(points)` -> (tokens (B, G, C) after the final norm, centers (B, G, 3))
     - `forward_features(points)` -> (B, D) global feature (pooling from the config)
     - `forward_layers(points, layers)` -> list of normed (B, G, C) tokens of chosen blocks
     """
+
+    patch_order: str | None = None  # a fixed order of the family's patches; None: the config's
+
+    def group(self, points: torch.Tensor, num_groups: int | None = None, generator=None):
+        """Validated FPS + kNN grouping -> (neighborhoods (B,G,K,3), centers (B,G,3))."""
+        points, g = self.check_input(points, num_groups)
+        return make_patches(points, self.config, g, generator, order=self.patch_order)
+
+    def tokenize(self, points: torch.Tensor, num_groups: int | None = None):
+        nbhd, centers = self.group(points, num_groups)
+        return self.embed(nbhd), centers
+
+    def forward_tokens(self, points: torch.Tensor, num_groups: int | None = None):
+        tokens, centers = self.tokenize(points, num_groups)
+        x, _, _ = self.encode(tokens, centers)
+        return x, centers
+
+    def forward_layers(self, points: torch.Tensor, layers: list[int], num_groups: int | None = None):
+        """Normed tokens of the given block indices (negative counts from the end), and centres."""
+        depth = self.config.depth
+        wanted = sorted({l % depth for l in layers})
+        tokens, centers = self.tokenize(points, num_groups)
+        _, _, inter = self.encode(tokens, centers, wanted)
+        by_layer = dict(zip(wanted, inter))
+        return [by_layer[l % depth] for l in layers], centers
+
+    def forward_features(self, points: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
+        tokens, centers = self.tokenize(points, num_groups)
+        x, cls, _ = self.encode(tokens, centers)
+        return pool_tokens(x, self.config.pooling, cls)
+
+    @property
+    def token_dim(self) -> int:
+        return self.config.width
+
+
+class PointTransformer(PatchTransformer):
+    """Point-MAE / Point-BERT / Point-JEPA shaped backbone (kind "backbone")."""
 
     kind = "backbone"
 
@@ -67,31 +95,9 @@ class PointTransformer(nn.Module):
         self.norm = nn.LayerNorm(c.width, eps=c.norm_eps)
         self.apply(_init_weights)
 
-    # -- stages ---------------------------------------------------------------------------
-    @property
-    def min_points(self) -> int:
-        return max(self.config.group_size, self.config.num_groups)
-
-    def group(self, points: torch.Tensor, num_groups: int | None = None, generator=None):
-        """Validated FPS + kNN grouping -> (neighborhoods (B,G,K,3), centers (B,G,3))."""
-        c = self.config
-        points = check_points(points, min_points=max(c.group_size, num_groups or c.num_groups),
-                              **model_input_spec(self.patch_embed))
-        nbhd, centers = group_patches(points, num_groups or c.num_groups, c.group_size,
-                                      fps_start=c.fps_start, fps_backend=c.fps_backend, generator=generator)
-        if c.patch_order == "morton":
-            order = morton_order(centers)
-            centers = torch.gather(centers, 1, order.unsqueeze(-1).expand(-1, -1, 3))
-            nbhd = torch.gather(nbhd, 1, order[..., None, None].expand_as(nbhd))
-        return nbhd, centers
-
     def embed(self, neighborhoods: torch.Tensor) -> torch.Tensor:
         """Patch tokens without positions: (B, G, K, 3) -> (B, G, C)."""
         return self.reduce(self.patch_embed(neighborhoods))
-
-    def tokenize(self, points: torch.Tensor, num_groups: int | None = None):
-        nbhd, centers = self.group(points, num_groups)
-        return self.embed(nbhd), centers
 
     def encode(self, tokens: torch.Tensor, centers: torch.Tensor, layers: list[int] | None = None):
         """Run the transformer on (B, G, C) tokens; returns (normed patch tokens, cls or None,
@@ -114,37 +120,6 @@ class PointTransformer(nn.Module):
             cls, x = x[:, 0], x[:, 1:]
             inter = [t[:, 1:] for t in inter]
         return x, cls, inter
-
-    # -- public API -----------------------------------------------------------------------
-    def forward_tokens(self, points: torch.Tensor, num_groups: int | None = None):
-        tokens, centers = self.tokenize(points, num_groups)
-        x, _, _ = self.encode(tokens, centers)
-        return x, centers
-
-    def forward_layers(self, points: torch.Tensor, layers: list[int], num_groups: int | None = None):
-        """Normed tokens of the given block indices (negative counts from the end), and centres."""
-        depth = self.config.depth
-        wanted = sorted({l % depth for l in layers})
-        tokens, centers = self.tokenize(points, num_groups)
-        _, _, inter = self.encode(tokens, centers, wanted)
-        by_layer = dict(zip(wanted, inter))
-        return [by_layer[l % depth] for l in layers], centers
-
-    def forward_features(self, points: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
-        tokens, centers = self.tokenize(points, num_groups)
-        x, cls, _ = self.encode(tokens, centers)
-        return pool_tokens(x, self.config.pooling, cls)
-
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(points)
-
-    @property
-    def token_dim(self) -> int:
-        return self.config.width
-
-    @property
-    def feature_dim(self) -> int:
-        return self.config.feature_dim
 
 
 def _init_weights(m: nn.Module) -> None:

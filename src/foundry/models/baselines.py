@@ -8,7 +8,7 @@ tokens are un-merged (every original patch takes its merged token's value), so `
 returns all G tokens at the teacher's patch centres, like the teacher and the students.
 
 The other baselines (FPS, K-Means, bipartite compression into s SuperTokens) share the student body:
-see `compression` in `foundry.models.student`.
+see `foundry.models.compressors`.
 """
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
+from ..validation import FoundryInputError
 from .backbone import PointTransformer, pool_tokens
-from .checkpoint import register_kind
+from .base import FoundryModel
 from .config import BackboneConfig
-from .student import DENSE_MERGE_MAX_TOKENS, bipartite_step, bipartite_targets, scatter_mean
+from .merging import DENSE_MERGE_MAX_TOKENS, bipartite_step, bipartite_targets, scatter_mean
 
 
 @dataclass
@@ -43,7 +43,9 @@ class ToMeConfig:
         return cls(**d)
 
 
-class ToMeTeacher(nn.Module):
+class ToMeTeacher(FoundryModel):
+    """A frozen teacher whose tokens merge after every block (see the module docstring)."""
+
     kind = "tome-teacher"
 
     def __init__(self, config: ToMeConfig, teacher: PointTransformer | None = None):
@@ -52,7 +54,9 @@ class ToMeTeacher(nn.Module):
         self.teacher = teacher if teacher is not None else PointTransformer(BackboneConfig.from_dict(config.teacher))
         tc = self.teacher.config
         if tc.cls_token or tc.causal:
-            raise ValueError("ToMeTeacher supports teachers without cls token or causal mask")
+            raise FoundryInputError("ToMe merging needs a teacher without cls token or causal mask (a Point-MAE / "
+                                    "Point-JEPA pretraining encoder); this one has " +
+                                    ("a cls token" if tc.cls_token else "a causal mask"))
 
     @classmethod
     def wrap(cls, teacher: PointTransformer, r: int, name: str = "", min_tokens: int = 1) -> "ToMeTeacher":
@@ -108,7 +112,7 @@ class ToMeTeacher(nn.Module):
 
     def forward_layers(self, points, layers, num_groups: int | None = None):
         if any(l not in (-1, self.teacher.config.depth - 1) for l in layers):
-            raise ValueError("ToMeTeacher gives the final layer only (-1)")
+            raise FoundryInputError(f"a ToMe teacher gives its final block only (-1), got layers {list(layers)}")
         tokens, centers = self.forward_tokens(points, num_groups)
         return [tokens for _ in layers], centers
 
@@ -116,8 +120,9 @@ class ToMeTeacher(nn.Module):
         tokens, _ = self.forward_tokens(points, num_groups)
         return pool_tokens(tokens, self.teacher.config.pooling)
 
-    def forward(self, points):
-        return self.forward_features(points)
+    @property
+    def patch_config(self):
+        return self.teacher.config
 
     @property
     def token_dim(self):
@@ -126,21 +131,3 @@ class ToMeTeacher(nn.Module):
     @property
     def feature_dim(self):
         return self.teacher.feature_dim
-
-
-def tome_r_for_macs(teacher: PointTransformer, target_macs: int, name: str = "") -> tuple[int, int]:
-    """The smallest per-block merge count r whose MACs at the teacher's input size are <= target
-    (or the most aggressive r when none is). Returns (r, macs)."""
-    from ..bench.flops import model_macs
-
-    g = teacher.config.num_groups
-    best = None
-    for r in range(0, g):
-        macs = model_macs(ToMeTeacher.wrap(teacher, r, name))
-        best = (r, macs)
-        if macs <= target_macs:
-            break
-    return best
-
-
-register_kind("tome-teacher", lambda cfg: ToMeTeacher(ToMeConfig.from_dict(cfg)))

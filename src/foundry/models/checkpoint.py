@@ -5,106 +5,21 @@ kind and its config from the header, builds the model and loads the weights.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
-from ..validation import FoundryInputError
+from ..io import atomic_write, config_dict
+from ..validation import FoundryInputError, check_checkpoint_file
+from ..version import __version__
+from .kinds import KINDS, build_model
 
 FORMAT = "foundry-checkpoint"
 FORMAT_VERSION = "1"
 DIGESTED_HEADER = ("kind", "config", "info")  # header entries covered by the "sha256" digest
-
-# kind -> builder(config_dict) -> nn.Module; model families register themselves here.
-_BUILDERS: dict[str, Callable[[dict], nn.Module]] = {}
-
-
-def register_kind(kind: str, builder: Callable[[dict], nn.Module]) -> None:
-    _BUILDERS[kind] = builder
-
-
-def _ensure_builtin_kinds() -> None:
-    if "backbone" not in _BUILDERS:
-        from .backbone import PointTransformer
-        from .config import BackboneConfig
-
-        register_kind("backbone", lambda cfg: PointTransformer(BackboneConfig.from_dict(cfg)))
-    if "student" not in _BUILDERS:
-        try:  # the student family registers itself on import
-            from . import student  # noqa: F401
-        except ImportError:
-            pass
-    if "pointgpt" not in _BUILDERS:  # PointGPT encoders converted from official files
-        from . import official  # noqa: F401
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half file.
-
-    The temporary name carries this process id, so leftovers of a killed writer (whose process
-    is gone) are removed on the next write of the same file. The file gets the usual umask mode
-    (mkstemp alone would make it 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    if not hasattr(_umask, "value"):  # read once: os.umask can only be read by setting it
-        current = os.umask(0o022)
-        os.umask(current)
-        _umask.value = current
-    return _umask.value
-
-
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete `.NAME.PID.*.tmp` files next to `path` left by writers that no longer run."""
-    path = Path(path)
-    removed = []
-    if not path.parent.is_dir():
-        return removed
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def model_config_dict(model: nn.Module) -> dict:
-    cfg = model.config
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
-
 
 def tensor_digest(state: dict, header: dict | None = None) -> str:
     """sha256 over names, dtypes, shapes and raw bytes of a dict of tensors (sorted by name), and
@@ -138,8 +53,6 @@ def save_checkpoint(model: nn.Module, path, *, info: dict | None = None, dtype: 
     """
     from safetensors.torch import save_file
 
-    from .. import __version__
-
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
@@ -150,8 +63,8 @@ def save_checkpoint(model: nn.Module, path, *, info: dict | None = None, dtype: 
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "kind": getattr(model, "kind", "backbone"),
-        "config": json.dumps(model_config_dict(model)),
+        "kind": model.kind,
+        "config": json.dumps(config_dict(model)),
         "info": json.dumps(info or {}),
         "foundry_version": __version__,
     }
@@ -164,13 +77,7 @@ def read_header(path) -> dict:
     """The metadata of a Foundry checkpoint, with config and info decoded."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.exists():
-        raise FoundryInputError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise FoundryInputError(f"{path} is a folder, not a checkpoint file; give the .safetensors file inside it")
-    if path.stat().st_size == 0:
-        raise FoundryInputError(f"checkpoint {path} is empty (0 bytes): the file was not written completely")
+    path = check_checkpoint_file(path, suffix=".safetensors")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -212,7 +119,7 @@ def _build(kind: str, config: dict, path, shapes: dict) -> nn.Module:
     skeleton = None
     try:
         with torch.device("meta"):
-            skeleton = _BUILDERS[kind](config)
+            skeleton = build_model(kind, config)
     except Exception as exc:  # noqa: BLE001 - any builder error means the config does not describe a model
         if "meta" not in str(exc):  # (a builder that needs real data on meta: the real build below decides)
             raise FoundryInputError(f"the config in {path} does not describe a valid '{kind}' model "
@@ -226,7 +133,7 @@ def _build(kind: str, config: dict, path, shapes: dict) -> nn.Module:
             raise FoundryInputError(f"the weights in {path} do not fit the model its header's config describes "
                                     f"({detail}); the file is damaged or was edited")
     try:
-        return _BUILDERS[kind](config)
+        return build_model(kind, config)
     except Exception as exc:  # noqa: BLE001 - any builder error means the config does not describe a model
         raise FoundryInputError(f"the config in {path} does not describe a valid '{kind}' model ({type(exc).__name__}: "
                                 f"{exc}); the file is damaged or was written by an incompatible version") from exc
@@ -239,13 +146,12 @@ def load_checkpoint(path, *, expect_kind: str | None = None) -> nn.Module:
     digests existed, such as older shipped weights, load without that check) and be finite."""
     from safetensors.torch import load_file
 
-    _ensure_builtin_kinds()
     meta = read_header(path)
     kind = meta["kind"]
     if expect_kind is not None and kind != expect_kind:
         raise FoundryInputError(f"{path} holds a '{kind}' model, but a '{expect_kind}' model was expected")
-    if kind not in _BUILDERS:
-        raise FoundryInputError(f"{path} holds a model of unknown kind '{kind}' (known: {sorted(_BUILDERS)})")
+    if kind not in KINDS:
+        raise FoundryInputError(f"{path} holds a model of unknown kind '{kind}' (known: {sorted(KINDS)})")
     model = _build(kind, meta["config"], path, meta["shapes"])
     try:
         state = load_file(str(path), device="cpu")

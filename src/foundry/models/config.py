@@ -21,8 +21,33 @@ def check_transformer_fields(cfg) -> None:
         raise ValueError(f"width {cfg.width} must be divisible by heads {cfg.heads}")
 
 
+class ConfigFields:
+    """Serialisation shared by the model configs (dataclasses): fields as a dict with tuples as
+    lists, rebuilt from such a dict (unknown keys refused), and a copy with fields replaced."""
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["tokenizer_hidden"] = list(self.tokenizer_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}")
+        return cls(**d)
+
+    def replace(self, **overrides):
+        known = {f.name for f in dataclasses.fields(self)}
+        bad = set(overrides) - known
+        if bad:
+            raise ValueError(f"unknown config option(s) {sorted(bad)}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)
+
+
 @dataclass
-class BackboneConfig:
+class BackboneConfig(ConfigFields):
     """Everything needed to rebuild a backbone; stored inside every checkpoint.
 
     The options cover how the published teachers differ (see docs): qkv bias (Point-JEPA yes,
@@ -50,7 +75,7 @@ class BackboneConfig:
     cls_token: bool = False
     pooling: str = "mean+max"
     causal: bool = False
-    patch_order: str = "fps"  # "fps" (FPS order) | "morton" (PointGPT-style z-order sort)
+    patch_order: str = "fps"  # "fps" (FPS order) | "morton" (z-order sort of the patch centres)
     fps_start: str = "first"
     fps_backend: str = "torch"
     extra: dict = field(default_factory=dict)
@@ -67,23 +92,3 @@ class BackboneConfig:
     @property
     def feature_dim(self) -> int:
         return self.width if self.pooling in ("max", "mean", "cls") else 2 * self.width
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["tokenizer_hidden"] = list(self.tokenizer_hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BackboneConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown backbone config keys {sorted(unknown)}")
-        return cls(**d)
-
-    def replace(self, **overrides) -> "BackboneConfig":
-        known = {f.name for f in dataclasses.fields(self)}
-        bad = set(overrides) - known
-        if bad:
-            raise ValueError(f"unknown config option(s) {sorted(bad)}; known: {sorted(known)}")
-        return dataclasses.replace(self, **overrides)

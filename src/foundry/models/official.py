@@ -25,7 +25,7 @@ Supported layouts (names as reported in `model.checkpoint_info["layout"]`):
   nn.MultiheadAttention blocks whose residual starts from the *normed* input, fixed interleaved
   sine/cosine positions, a start-of-sequence token, a causal mask and a nearest-neighbour chain
   patch order. These do not fit the pre-LN `PointTransformer`, so they load into
-  `PointGPTTransformer` (kind "pointgpt", defined here, same model API). PointGPT-B/L (the
+  `PointGPTTransformer` (kind "pointgpt", `foundry.models.pointgpt`, same model API). PointGPT-B/L (the
   larger 3-layer tokenizer) are refused with an explanation.
 
 The number of attention heads and the grouping (num_groups, group_size) are not stored in the
@@ -34,20 +34,17 @@ at 1024 points) and can be overridden by keyword: `load_official(path, heads=...
 """
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..validation import FoundryInputError
+from ..validation import FoundryInputError, check_checkpoint_file
 from .backbone import PointTransformer
-from .config import BackboneConfig, check_transformer_fields
-from .layers import Attention, Mlp
-from .tokenizer import PointNetPatchEmbed
+from .checkpoint import load_state_strict, save_checkpoint
+from .config import BackboneConfig
+from .pointgpt import PointGPTConfig, PointGPTTransformer
 
 # layout -> (encoder key prefix, spec). Spec names the sub-prefixes of each part.
 _LAYOUTS = {
@@ -98,13 +95,7 @@ _POINTGPT_LARGE_REFUSAL = (
 def read_official_state(path) -> tuple[dict, dict]:
     """The flat state dict of an official file (container unwrapped, `module.` dropped) and
     the container's other top-level entries that are plain values (epoch, ...)."""
-    path = Path(path)
-    if not path.exists():
-        raise FoundryInputError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise FoundryInputError(f"{path} is a folder; give the .pth file inside it")
-    if path.stat().st_size == 0:
-        raise FoundryInputError(f"checkpoint {path} is empty (0 bytes): the file was not written completely")
+    path = check_checkpoint_file(path, suffix=".pth")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # zip / pickle errors of every kind
@@ -344,185 +335,6 @@ def official_to_foundry(state: dict, layout: str | None = None, *, source: str =
     return config, out, info
 
 
-# -- PointGPT ----------------------------------------------------------------------------------
-@dataclass
-class PointGPTConfig:
-    """A PointGPT-S style encoder (see `PointGPTTransformer`); stored inside its checkpoints."""
-
-    name: str = "pointgpt"
-    num_points: int = 1024
-    num_groups: int = 64
-    group_size: int = 32
-    width: int = 384
-    depth: int = 12
-    heads: int = 6
-    mlp_ratio: float = 4.0
-    norm_eps: float = 1e-5
-    tokenizer_hidden: tuple = (128, 256, 512)
-    # PointGPT builds its sine code as PositionEmbeddingCoordsSine(3, dim, 1.0): the third positional
-    # argument is the temperature, so every frequency is 1 (x * 2pi for all pairs). Kept for exactness.
-    pos_temperature: float = 1.0
-    cls_token: bool = False  # fine-tuned files: [sos, cls, patches...] and a second norm (cls_norm)
-    pooling: str = "mean+max"
-    fps_start: str = "first"
-    fps_backend: str = "torch"
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        check_transformer_fields(self)
-
-    # the same helpers as BackboneConfig (they only touch dataclass fields, width and pooling)
-    feature_dim = BackboneConfig.feature_dim
-    to_dict = BackboneConfig.to_dict
-    replace = BackboneConfig.replace
-    from_dict = classmethod(BackboneConfig.from_dict.__func__)
-
-
-def nearest_chain_order(centers: torch.Tensor) -> torch.Tensor:
-    """PointGPT's patch order: start at patch 0, then repeatedly step to the nearest patch centre
-    not yet visited. (B, G, 3) -> (B, G) indices."""
-    b, g, _ = centers.shape
-    dist = torch.cdist(centers.float(), centers.float())
-    visited = torch.zeros(b, g, dtype=torch.bool, device=centers.device)
-    rows = torch.arange(b, device=centers.device)
-    current = torch.zeros(b, dtype=torch.long, device=centers.device)
-    order = [current]
-    visited[rows, current] = True
-    for _ in range(g - 1):
-        d = dist[rows, current].masked_fill(visited, float("inf"))
-        current = d.argmin(dim=1)
-        visited[rows, current] = True
-        order.append(current)
-    return torch.stack(order, dim=1)
-
-
-class GPTSinePositionEmbed(nn.Module):
-    """PointGPT's fixed position code: per axis F = dim//3//2*2 features, pairs
-    (sin, cos) of x * 2pi / temperature^(2j/F) for j < F/2, axes concatenated, zero-padded to dim."""
-
-    def __init__(self, dim: int, temperature: float = 10000.0):
-        super().__init__()
-        self.dim = dim
-        self.per_axis = dim // 3 // 2 * 2
-        self.temperature = temperature
-
-    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
-        j = torch.arange(self.per_axis // 2, device=xyz.device, dtype=torch.float32)
-        freq = self.temperature ** (2 * j / self.per_axis)
-        angle = xyz.float().unsqueeze(-1) * (2 * math.pi) / freq  # (..., 3, F/2)
-        emb = torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-3)  # (..., 3 * F)
-        pad = self.dim - emb.shape[-1]
-        if pad:
-            emb = nn.functional.pad(emb, (0, pad))
-        return emb.to(xyz.dtype)
-
-
-class GPTBlock(nn.Module):
-    """PointGPT's block: the residual of the attention starts from the *normed* input
-    (x = ln_1(x); x = x + attn(x)), then x = x + mlp(ln_2(x))."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, eps: float):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, heads, qkv_bias=True)
-        self.ln_2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x, attn_mask=None):
-        x = self.ln_1(x)
-        x = x + self.attn(x, attn_mask)
-        return x + self.mlp(self.ln_2(x))
-
-
-class PointGPTTransformer(nn.Module):
-    """A PointGPT-S encoder with the Foundry model API (forward_tokens / forward_features /
-    forward_layers). Sequence: [sos, (cls,) patch tokens in nearest-chain order], positions
-    [sos_pos, pos(centres)] (fine-tuned: [cls_pos, sos_pos, pos(centres)], as PointGPT's own
-    fine-tuning forward arranges them), causal attention, final norm `norm` (PointGPT's ln_f),
-    then `cls_norm` for fine-tuned files. Unlike PointGPT's pretraining forward, the sequence is
-    not shifted by one: the output at patch i has seen patches 0..i (as in its fine-tuning)."""
-
-    kind = "pointgpt"
-
-    def __init__(self, config: PointGPTConfig):
-        super().__init__()
-        self.config = c = config
-        self.patch_embed = PointNetPatchEmbed(c.width, c.tokenizer_hidden)
-        self.reduce = nn.Identity()
-        self.pos_embed = GPTSinePositionEmbed(c.width, c.pos_temperature)
-        self.sos = nn.Parameter(torch.zeros(c.width))
-        self.sos_pos = nn.Parameter(torch.zeros(1, 1, c.width))
-        nn.init.normal_(self.sos)
-        if c.cls_token:
-            self.cls_token = nn.Parameter(torch.zeros(1, 1, c.width))
-            self.cls_pos = nn.Parameter(torch.zeros(1, 1, c.width))
-            nn.init.trunc_normal_(self.cls_token, std=0.02)
-            nn.init.trunc_normal_(self.cls_pos, std=0.02)
-        self.encoder = nn.Module()
-        self.encoder.blocks = nn.ModuleList(GPTBlock(c.width, c.heads, c.mlp_ratio, c.norm_eps) for _ in range(c.depth))
-        self.norm = nn.LayerNorm(c.width, eps=c.norm_eps)
-        self.cls_norm = nn.LayerNorm(c.width, eps=c.norm_eps) if c.cls_token else nn.Identity()
-
-    # the public API is PointTransformer's, running on this class's group / embed / encode
-    min_points = PointTransformer.min_points
-    tokenize = PointTransformer.tokenize
-    forward_tokens = PointTransformer.forward_tokens
-    forward_layers = PointTransformer.forward_layers
-    forward_features = PointTransformer.forward_features
-    forward = PointTransformer.forward
-    token_dim = PointTransformer.token_dim
-    feature_dim = PointTransformer.feature_dim
-
-    def group(self, points: torch.Tensor, num_groups: int | None = None, generator=None):
-        from ..ops import group_patches
-        from ..validation import check_points, model_input_spec
-
-        c = self.config
-        g = num_groups or c.num_groups
-        points = check_points(points, min_points=max(c.group_size, g), **model_input_spec(self.patch_embed))
-        nbhd, centers = group_patches(points, g, c.group_size, fps_start=c.fps_start,
-                                      fps_backend=c.fps_backend, generator=generator)
-        order = nearest_chain_order(centers)
-        centers = torch.gather(centers, 1, order.unsqueeze(-1).expand(-1, -1, 3))
-        nbhd = torch.gather(nbhd, 1, order[..., None, None].expand_as(nbhd))
-        return nbhd, centers
-
-    def embed(self, neighborhoods):
-        return self.patch_embed(neighborhoods)
-
-    def encode(self, tokens, centers, layers: list[int] | None = None):
-        b, g, w = tokens.shape
-        pos = self.pos_embed(centers)
-        sos = self.sos.reshape(1, 1, w).expand(b, -1, -1)
-        if self.config.cls_token:
-            x = torch.cat([sos, self.cls_token.expand(b, -1, -1), tokens], 1)
-            pos = torch.cat([self.cls_pos.expand(b, -1, -1), self.sos_pos.expand(b, -1, -1), pos], 1)
-            skip = 2
-        else:
-            x = torch.cat([sos, tokens], 1)
-            pos = torch.cat([self.sos_pos.expand(b, -1, -1), pos], 1)
-            skip = 1
-        n = x.shape[1]
-        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-        inter = []
-        for i, blk in enumerate(self.encoder.blocks):
-            x = blk(x + pos, mask)
-            if layers is not None and i in layers:
-                inter.append(self.cls_norm(self.norm(x)))
-        x = self.cls_norm(self.norm(x))
-        cls = x[:, 1] if self.config.cls_token else None
-        return x[:, skip:], cls, [t[:, skip:] for t in inter]
-
-
-def _register_pointgpt_kind() -> None:
-    from .checkpoint import register_kind
-
-    register_kind("pointgpt", lambda cfg: PointGPTTransformer(PointGPTConfig.from_dict(cfg)))
-
-
-_register_pointgpt_kind()
-
-
 def _pointgpt_to_foundry(state: dict, layout: str, *, source: str, **overrides):
     root = "GPT_Transformer." if layout == "pointgpt-pretrain" else ""
     if (root + "encoder.first_conv.4.weight") in state:
@@ -576,8 +388,6 @@ def load_official(path, **overrides) -> nn.Module:
     `overrides` set BackboneConfig fields the weights cannot tell (heads, num_groups, group_size,
     num_points, fps_start, ...). `model.checkpoint_info` records the layout and what was ignored.
     """
-    from .checkpoint import load_state_strict
-
     state, extras = read_official_state(path)
     config, mapped, info = official_to_foundry(state, source=str(path), **overrides)
     model = PointGPTTransformer(config) if isinstance(config, PointGPTConfig) else PointTransformer(config)
@@ -590,8 +400,6 @@ def load_official(path, **overrides) -> nn.Module:
 
 def convert_official(path, out, *, dtype: torch.dtype | None = None, info: dict | None = None, **overrides) -> Path:
     """Convert an official checkpoint into a self-describing Foundry .safetensors file."""
-    from .checkpoint import save_checkpoint
-
     out = Path(out)
     if out.suffix != ".safetensors":
         raise FoundryInputError(f"the output of a conversion is a .safetensors file, got {out.name!r}")

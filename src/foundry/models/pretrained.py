@@ -10,15 +10,16 @@ Each file is written atomically, config.json last, so a folder with a config.jso
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..io import atomic_write, config_dict, file_sha256
 from ..validation import FoundryInputError
-from .checkpoint import atomic_write, load_checkpoint, model_config_dict, read_header, save_checkpoint
+from ..version import __version__
+from .checkpoint import load_checkpoint, read_header, save_checkpoint
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -33,14 +34,6 @@ def is_pretrained_folder(path) -> bool:
     return path.is_dir() and ((path / CONFIG_FILE).exists() or (path / WEIGHTS_FILE).exists())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _yaml_value(v) -> str:
     """A YAML scalar or flow list (JSON strings are valid YAML, so json.dumps quotes safely)."""
     if isinstance(v, (list, tuple)):
@@ -53,7 +46,7 @@ def _yaml_value(v) -> str:
 def card_metadata(model: nn.Module, name: str, info: dict, license: str | None) -> dict:
     """The model card's fields, in the names the Hub reads (plus foundry_* ones of our own)."""
     kind = getattr(model, "kind", "backbone")
-    cfg = model_config_dict(model)
+    cfg = config_dict(model)
     data = info.get("data") or []
     meta = {"library_name": "foundry", "license": license,
             "tags": ["foundry", "point-cloud", "3d", "pytorch", "safetensors"]
@@ -81,7 +74,7 @@ def model_card(model: nn.Module, name: str, info: dict, *, license: str | None =
             "tokens, centers = model.forward_tokens(points)   # points: (B, N, 3) float",
             "features = model.forward_features(points)", "```", "",
             "## Configuration", "", "| field | value |", "|---|---|"]
-    body += [f"| {k} | `{json.dumps(v)}` |" for k, v in model_config_dict(model).items()]
+    body += [f"| {k} | `{json.dumps(v)}` |" for k, v in config_dict(model).items()]
     if info:
         body += ["", "## Provenance", "", "```json", json.dumps(info, indent=1, default=str), "```"]
     return "\n".join(front + body) + "\n"
@@ -94,8 +87,6 @@ def save_pretrained(model: nn.Module, folder, *, name: str | None = None, info: 
     info: provenance (default: the info the model was loaded with); card: a model card text to use
     instead of the generated one (its YAML front matter, if any, is kept as it is).
     """
-    from .. import __version__
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FoundryInputError(f"{folder} is a file; save_pretrained writes a folder (give a folder path)")
@@ -107,9 +98,9 @@ def save_pretrained(model: nn.Module, folder, *, name: str | None = None, info: 
     text = card or model_card(model, name, info, license=license)
     atomic_write(folder / CARD_FILE, lambda tmp: Path(tmp).write_text(text))
     config = {"layout": LAYOUT, "layout_version": LAYOUT_VERSION, "library_name": "foundry",
-              "kind": getattr(model, "kind", "backbone"), "name": name, "foundry_version": __version__,
-              "config": model_config_dict(model),
-              "files": {WEIGHTS_FILE: {"sha256": _sha256(weights), "bytes": weights.stat().st_size}}}
+              "kind": model.kind, "name": name, "foundry_version": __version__,
+              "config": config_dict(model),
+              "files": {WEIGHTS_FILE: {"sha256": file_sha256(weights), "bytes": weights.stat().st_size}}}
     atomic_write(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
     return folder
 
@@ -145,7 +136,7 @@ def load_pretrained(folder, *, verify: bool = True) -> nn.Module:
     if not weights.exists():
         raise FoundryInputError(f"{folder} lacks {WEIGHTS_FILE} (the weights); write or download the folder again")
     expected = (config.get("files") or {}).get(WEIGHTS_FILE, {})
-    if verify and expected.get("sha256") and _sha256(weights) != expected["sha256"]:
+    if verify and expected.get("sha256") and file_sha256(weights) != expected["sha256"]:
         raise FoundryInputError(
             f"{weights} is corrupt: its sha256 differs from the one in {CONFIG_FILE} ({weights.stat().st_size} bytes, "
             f"expected {expected.get('bytes')}); it was changed or cut short since it was saved: download it again")

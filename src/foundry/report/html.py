@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.checkpoint import atomic_write
+from ..io import atomic_write
 from .views import LABEL
 
 _STATUS_JS = """

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import load_arrays
+from ..eval.runner import load_model
 from .html import write_html_report
 from .views import cloud_views
 
@@ -26,7 +28,6 @@ def student_view(teacher, student, *, teacher_label: str, student_label: str, ev
 
     eval_root: the compare folder's evals/ (heads in <label>/heads/partseg_seed0.safetensors);
     seg: the partseg settings (data, test_split, num_points) when that protocol ran."""
-    from ..data import load_arrays
 
     num_points = student.config.num_points
     if seg:
@@ -70,7 +71,6 @@ def write_page(path, title: str, markdown: str, view: tuple[dict, str] | None, f
 
 def write_compare_page(out_dir, result: dict, *, log=print) -> Path | None:
     """report.html for a `foundry compare` folder (never fails the comparison: problems are logged)."""
-    from ..eval.runner import load_model
 
     out = Path(out_dir)
     try:

@@ -17,12 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..eval.common import extract_tokens
+from ..eval.partseg import load_head, predict
+from ..models.heads import category_mask
+from ..ops import knn
+
 LABEL, VALUE = "label", "value"
 
 
 def _per_point(points: torch.Tensor, centers: torch.Tensor, per_patch: torch.Tensor) -> np.ndarray:
-    from ..ops import knn
-
     nearest = knn(points, centers, 1)[..., 0]  # (B, N): each point's patch
     return torch.gather(per_patch, 1, nearest).numpy()
 
@@ -52,9 +55,6 @@ def part_predictions(head_file, model, label: str, points: np.ndarray, categorie
                      category_parts: dict | None) -> np.ndarray:
     """(B, N) global part ids predicted by a saved partseg head on `model`'s tokens."""
     from safetensors import safe_open
-
-    from ..eval.common import extract_tokens
-    from ..eval.partseg import category_mask, load_head, predict
 
     with safe_open(str(head_file), framework="pt") as f:  # which layers the head reads (concatenated)
         layers = json.loads((f.metadata() or {}).get("meta", "{}")).get("layers")

@@ -2,7 +2,7 @@
 
 - `make_fabric`: a Lightning Fabric with the right precision for the machine (bf16-mixed on CUDA,
   32-true on CPU); DDP through `strategy="ddp"` or by running under torchrun.
-- `cosine_with_warmup`: linear warm-up then cosine decay, as a LambdaLR stepped once per step.
+- `cosine_with_warmup` (from foundry.optim): linear warm-up then cosine decay, a LambdaLR stepped per step.
 - `RunLogger`: metrics.csv (one row per `log` call, columns grow as new metrics appear) and
   TensorBoard, written on rank 0 only.
 - `save_training_state` / `load_training_state`: one atomic file with everything needed to
@@ -17,7 +17,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import random
 from pathlib import Path
@@ -27,7 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.checkpoint import atomic_write, remove_stale_temporaries
+from ..data import load_arrays
+from ..io import atomic_write, remove_stale_temporaries
+from ..models.checkpoint import load_state_strict
+from ..optim import cosine_with_warmup  # noqa: F401  (part of this module's contract)
 from ..validation import FoundryInputError
 
 STATE_FORMAT = "foundry-training-state"
@@ -88,22 +90,6 @@ def sync_buffers(model, src: int = 0) -> None:
 # ---------------------------------------------------------------------------------------------
 # Learning-rate schedule
 # ---------------------------------------------------------------------------------------------
-def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0):
-    """LambdaLR: linear warm-up from lr/warmup to lr over `warmup_steps`, then cosine decay to
-    `min_lr_ratio * lr` at `total_steps` (held there afterwards). Call `.step()` once per step."""
-    warmup_steps = max(0, int(warmup_steps))
-    total_steps = max(1, int(total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        span = max(1, total_steps - warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / span)
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 # ---------------------------------------------------------------------------------------------
 # Logging
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +354,6 @@ def load_training_state(path, model, optimizer, scheduler, run_config: dict):
             f"cannot resume from {path}: it belongs to a run with other settings ({shown}). "
             "Resume with the original settings, or start a new run in another --out folder"
         )
-    from ..models.checkpoint import load_state_strict
 
     load_state_strict(unwrap(model), state["model"], source=str(path))
     if optimizer is not None and state.get("optimizer") is not None:
@@ -472,7 +457,6 @@ def unlabelled_mix(specs: Iterable[str] | str, num_points: int, seed: int = 0) -
     specs = [str(s) for s in specs]
     if not specs:
         raise FoundryInputError("no training data given; pass --data (e.g. --data modelnet10:train --data synthetic:1000)")
-    from ..data import load_arrays
 
     clouds = []
     for spec in specs:

@@ -8,13 +8,13 @@ The optional pooled-feature term matches the global feature (the teacher's own p
 that frozen-feature protocols (SVM, probes, few-shot) read: a max-pool is decided by a few extreme
 tokens, which a token-wise loss averaged over 64 tokens weights lightly. The optional balance term
 (DSO only) keeps the learned SuperTokens in use: without it the queries drift until a few of them
-take most tokens (measured: about 6 of 16 SuperTokens used per cloud after 2 or 23 epochs).
+take most tokens.
 
 The teacher's target tokens are cached on disk for V augmented views of every cloud trained on
 (`foundry.train.token_cache`; with `limit`, the seeded subset: see `training_cache`), so epochs
 after the first read them instead of rerunning the teacher; `use_cache=False` runs the teacher
 online instead (fresh augmentation every step).
-AdamW with linear warm-up and cosine decay; the DSO's Gumbel temperature anneals geometrically from
+AdamW (foundry.optim's weight-decay rule) with linear warm-up and cosine decay; the DSO's Gumbel temperature anneals geometrically from
 tau_start to tau_end over the run. Progress, metrics (metrics.csv + TensorBoard), resume, mixed
 precision and DDP go through `foundry.train.common`. The result is a self-describing student
 checkpoint (`student.safetensors`) with the run's provenance in its info.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,11 +31,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data import augment_batch, load_arrays
+from ..eval.common import load_split
+from ..eval.partseg import DEFAULTS as SEG, label_space
+from ..io import atomic_write, device_name
 from ..models.backbone import pool_tokens
-from ..models.checkpoint import atomic_write, save_checkpoint
-from ..models.student import usage_imbalance
+from ..models.checkpoint import save_checkpoint
+from ..models.dso import usage_imbalance
+from ..models.heads import PartSegHead, category_mask
+from ..optim import decay_groups
 from ..validation import FoundryInputError
 from . import common
+from .common import parse_spec
 from .token_cache import cache_matches, draw_points, expected_header, load_or_build, open_token_cache, teacher_identity
 
 STATE_FILE = "training_state.pt"
@@ -46,7 +52,7 @@ DEFAULT_AUGMENT = {"scale": (2 / 3, 3 / 2), "translate": 0.2}
 
 def check_teacher(teacher, name: str = "the teacher") -> None:
     """Refuse a model that cannot serve as a teacher (a student, a wrapper without a backbone config)."""
-    kind = getattr(teacher, "kind", type(teacher).__name__)
+    kind = getattr(teacher, "kind", type(teacher).__name__)  # any module may be handed in here
     if kind == "student" or not hasattr(getattr(teacher, "config", None), "pooling"):
         raise FoundryInputError(f"{name} is a '{kind}' model, which cannot be a teacher: give a pretrained backbone "
                                 "(teacher-vits, teacher-small, a `foundry pretrain` encoder or an official checkpoint)")
@@ -156,6 +162,25 @@ def layer_cache(cache_dir, x: int, teacher, dataset, want: dict, pool, seed: int
     return cache
 
 
+def build_caches(teacher, student, *, teacher_name: str, data: list[str], cache_dir, layer: int = -1, views: int = 2,
+                 cache_seed: int = 0, seed: int = 0, limit: int | None = None, rebuild: bool = False, log=print) -> None:
+    """Build (or verify) the token caches a `distill` run with these settings trains on, the target
+    layer's and each extra layer's, without training (`foundry distill --cache-only`)."""
+    ds = common.unlabelled_mix(data, student.config.num_points, cache_seed)
+    want = expected_header(teacher_identity(teacher, teacher_name), layer=layer, data=list(data),
+                           num_points=student.config.num_points, views=views, seed=cache_seed, augment=True)
+    pool = subset_indices(len(ds), limit, seed)  # with `limit`, only the clouds that run would train on
+    cache, _, built = training_cache(cache_dir, teacher, ds, want, pool, seed, rebuild=rebuild,
+                                     augment_kwargs=DEFAULT_AUGMENT,
+                                     progress=lambda d, t, e: log(f"cached {d}/{t} ({d / max(e, 1e-9):.1f} clouds/s)")
+                                     if d % 320 == 0 or d == t else None)
+    log(f"token cache {'built' if built else 'verified'}: {cache.folder} {cache.header['shapes']} "
+        f"({cache.header['build_wall_s']} s to build)")
+    for x in student.config.extra_layers:
+        lc = layer_cache(cache_dir, x, teacher, ds, want, pool, seed, common.make_fabric(devices=1), rebuild, cache, log)
+        log(f"token cache of teacher block {x}: {lc.folder}")
+
+
 def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, epochs: int = 10,
             batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
             beta: float = 1.0, layer: int = -1, feature_weight: float = 0.0, balance_weight: float = 0.0, views: int = 2, use_cache: bool = True, cache_dir=None,
@@ -245,11 +270,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     per_rank = -(-m // world)
     steps_per_epoch = max(1, -(-per_rank // batch_size))
     total_steps = steps_per_epoch * epochs
-    params = [p for p in student.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    optimizer = torch.optim.AdamW(decay_groups(student, weight_decay), lr=lr)
     scheduler = common.cosine_with_warmup(optimizer, int(warmup_epochs * steps_per_epoch), total_steps, 0.01)
     state_path = out_dir / STATE_FILE
     start_epoch, step, extra = 0, 0, {}
@@ -286,8 +307,6 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                 pts, target, _ = cache.get(view_of[idx], rows[at])
                 pts, target = pts.to(fabric.device), target.to(fabric.device)
             else:
-                from ..data import augment_batch
-
                 pts = draw_points(torch.stack([dataset[int(i)]["points"] for i in idx]).float(), num_points, aug_gen)
                 pts = augment_batch(pts, generator=aug_gen, **DEFAULT_AUGMENT).to(fabric.device)
                 with torch.no_grad(), fabric.autocast():
@@ -361,7 +380,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         "teacher": teacher_name, "teacher_fingerprint": tid["fingerprint"], "data": list(data), "limit": limit,
         "epochs": len(history), "epochs_planned": epochs, "steps": step, "batch_size": batch_size, "lr": lr,
         "views": views, "token_cache": cache_info, "seed": seed, "cache_seed": cache_seed, "wall_time_s": round(wall, 1),
-        "device": _device_name(fabric), "precision": str(fabric.strategy.precision.__class__.__name__),
+        "device": device_name(fabric.device), "precision": str(fabric.strategy.precision.__class__.__name__),
         "final_loss": history[-1]["loss"] if history else None,
         "final_cosine": history[-1]["cosine"] if history else None,
         **(extra_info or {}),
@@ -375,13 +394,6 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             save_checkpoint(unwrapped, out_dir / "student.safetensors", info=info)
         atomic_write(out_dir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     return summary
-
-
-def _device_name(fabric_or_device) -> str:
-    dev = torch.device(getattr(fabric_or_device, "device", fabric_or_device))
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _progress(log, what: str):
@@ -402,8 +414,6 @@ def train_classification_expert(student, *, data: str = "modelnet10:train", out_
     """Baseline "classification KD expert": the same student body plus a linear head on its pooled
     features, trained with cross-entropy on the labels of `data` (no teacher tokens). The saved
     checkpoint is the body (kind "student"); `info["expert"]` says what it is."""
-    from ..data import augment_batch, load_arrays
-    from .common import parse_spec
 
     name, split = parse_spec(data)
     arrays = load_arrays(name, split, num_points=student.config.num_points)
@@ -441,7 +451,7 @@ def train_classification_expert(student, *, data: str = "modelnet10:train", out_
     info = {"command": command or " ".join(sys.argv), "expert": "classification", "role": "kd-expert",
             "objective": f"cross-entropy on {data} labels through a linear head (discarded); no teacher tokens",
             "data": [data], "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-            "wall_time_s": round(time.time() - t0, 1), "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+            "wall_time_s": round(time.time() - t0, 1), "device": device_name("cpu"),
             "final_loss": history[-1]["loss"], "final_train_accuracy": history[-1]["train_accuracy"]}
     out_dir = Path(out_dir)
     save_checkpoint(student.eval(), out_dir / "student.safetensors", info=info)
@@ -456,7 +466,6 @@ def _segmentation_epochs(tokens_of, head, modules, arrays, *, epochs: int, batch
     """Train `head` (and whatever `tokens_of` differentiates through) with per-point cross-entropy,
     logits restricted to the cloud's category parts as in `foundry.eval.partseg`; with
     `teacher_logits`, plus kd_weight * T^2 * KL(teacher || student) at temperature T per point."""
-    from ..data import augment_batch
 
     points, parts, cats, mask = arrays
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
@@ -518,10 +527,6 @@ def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir
     its head run on the same augmented clouds. Without a teacher (or kd_weight 0) it is labels only.
     The saved checkpoint is the body (kind "student"); the heads are discarded and
     `info["expert"]` / `info["objective"]` say what was trained."""
-    from ..eval.common import load_split
-    from ..eval.partseg import DEFAULTS as SEG
-    from ..eval.partseg import PartSegHead, category_mask, label_space
-    from .common import parse_spec
 
     use_kd = teacher is not None and kd_weight > 0
     if epochs < 1 or (use_kd and teacher_head_epochs < 1):
@@ -580,7 +585,7 @@ def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir
     info = {"command": command or " ".join(sys.argv), "expert": "segmentation", "role": "kd-expert",
             "objective": objective, "data": [data], "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "seed": seed, "num_parts": n_parts, "num_categories": n_cat, "head": hp,
-            "wall_time_s": round(time.time() - t0, 1), "device": _device_name(device),
+            "wall_time_s": round(time.time() - t0, 1), "device": device_name(device),
             "final_loss": history[-1]["loss"], "final_train_point_accuracy": history[-1]["train_point_accuracy"]}
     if use_kd:
         info.update(kd_weight=kd_weight, temperature=temperature, final_kl=history[-1]["kl"],

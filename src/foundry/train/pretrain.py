@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import signal
 import sys
 import time
@@ -26,10 +25,16 @@ from pathlib import Path
 
 import torch
 
-from ..models.checkpoint import atomic_write
+from ..api import create_model, save
+from ..data import augment_batch, load_arrays
+from ..eval.svm import extract_features, linear_svm_eval
+from ..io import atomic_write, device_name
+from ..models.presets import PRESETS
+from ..optim import decay_groups
 from ..validation import FoundryInputError
 from .common import (
     RunLogger,
+    check_run_folder,
     cosine_with_warmup,
     default_precision,
     is_rank_zero,
@@ -40,6 +45,7 @@ from .common import (
     unlabelled_mix,
     unwrap,
 )
+from .objectives import build_objective
 
 STATE_FILE = "state.pt"
 ENCODER_FILE = "encoder.safetensors"
@@ -115,24 +121,6 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) * 64 + int(rank))
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _device_name(fabric) -> str:
-    dev = fabric.device
-    if dev.type == "cuda":
-        return f"{torch.cuda.get_device_name(dev)} x{fabric.world_size}"
-    return f"cpu ({_cpu_name()}, {torch.get_num_threads()} threads) x{fabric.world_size}"
-
-
 class _StopFlag:
     """First SIGINT/SIGTERM asks the loop to stop at the next step boundary (state is saved);
     a second SIGINT interrupts at once."""
@@ -171,28 +159,15 @@ class SvmValidator:
     FIT_SPLIT, SCORE_SPLIT = "train", "val"
 
     def __init__(self, data: str, num_points: int, seeds=(0,)):
-        from ..data import load_arrays
-
         self.train = load_arrays(data, self.FIT_SPLIT, num_points=num_points)
         self.test = load_arrays(data, self.SCORE_SPLIT, num_points=num_points)
         self.seeds = tuple(seeds)
 
     def __call__(self, encoder, device) -> dict:
-        from ..eval.svm import extract_features, linear_svm_eval
-
         ftr = extract_features(encoder, self.train["points"], device=device)
         fte = extract_features(encoder, self.test["points"], device=device)
         res = linear_svm_eval(ftr, self.train["labels"], fte, self.test["labels"], seeds=self.seeds)
         return {"val_svm_acc": float(res["accuracy_mean"]), "val_svm_C": float(res["C"])}
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float):
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(("token", "cls_pos")) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _subsample(points: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -206,11 +181,7 @@ def prepare_resume(cfg: PretrainConfig, out: Path) -> Path | None:
     """The state file to resume from, or None for a fresh run; refuses to overwrite a run."""
     state_path = out / STATE_FILE
     if cfg.resume in (None, "", False):
-        if state_path.exists() and not cfg.overwrite:
-            raise FoundryInputError(
-                f"{out} already holds a run ({STATE_FILE}); continue it with --resume, or pass --overwrite "
-                "to start again, or choose another --out"
-            )
+        check_run_folder(out, STATE_FILE, resume=False, overwrite=cfg.overwrite)
         return None
     if cfg.resume == "auto":
         return state_path if state_path.exists() else None
@@ -224,10 +195,6 @@ def prepare_resume(cfg: PretrainConfig, out: Path) -> Path | None:
 
 def pretrain(cfg: PretrainConfig) -> dict:
     """Run (or continue) a pretraining run; returns a summary dict (also stored as out/summary.json)."""
-    from ..api import create_model
-    from ..data import augment_batch
-    from ..models.presets import PRESETS
-    from .objectives import build_objective
 
     if cfg.preset not in PRESETS:
         raise FoundryInputError(f"unknown preset {cfg.preset!r}; available: {sorted(PRESETS)}")
@@ -260,7 +227,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         )
     total_steps = cfg.epochs * steps_per_epoch
     model = build_objective(cfg.objective, encoder, **cfg.objective_options())
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    optimizer = torch.optim.AdamW(decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     model, optimizer = fabric.setup(model, optimizer)
     scheduler = cosine_with_warmup(optimizer, round(cfg.warmup_epochs * steps_per_epoch), total_steps,
                                    cfg.min_lr_ratio)
@@ -280,7 +247,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         info = {"config": dataclasses.asdict(cfg), "data": dataset.describe(), "clouds": len(dataset),
                 "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "points": num_points,
-                "world_size": world, "device": _device_name(fabric)}
+                "world_size": world, "device": device_name(fabric.device, fabric.world_size)}
         run_text = json.dumps(info, indent=2, default=str)
         atomic_write(out / "run.json", lambda tmp: Path(tmp).write_text(run_text))
     logger = RunLogger(out, resume_step=step if resume_path is not None else None)
@@ -399,7 +366,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         "batch_size": cfg.batch_size, "points": num_points, "lr": cfg.lr, "seed": cfg.seed,
         "wall_seconds": round(wall, 1), "train_seconds": round(train_seconds, 1),
         "throughput_clouds_per_s": round(step * cfg.batch_size / max(train_seconds, 1e-9), 2) if step else None,
-        "device": _device_name(fabric), "precision": cfg.precision or default_precision(),
+        "device": device_name(fabric.device, fabric.world_size), "precision": cfg.precision or default_precision(),
         "world_size": world, "final_loss": last_loss, "val": val_history, "command": cfg.command,
         "interrupted": interrupted, "out": str(out),
     }
@@ -409,8 +376,6 @@ def pretrain(cfg: PretrainConfig) -> dict:
                   file=sys.stderr, flush=True)
         raise KeyboardInterrupt
     if is_rank_zero():
-        from ..api import save
-
         info = {k: summary[k] for k in ("objective", "data", "epochs", "steps", "complete", "batch_size", "points",
                                          "lr", "seed", "wall_seconds", "throughput_clouds_per_s", "device",
                                          "precision", "world_size", "final_loss", "command")}

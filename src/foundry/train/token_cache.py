@@ -22,7 +22,6 @@ says what to do.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -32,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import augment_batch
+from ..io import atomic_write, config_dict, file_sha256, remove_stale_temporaries, weights_fingerprint
 from ..locks import file_lock
-from ..models.checkpoint import atomic_write, remove_stale_temporaries
 from ..validation import FoundryInputError
 
 CACHE_FORMAT = "foundry-token-cache"
@@ -42,30 +42,9 @@ FILES = ("points", "tokens", "centers")
 REQUIRED_KEYS = ("teacher", "checksums", "shapes")
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 over the model's state dict (names, shapes, float32 values): a weight identity."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(str(tuple(v.shape)).encode())
-        t = v.detach().cpu()
-        t = t.float() if t.is_floating_point() else t
-        h.update(t.contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def teacher_identity(teacher: torch.nn.Module, name: str) -> dict:
-    cfg = teacher.config.to_dict() if hasattr(teacher.config, "to_dict") else dict(teacher.config)
-    return {"name": str(name), "kind": getattr(teacher, "kind", "backbone"), "config": cfg,
-            "fingerprint": model_fingerprint(teacher), "token_dim": int(teacher.token_dim)}
-
-
-def _sha256(path: Path, chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+    return {"name": str(name), "kind": teacher.kind, "config": config_dict(teacher),
+            "fingerprint": weights_fingerprint(teacher), "token_dim": int(teacher.token_dim)}
 
 
 def draw_points(points: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -163,7 +142,7 @@ def open_token_cache(folder, want: dict | None = None, *, verify: bool = True) -
         path = folder / f"{name}.npy"
         if not path.exists():
             raise FoundryInputError(f"token cache {folder} is corrupt: {path.name} is missing; pass --rebuild-cache")
-        if verify and _sha256(path) != header["checksums"][name]:
+        if verify and file_sha256(path) != header["checksums"][name]:
             raise FoundryInputError(f"token cache {folder} is corrupt: {path.name} does not match its checksum "
                                     "(changed or truncated since it was built); delete it or pass --rebuild-cache")
     try:
@@ -217,8 +196,6 @@ def build_token_cache(folder, teacher, dataset, want: dict, *, batch_size: int =
                 items = [dataset[i] for i in idx]
                 pts = draw_points(torch.stack([it["points"] if isinstance(it, dict) else it for it in items]).float(), n, gen)
                 if want["augment"]:
-                    from ..data import augment_batch
-
                     pts = augment_batch(pts, generator=gen, **aug)
                 (tok,), centers = teacher.forward_layers(pts.to(device), [layer])
                 if not bool(torch.isfinite(tok).all()):
@@ -237,7 +214,7 @@ def build_token_cache(folder, teacher, dataset, want: dict, *, batch_size: int =
         header = {"format": CACHE_FORMAT, "version": CACHE_VERSION, **want,
                   "augment_kwargs": aug, "shapes": {name: list(specs[name][1]) for name in FILES},
                   "dtypes": {"points": "float32", "tokens": "float16", "centers": "float32"},
-                  "checksums": {name: _sha256(Path(tmp[name])) for name in FILES},
+                  "checksums": {name: file_sha256(Path(tmp[name])) for name in FILES},
                   "build_wall_s": round(time.time() - t0, 1), "build_device": str(device),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         # publish: the old header goes first (the folder reads as unfinished), the arrays are
@@ -282,5 +259,5 @@ def load_or_build(folder, teacher, dataset, want: dict, *, rebuild: bool = False
         return build_token_cache(folder, teacher, dataset, want, **kwargs), True
 
 
-__all__ = ["TokenCache", "build_token_cache", "cache_matches", "draw_points", "expected_header", "load_or_build", "model_fingerprint",
+__all__ = ["TokenCache", "build_token_cache", "cache_matches", "draw_points", "expected_header", "load_or_build",
            "open_token_cache", "teacher_identity"]

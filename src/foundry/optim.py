@@ -1,0 +1,36 @@
+"""The optimiser rules every training loop shares: one weight-decay rule and one schedule."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+# parameters whose names end so are embeddings (cls / mask tokens, cls position): never decayed
+NO_DECAY_SUFFIXES = ("token", "cls_pos")
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: decay on weight matrices, none on biases, norms (ndim <= 1) and
+    token embeddings; frozen parameters are left out. Order within a group is the module's."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(NO_DECAY_SUFFIXES) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0):
+    """LambdaLR: linear warm-up from lr/warmup to lr over `warmup_steps`, then cosine decay to
+    `min_lr_ratio * lr` at `total_steps` (held there afterwards). Call `.step()` once per step."""
+    warmup_steps = max(0, int(warmup_steps))
+    total_steps = max(1, int(total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
