@@ -186,8 +186,7 @@ def plot_robustness(summary: dict, path, title: str = "") -> Path | None:
             for i, (label, r) in enumerate(models.items()):
                 pts = [(d, r["scores"].get(f"density_{d}")) for d in summary["density"]]
                 pts.append((summary.get("num_points"), r["scores"].get("clean")))  # the clouds as they are
-                pts = sorted((d, s) for d, s in pts if d and s)
-                pts = [(d, s) for d, s in pts if s]
+                pts = sorted(((d, s) for d, s in pts if d and s), key=lambda p: p[0])
                 ax.errorbar([d for d, _ in pts], [s["mean"] for _, s in pts], yerr=[s["std"] for _, s in pts],
                             marker="o", ms=3, capsize=2, color=f"C{i}", label=label)
             ax.set_xscale("log", base=2)
