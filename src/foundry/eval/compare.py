@@ -158,7 +158,8 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
             if proto == "fidelity":
                 continue
             t = teacher_res["protocols"][proto]["summary"].get(metric, {}).get("mean")
-            r = random_res["protocols"][proto]["summary"].get(metric, {}).get("mean") if random_res else None
+            r = (random_res["protocols"].get(proto, {}).get("summary", {}).get(metric, {}).get("mean")
+                 if random_res else None)
             if t:
                 row["retention_raw"][key] = 100.0 * stat["mean"] / t
             if r is not None and t is not None and t - r > 1e-9:
