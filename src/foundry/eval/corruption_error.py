@@ -101,7 +101,7 @@ def robustness_markdown(summary: dict, teacher_label: str) -> list[str]:
     fams, models = summary["families"], summary["models"]
     note = (f"Linear SVM fitted on clean train clouds, scored on corrupted test clouds (the same clouds for every "
             f"model); severities {summary['severities']}; outlier filter "
-            f"{'on' if summary['outlier_filter'] else 'off'}. mCE / RmCE relative to the teacher "
+            f"{'on' if summary['outlier_filter'] else 'off'}. mCE / RmCE (over the families run) relative to the teacher "
             f"({teacher_label} = 1.00; lower is better); retention = accuracy / the teacher's accuracy, %.")
     lines = ["", "## Robustness: accuracy under corruption (ModelNet-C families, partial view, density)", "", note, "",
              "| model | clean | " + " | ".join(fams) + " | corrupted | partial | mCE | RmCE | retention corrupted % "
@@ -112,10 +112,9 @@ def robustness_markdown(summary: dict, teacher_label: str) -> list[str]:
             _f(r["retention"].get("corrupted")), _f(r["retention"].get(PARTIAL))]
         lines.append("| " + " | ".join(cells) + " |")
     if fams:
+        head = fams + ["partial"] + [f"density {n}" for n in summary["density"]]
         lines += ["", "Corruption error per family relative to the teacher (CE_f; partial and density: error ratio):",
-                  "", "| model | " + " | ".join(fams) + " | partial | " +
-                  " | ".join(f"density {n}" for n in summary["density"]) + " |",
-                  "|" + "---|" * (len(fams) + 2 + len(summary["density"]))]
+                  "", "| model | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
         for label, r in models.items():
             cells = [_f(r["ce"].get(k), 3) for k in fams + [PARTIAL] + [f"density_{n}" for n in summary["density"]]]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
