@@ -151,9 +151,9 @@ def test_corruption_error_relative_to_the_teacher_by_hand():
     assert res["models"]["t"]["mce"] == pytest.approx(1.0)
 
 
-TINY = {"robustness": dict(data="synthetic:32", num_points=256, families=["jitter", "add_global"], severities=[1, 5],
-                           density=[128], seg_data="synthetic:32", seg_num_points=256, seg_per_class=2,
-                           seg_test_per_class=2, seg_severities=[5], epochs=1, proj_dim=8, point_dim=8, hidden=16)}
+TINY = {"robustness": dict(data="synthetic:32", num_points=256, families=["jitter"], severities=[5], density=[],
+                           seg_data="synthetic:32", seg_num_points=256, seg_per_class=2, seg_test_per_class=2,
+                           seg_severities=[5], epochs=1, proj_dim=8, point_dim=8, hidden=16, cv=2)}
 
 
 def test_protocol_and_compare_on_tiny_models(tmp_path):
@@ -168,8 +168,8 @@ def test_protocol_and_compare_on_tiny_models(tmp_path):
     assert rob["models"]["teach"]["mce"] == pytest.approx(1.0) and rob["models"]["stu"]["mce"] > 0
     entry = __import__("json").loads((tmp_path / "cmp" / "evals" / "stu" / "results.json").read_text())
     summ = entry["protocols"]["robustness"]["summary"]
-    for key in ("clean", "jitter_s1", "jitter_s5", "add_global_s5", "jitter", "corrupted", "partial", "density_128",
-                "seg_clean", "seg_jitter_s5", "seg_drop_local_s5", "seg_partial"):
+    for key in ("clean", "jitter_s5", "jitter", "corrupted", "partial", "seg_clean", "seg_jitter_s5",
+                "seg_drop_local_s5", "seg_partial"):
         assert key in summ and summ[key]["n"] == 2, key
     items = entry["protocols"]["robustness"]["details"]["0"]["item_scores"]
     assert len(items["jitter_s5"]) == 32 and set(items["jitter_s5"]) <= {"0", "1"}
@@ -185,10 +185,12 @@ def test_protocol_outlier_filter_switch(tmp_path):
 
     torch.manual_seed(0)
     model = foundry.create_model("tiny").eval()
-    over = {"robustness": dict(TINY["robustness"], families=["add_global"], severities=[5], density=[], seg=False,
-                               partial=False, outlier_filter=True)}
+    over = {"robustness": dict(TINY["robustness"], families=["add_global"], severities=[5], density=[128, 512],
+                               density_patches="scaled", seg=False, partial=False, outlier_filter=True)}
     res = run_eval(model, ["robustness"], seeds=[0], overrides=over, log=lambda *a: None)
     details = res["protocols"]["robustness"]["details"]["0"]
+    assert details["density_groups"] == {"density_128": 8, "density_512": 32}  # 16 patches at 256 points, scaled
+    assert {"density_128", "density_512", "add_global_s5"} <= set(res["protocols"]["robustness"]["summary"])
     dropped = details["filter_dropped_share"]
     assert details["outlier_filter"] and dropped["add_global_s5"] > dropped["clean"]
     with pytest.raises(FoundryInputError, match="seg_families"):
