@@ -2,7 +2,8 @@
 
 1. distil a student from the shipped teacher (short run), or use a shipped student;
 2. evaluate teacher, student and a random-initialised floor side by side (linear SVM, few-shot
-   with several folds, part segmentation on a small KiCadPart split, token fidelity);
+   with several folds, part segmentation on a small KiCadPart split, token fidelity, and a quick
+   robustness check: the SVM on corrupted clouds);
 3. benchmark teacher and student (MACs per stage, CPU latency and throughput, peak memory);
 4. write a report folder (Markdown + PNG figures) and print the summary table.
 """
@@ -29,8 +30,9 @@ from .report.pages import first_of_each, student_view, write_page
 from .report.views import local_part_ids, part_predictions, supertoken_of_points
 from .train.distill import distill
 
-DEMO_PROTOCOLS = ("svm", "fewshot", "partseg", "fidelity")
+DEMO_PROTOCOLS = ("svm", "fewshot", "partseg", "fidelity", "robustness")
 FIGURE_CAPTIONS = {"pareto": "Accuracy against GMACs (Pareto view)", "latency": "CPU latency at batch 1",
+                   "robustness": "Accuracy under corruption (quick: outliers, jitter, single-view partial scans)",
                    "supertokens": "SuperToken assignment: each point coloured by the SuperToken its patch joined",
                    "parts": "Part segmentation on KiCadPart test shapes: ground truth (top) vs predictions with the "
                             "student's tokens (bottom)"}
@@ -88,7 +90,7 @@ def run_demo(out_dir="foundry-demo", *, teacher="teacher-vits", student=None, pr
     _log_step(log, 2, "evaluation: teacher vs student vs random-init floor, same quick protocols")
     t = time.time()
     ov = {"partseg": {"data": seg_data}, "svm": {"data": cls_data}, "fewshot": {"data": cls_data},
-          "fidelity": {"data": cls_data}}
+          "fidelity": {"data": cls_data}, "robustness": {"data": cls_data}}
     for k, v in (overrides or {}).items():
         ov.setdefault(k, {}).update(v)
 
@@ -173,12 +175,31 @@ def _bench_rows(bench) -> list[dict]:
 
 
 def summary_table(cmp, bench) -> str:
-    lines = [compare_markdown(cmp), "", "| model | params (M) | GMACs | CPU latency b1 (ms) | b16 clouds/s | peak extra RSS b1 (MB) |",
+    lines = [compare_markdown(cmp), "", robustness_line(cmp), "", "| model | params (M) | GMACs | CPU latency b1 (ms) | b16 clouds/s | peak extra RSS b1 (MB) |",
              "|---|---|---|---|---|---|"]
     for r in _bench_rows(bench):
         lines.append(f"| {r['model']} | {r['params_m']:.2f} | {r['gmacs']:.3f} | {r['lat_ms']:.1f} | {r['thr']:.1f} | "
                      f"{r['mem_mb']:.0f} |")
     return "\n".join(lines)
+
+
+def robustness_line(cmp) -> str:
+    """The summary's robustness row: each model's corruption error relative to the teacher (mCE) and
+    its accuracy under corruption and on partial views as a share of the teacher's."""
+    rob = cmp.get("robustness")
+    if not rob:
+        return "Robustness: not run."
+    parts = []
+    for label, r in rob["models"].items():
+        if label == cmp["teacher"]:
+            continue
+        ret = r["retention"]
+        parts.append(f"{label} mCE {r['mce']:.2f}" if r["mce"] is not None else f"{label} mCE -")
+        parts[-1] += "".join(f", {what} {ret[key]:.0f}% of the teacher" for key, what in
+                             (("corrupted", "corrupted"), ("partial", "partial view")) if ret.get(key) is not None)
+    fams = ", ".join(rob["families"]) + (", partial view" if "partial" in rob["models"][cmp["teacher"]]["scores"] else "")
+    return (f"Robustness (quick: {fams} at severity {rob['severities']}; SVM fitted on clean clouds; teacher = 1.00): "
+            + ("; ".join(parts) or "no student") + ".")
 
 
 def report_markdown(cmp, bench, figs, summary) -> str:
@@ -217,9 +238,10 @@ def _figures(out, cmp, bench, smodel, student_label, cls_data, seg_data, log) ->
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figs = {}
-    src = out / "compare" / "pareto.png"
-    if src.exists():
-        figs["pareto"] = str(src)
+    for key in ("pareto", "robustness"):
+        src = out / "compare" / f"{key}.png"
+        if src.exists():
+            figs[key] = str(src)
     rows = _bench_rows(bench)
     if rows:
         figs["latency"] = str(viz.bar_chart([r["model"] for r in rows], [r["lat_ms"] for r in rows],

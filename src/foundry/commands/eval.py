@@ -55,10 +55,10 @@ def overrides_from_args(args) -> dict:
     over = parse_overrides(args.set)
     cls_protocols = ("svm", "probe", "finetune", "fewshot", "fidelity")
     for proto in args.protocol:
-        if args.data and proto in cls_protocols:
+        if args.data and proto in cls_protocols + ("robustness",):
             over.setdefault(proto, {}).setdefault("data", args.data)
-        if args.seg_data and proto == "partseg":
-            over.setdefault(proto, {}).setdefault("data", args.seg_data)
+        if args.seg_data and proto in ("partseg", "robustness"):
+            over.setdefault(proto, {}).setdefault("data" if proto == "partseg" else "seg_data", args.seg_data)
     return over
 
 

@@ -13,7 +13,8 @@ of the teacher's shape (built from the teacher's config with a fixed seed, saved
 both from the means over seeds, each with its paired 95% bootstrap interval (eval.paired: the
 same resample of test clouds / shapes / folds for every model and seed); a difference whose
 interval holds zero is reported "within noise". MACs: `foundry.bench.flops.model_macs` at the protocols' point
-count, batch 1. Writes compare.json, compare.md and pareto.png (score against GMACs).
+count, batch 1. Writes compare.json, compare.md and pareto.png (score against GMACs), and with the
+robustness protocol robustness.png (accuracy against severity) and its mCE section (eval.corruption_error).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from ..bench.flops import model_macs
 from ..io import atomic_write, config_dict, write_json
 from ..models.kinds import build_model
 from ..validation import FoundryInputError
+from .corruption_error import plot_robustness, robustness_markdown, robustness_summary
 from .paired import fmt_interval, item_scores, paired_interval, verdict
 from .protocols import LOWER_IS_BETTER
 from .runner import fmt, load_model, run_eval
@@ -37,7 +39,8 @@ RANDOM_LABEL = "random-init"
 GROUP_ORDER = ["teacher", "random init", "Foundry student", "FMD baseline", "KD expert", "ToMe", "other"]
 # task metrics that get retention columns (fidelity is a distance to the teacher, not a task)
 TASK_METRICS = {"svm": ["accuracy"], "probe": ["accuracy"], "finetune": ["accuracy"], "fewshot": None,
-                "partseg": ["class_miou", "instance_miou"], "transfer": ["accuracy", "instance_miou"]}
+                "partseg": ["class_miou", "instance_miou"], "transfer": ["accuracy", "instance_miou"],
+                "robustness": ["clean", "corrupted", "partial", "seg_clean", "seg_partial"]}
 FIDELITY_METRICS = ["cosine", "cka_tokens", "smooth_l1"]
 
 
@@ -95,9 +98,9 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     tlabel = labels.get(str(teacher), Path(str(teacher)).stem if Path(str(teacher)).exists() else str(teacher))
     teacher_model.eval_name = tlabel
     entries = [(tlabel, teacher_model, str(teacher))]
-    # the floor's only use is the gain share of task scores: its token fidelity to the teacher and the
-    # teacher's heads on it (transfer) are not run
-    floor_protocols = [p for p in protocols if p not in ("fidelity", "transfer")]
+    # the floor's only use is the gain share of task scores: its token fidelity to the teacher, the
+    # teacher's heads on it (transfer) and its robustness are not run
+    floor_protocols = [p for p in protocols if p not in ("fidelity", "transfer", "robustness")]
     if include_random and floor_protocols:
         rpath = out / "models" / f"{RANDOM_LABEL}.safetensors"
         rmodel = random_init_like(teacher_model, random_seed)
@@ -147,7 +150,8 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
             if proto == "fidelity":
                 continue
             t = teacher_res["protocols"][proto]["summary"].get(metric, {}).get("mean")
-            r = random_res["protocols"][proto]["summary"].get(metric, {}).get("mean") if random_res else None
+            r = (random_res["protocols"].get(proto, {}).get("summary", {}).get(metric, {}).get("mean")
+                 if random_res else None)
             if t:
                 row["retention_raw"][key] = 100.0 * stat["mean"] / t
             if r is not None and t is not None and t - r > 1e-9:
@@ -171,12 +175,14 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
               "settings": {p: teacher_res["protocols"][p]["settings"] for p in teacher_res["protocols"]},
               "versions": teacher_res["versions"], "git": teacher_res["git"], "device": teacher_res["device"],
               "random_init_seed": random_seed if include_random else None, "mismatches": mismatches,
-              "wall_time_s": time.time() - t0}
+              "robustness": robustness_summary(evals, tlabel), "wall_time_s": time.time() - t0}
     write_json(out / "compare.json", result)
 
     text = compare_markdown(result)
     atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(text))
     plot_pareto(result, out / "pareto.png")
+    if result["robustness"]:
+        plot_robustness(result["robustness"], out / "robustness.png")
     return result
 
 
@@ -267,8 +273,10 @@ def compare_markdown(result: dict) -> str:
                   "", "| model | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
         for r in result["rows"]:
             lines.append("| " + r["label"] + " | " + " | ".join(fmt(r["fewshot_paired"].get(k)) for k in keys) + " |")
+    if result.get("robustness"):
+        lines += robustness_markdown(result["robustness"], result["teacher"])
     lines += ["", "Per-model results, settings, data checksums and versions: `evals/<model>/results.json`. "
-              "Plot: `pareto.png`."]
+              "Plot: `pareto.png`" + (", `robustness.png`." if result.get("robustness") else ".")]
     return "\n".join(lines) + "\n"
 
 

@@ -30,6 +30,12 @@ def item_scores(entry: dict, metric: str):
     if not seeds:
         return None
     details = [entry["details"][s] for s in seeds]
+    recorded = [d.get("item_scores", {}).get(metric) for d in details]  # {metric: "0110.." or [scores]}
+    if all(r is not None for r in recorded):
+        rows = [[c == "1" for c in r] if isinstance(r, str) else r for r in recorded]
+        if len({len(r) for r in rows}) != 1:
+            return None
+        return 100.0 * np.asarray(rows, dtype=np.float64), _mean
     if metric == "accuracy" and all("correct" in d for d in details):
         rows = [[c == "1" for c in d["correct"]] for d in details]
         if len({len(r) for r in rows}) != 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from ..validation import FoundryInputError
-from . import fewshot, fidelity, finetune, partseg, probe, transfer
+from . import fewshot, fidelity, finetune, partseg, probe, robustness, transfer
 from .svm import linear_svm_eval
 
 
@@ -50,10 +50,10 @@ class _Svm:
         return {"metrics": {"accuracy": 100.0 * res["per_seed"][0]}, "details": details, "data": data}
 
 
-PROTOCOLS = ("svm", "probe", "finetune", "fewshot", "partseg", "fidelity", "transfer")
+PROTOCOLS = ("svm", "probe", "finetune", "fewshot", "partseg", "fidelity", "transfer", "robustness")
 NAMES = PROTOCOLS
 MODULES = {"probe": probe, "finetune": finetune, "fewshot": fewshot, "partseg": partseg, "fidelity": fidelity,
-           "transfer": transfer}
+           "transfer": transfer, "robustness": robustness}
 LOWER_IS_BETTER = {"smooth_l1"}
 
 

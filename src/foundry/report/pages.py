@@ -86,6 +86,8 @@ def write_compare_page(out_dir, result: dict, *, log=print) -> Path | None:
                                 eval_root=out / "evals", seg=settings.get("partseg"), cls_data=cls)
         markdown = (out / "compare.md").read_text()
         figures = [("Score against GMACs (Pareto view)", str(out / "pareto.png"))]
+        if (out / "robustness.png").exists() and result.get("robustness"):
+            figures.append(("Accuracy under corruption, by severity", str(out / "robustness.png")))
         return write_page(out / "report.html", f"Foundry compare: {result['teacher']} and its compressions",
                           markdown, view, figures)
     except Exception as exc:  # the page is an extra: the comparison itself is already written
