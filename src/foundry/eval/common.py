@@ -108,10 +108,6 @@ def seeded_view(split: Split, seed: int, num_points: int | None = None) -> Split
                  split.base_sha256 or split.checksum())
 
 
-def reorder_points(split: Split, seed: int) -> Split:
-    """`seeded_view` keeping every point (only the order changes)."""
-    return seeded_view(split, seed)
-
 
 def stratified_cap(labels: np.ndarray, max_per_class: int | None, seed: int = DATA_SEED) -> np.ndarray:
     """Indices (sorted) keeping at most `max_per_class` items of each class, chosen with a fixed seed."""
