@@ -200,7 +200,7 @@ def test_segmentation_expert(teacher_path, tmp_path):
 
 def test_segmentation_expert_kd_on_shapenetpart_layout(teacher_path, tmp_path):
     from foundry.data.examples import write_example
-    from foundry.train.distill import train_segmentation_expert
+    from foundry.train.experts import train_segmentation_expert
 
     write_example("shapenetpart_h5", tmp_path / "parts")
     teacher = foundry.load(teacher_path)
@@ -214,7 +214,7 @@ def test_segmentation_expert_kd_on_shapenetpart_layout(teacher_path, tmp_path):
 
 def test_segmentation_expert_refuses_data_without_parts(teacher_path, tmp_path):
     from foundry.data.examples import write_example
-    from foundry.train.distill import train_segmentation_expert
+    from foundry.train.experts import train_segmentation_expert
 
     write_example("modelnet_h5", tmp_path / "mn")
     with pytest.raises(FoundryInputError, match="per-point part labels") as err:

@@ -73,11 +73,24 @@ def test_pretrain_state_keeps_its_structure(tmp_path):
 
     pretrain(PretrainConfig(preset="tiny", data=["synthetic:8"], epochs=1, batch_size=4, out=str(tmp_path / "pt"),
                             progress=False, max_steps=1, threads=1, decoder_depth=1))
-    st = read_training_state(tmp_path / "pt" / "state.pt")
+    st = read_training_state(tmp_path / "pt" / "training_state.pt")
     want = FIGURES["pretrain_state"]
     assert sorted(st) == want["keys"] and sorted(st["model"]) == want["model"]
     assert [len(g["params"]) for g in st["optimizer"]["param_groups"]] == want["groups"]
     assert json.loads(st["run_config"]) == want["run_config"]
+
+
+def test_pretrain_run_saved_as_state_pt_resumes(tmp_path):
+    """Pretraining runs from before the one training loop kept their state in `state.pt`."""
+    from foundry.train.pretrain import PretrainConfig, pretrain
+
+    cfg = dict(preset="tiny", data=["synthetic:8"], epochs=2, batch_size=4, progress=False, threads=1,
+               decoder_depth=1)
+    full = pretrain(PretrainConfig(out=str(tmp_path / "full"), **cfg))
+    pretrain(PretrainConfig(out=str(tmp_path / "old"), max_steps=2, **cfg))
+    (tmp_path / "old" / "training_state.pt").rename(tmp_path / "old" / "state.pt")
+    resumed = pretrain(PretrainConfig(out=str(tmp_path / "old"), resume="auto", **cfg))
+    assert resumed["steps"] == full["steps"] == 4 and resumed["final_loss"] == pytest.approx(full["final_loss"])
 
 
 # -- imports ------------------------------------------------------------------------------------

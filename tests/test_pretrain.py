@@ -57,11 +57,11 @@ def test_objective_pieces():
 def test_resume_is_exact(tmp_path, objective):
     full = pretrain(cfg(tmp_path, "full", objective=objective, max_steps=5))
     pretrain(cfg(tmp_path, "split", objective=objective, max_steps=2))  # stops mid-epoch 0
-    assert read_training_state(tmp_path / "split" / "state.pt")["step"] == 2
+    assert read_training_state(tmp_path / "split" / "training_state.pt")["step"] == 2
     resumed = pretrain(cfg(tmp_path, "split", objective=objective, max_steps=5, resume="auto"))
     assert resumed["steps"] == full["steps"] == 5
-    a = read_training_state(tmp_path / "full" / "state.pt")
-    b = read_training_state(tmp_path / "split" / "state.pt")
+    a = read_training_state(tmp_path / "full" / "training_state.pt")
+    b = read_training_state(tmp_path / "split" / "training_state.pt")
     assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (1, 5)
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -118,7 +118,7 @@ def test_cli_ctrl_c_saves_state_and_resumes(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    state = read_training_state(out / "state.pt")
+    state = read_training_state(out / "training_state.pt")
     assert state["step"] >= 1
     s = pretrain(cfg(tmp_path, "cli", epochs=500, resume="auto", max_steps=state["step"] + 1))
     assert s["steps"] == state["step"] + 1

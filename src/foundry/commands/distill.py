@@ -5,6 +5,15 @@ import shlex
 import sys
 from pathlib import Path
 
+import torch
+
+from ..api import load, save
+from ..train.common import check_run_folder
+from ..train.distill import RUN_PRODUCTS, STATE_FILE, build_caches, distill
+from ..train.experts import train_classification_expert, train_segmentation_expert
+from ..train.students import check_teacher, student_for_run
+from ..validation import check_output, parse_key_values
+
 HELP = "distil a frozen teacher's tokens into a small SuperToken student (teacher tokens cached on disk)"
 
 
@@ -60,7 +69,9 @@ def register(p):
     p.add_argument("--devices", default="auto")
     p.add_argument("--precision", default=None, help="Fabric precision (default bf16-mixed on CUDA, 32-true on CPU)")
     p.add_argument("--strategy", default="auto", help="Fabric strategy, e.g. ddp")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved epoch")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this much wall time (the state is saved; continue with --resume)")
     p.add_argument("--overwrite", action="store_true",
                    help="start again in an --out folder that already holds a run, replacing it")
     p.add_argument("--expert", choices=["classification", "segmentation"], default=None,
@@ -78,44 +89,22 @@ def register(p):
 
 
 def main(args):
-    import torch
-
-    from ..api import load, save
-    from ..models.surgery import init_from_teacher
-    from ..train.common import check_run_folder
-    from ..train.distill import RUN_PRODUCTS, STATE_FILE, check_compatible, check_teacher, distill
-    from ..train.students import build_student
-    from ..validation import check_output, parse_key_values
-
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if not args.cache_only:  # before any work: a finished run is never replaced by accident
-        check_run_folder(args.out, STATE_FILE, resume=args.resume and not args.expert, overwrite=args.overwrite,
-                         products=RUN_PRODUCTS)
+        check_run_folder(args.out, STATE_FILE, resume=args.resume, overwrite=args.overwrite, products=RUN_PRODUCTS)
     if args.fp16_copy:
         check_output(args.fp16_copy, overwrite=args.overwrite, inputs=(args.teacher, args.student),
                      flag="--overwrite")
     teacher = load(args.teacher)
     check_teacher(teacher, f"--teacher {args.teacher!r}")
     data = args.data or ["modelnet10:train", "kicadpart:train"]
-    overrides = parse_key_values(args.set)
-    if args.init_tokenizer:
-        tc = teacher.config
-        overrides.setdefault("tokenizer", "teacher")
-        overrides.setdefault("tokenizer_hidden", list(tc.tokenizer_hidden))
-        overrides.setdefault("token_dim", tc.tokenizer_width or tc.width)
-    torch.manual_seed(args.seed)  # the student's initialisation follows --seed
-    student = build_student(args.student, teacher, args.teacher, overrides, args.extra_layers)
-    check_compatible(teacher, student)
-    if args.init_tokenizer or args.init_encoder != "none" or args.freeze_encoder:
-        init_from_teacher(student, teacher, tokenizer=args.init_tokenizer or None,
-                          encoder_blocks=None if args.init_encoder == "none" else args.init_encoder,
-                          freeze_encoder=args.freeze_encoder)
+    student = student_for_run(args.student, teacher, args.teacher, parse_key_values(args.set),
+                              extra_layers=args.extra_layers, init_tokenizer=args.init_tokenizer,
+                              init_encoder=args.init_encoder, freeze_encoder=args.freeze_encoder, seed=args.seed)
     command = "foundry distill " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
     if args.expert:
-        from ..train.distill import train_classification_expert, train_segmentation_expert
-
         expert_kw = dict(out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         weight_decay=args.weight_decay, seed=args.seed, command=command)
+                         weight_decay=args.weight_decay, seed=args.seed, command=command, resume=args.resume)
         if args.expert == "segmentation":
             summary = train_segmentation_expert(student, data=(args.data or ["kicadpart:train"])[0],
                                                 teacher=teacher if args.kd_weight > 0 else None,
@@ -126,8 +115,6 @@ def main(args):
         print(f"expert saved: {Path(args.out) / 'student.safetensors'} ({summary['info']['wall_time_s']:.0f} s)")
         return 0
     if args.cache_only:
-        from ..train.distill import build_caches
-
         build_caches(teacher, student, teacher_name=args.teacher, data=data,
                      cache_dir=args.cache or Path(args.out) / "token_cache", layer=args.layer, views=args.views,
                      cache_seed=args.cache_seed, seed=args.seed, limit=args.limit, rebuild=args.rebuild_cache)
@@ -137,14 +124,19 @@ def main(args):
                       warmup_epochs=args.warmup_epochs, beta=args.beta, layer=args.layer,
                       feature_weight=args.feature_weight, balance_weight=args.balance_weight, views=args.views,
                       use_cache=not args.no_cache, cache_dir=args.cache, rebuild_cache=args.rebuild_cache,
-                      tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed, cache_seed=args.cache_seed,
-                      limit=args.limit, devices=args.devices, precision=args.precision, strategy=args.strategy,
-                      resume=args.resume, command=command, extra_info=getattr(student, "continued_from", None),
-                      train_only=args.train_only, overwrite=args.overwrite)
+                      tau_start=args.tau[0], tau_end=args.tau[1], gate_lambda=args.gate_lambda, seed=args.seed,
+                      cache_seed=args.cache_seed, limit=args.limit, devices=args.devices, precision=args.precision,
+                      strategy=args.strategy, resume=args.resume, command=command,
+                      extra_info=getattr(student, "continued_from", None), train_only=args.train_only,
+                      overwrite=args.overwrite, max_minutes=args.max_minutes)
     info = summary["info"]
+    if not summary["finished"]:
+        print(f"stopped after {info['steps']} steps ({info['epochs']} of {args.epochs} epochs done); continue with "
+              f"--resume (state in {Path(args.out) / STATE_FILE})")
+        return 0
     print(f"done: {info['epochs']} epochs, final loss {info['final_loss']:.5f}, cosine {info['final_cosine']:.4f}, "
           f"{info['wall_time_s']:.0f} s -> {Path(args.out) / 'student.safetensors'}")
-    if args.fp16_copy and summary["finished"]:
+    if args.fp16_copy:
         save(load(Path(args.out) / "student.safetensors"), args.fp16_copy, info=info, dtype=torch.float16)
         print(f"fp16 copy: {args.fp16_copy}")
     return 0

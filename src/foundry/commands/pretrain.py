@@ -4,6 +4,8 @@ from __future__ import annotations
 import shlex
 import sys
 
+from ..train.pretrain import PretrainConfig, pretrain
+
 HELP = "pretrain a backbone (teacher) on unlabelled point clouds with Point-MAE or Point-JEPA"
 
 EPILOG = """examples:
@@ -70,8 +72,6 @@ def _devices(value):
 
 
 def main(args):
-    from ..train.pretrain import PretrainConfig, pretrain
-
     cfg = PretrainConfig(
         preset=args.preset, objective=args.objective,
         data=args.data or ["modelnet10:train", "kicadpart:train"],

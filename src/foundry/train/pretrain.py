@@ -1,11 +1,12 @@
 """Self-supervised pretraining of a backbone (teacher) with Point-MAE or Point-JEPA.
 
-`pretrain(PretrainConfig(...))` runs the whole thing through Lightning Fabric (CPU, one GPU,
-DDP with `strategy="ddp"` or under torchrun; bf16-mixed autocast on GPU) and writes to `out`:
+`pretrain(PretrainConfig(...))` runs the whole thing through the one training loop (`train.loop`, on
+Lightning Fabric: CPU, one GPU, DDP with `strategy="ddp"` or under torchrun; bf16-mixed autocast on
+GPU) and writes to `out`:
 
     run.json               the configuration and data summary
     metrics.csv, tb/       training loss, learning rate, throughput; SVM validation when enabled
-    state.pt               training state after every epoch (and on Ctrl-C / SIGTERM): --resume
+    training_state.pt      training state after every epoch (and on Ctrl-C / SIGTERM): --resume
     encoder.safetensors    the pretrained backbone as a Foundry checkpoint (foundry.load)
 
 Exactness of --resume: the data order of an epoch is a seeded permutation of (seed, epoch); the
@@ -17,9 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,24 +29,19 @@ from ..data import augment_batch, load_arrays
 from ..eval.svm import extract_features, linear_svm_eval
 from ..io import atomic_write, device_name
 from ..models.presets import PRESETS
-from ..optim import decay_groups
 from ..validation import FoundryInputError
 from .common import (
-    RunLogger,
     check_run_folder,
-    cosine_with_warmup,
     default_precision,
     is_rank_zero,
-    load_training_state,
     make_fabric,
-    save_training_state,
-    sync_buffers,
     unlabelled_mix,
     unwrap,
 )
+from .loop import STATE_FILE, LoopSpec, fit, step_generator
 from .objectives import build_objective
 
-STATE_FILE = "state.pt"
+LEGACY_STATE_FILE = "state.pt"  # pretraining runs before the one training loop
 ENCODER_FILE = "encoder.safetensors"
 
 
@@ -117,40 +111,6 @@ class PretrainConfig:
         return d
 
 
-def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) * 64 + int(rank))
-
-
-class _StopFlag:
-    """First SIGINT/SIGTERM asks the loop to stop at the next step boundary (state is saved);
-    a second SIGINT interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def _handle(self, signum, frame):
-        self.requested = True
-        if signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        if is_rank_zero():
-            print(f"\n[foundry] signal {signum}: stopping after this step and saving the training state "
-                  "(press Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
-
-    def __enter__(self):
-        try:
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            self._old = {}
-        return self
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
-        return False
-
-
 class SvmValidator:
     """Linear SVM on frozen global features, fitted on the train split of `data` (ModelNet10 by
     default) and scored on its validation split: the test split is never read while training.
@@ -178,19 +138,77 @@ def _subsample(points: torch.Tensor, n: int, generator: torch.Generator) -> torc
 
 
 def prepare_resume(cfg: PretrainConfig, out: Path) -> Path | None:
-    """The state file to resume from, or None for a fresh run; refuses to overwrite a run."""
+    """The state file to resume from, or None for a fresh run; refuses to overwrite a run. A run
+    written before the one training loop saved its state as `state.pt`; it resumes too."""
     state_path = out / STATE_FILE
     if cfg.resume in (None, "", False):
-        check_run_folder(out, STATE_FILE, resume=False, overwrite=cfg.overwrite)
+        for name in (STATE_FILE, LEGACY_STATE_FILE):
+            check_run_folder(out, name, resume=False, overwrite=cfg.overwrite)
         return None
     if cfg.resume == "auto":
-        return state_path if state_path.exists() else None
+        for path in (state_path, out / LEGACY_STATE_FILE):
+            if path.exists():
+                return path
+        return None
     path = Path(cfg.resume)
     if path.is_dir():
-        path = path / STATE_FILE
+        path = path / STATE_FILE if (path / STATE_FILE).exists() else path / LEGACY_STATE_FILE
     if not path.exists():
         raise FoundryInputError(f"--resume {cfg.resume}: no training state found at {path}")
     return path
+
+
+class PretrainTask:
+    """The loop's task for pretraining: a seeded permutation of the clouds per epoch, split over the
+    processes; per step a generator seeded by (seed, step, rank) draws the point subsets, the
+    augmentation and the objective's masks; the objective module gives the loss."""
+
+    def __init__(self, cfg: PretrainConfig, dataset, num_points: int, steps_per_epoch: int, rank: int, world: int,
+                 device, validate=None):
+        self.cfg, self.dataset, self.num_points, self.device = cfg, dataset, num_points, device
+        self.steps_per_epoch, self.rank, self.local_bs = steps_per_epoch, rank, cfg.batch_size // world
+        self.validate = validate  # (encoder, epoch) -> metrics dict, or None
+        self.val_history = []
+
+    def batches(self, epoch: int, first: int):
+        bs, lb = self.cfg.batch_size, self.local_bs
+        perm = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch))
+        batches = [perm[i * bs + self.rank * lb: i * bs + (self.rank + 1) * lb].tolist()
+                   for i in range(first, self.steps_per_epoch)]
+        return torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.num_workers,
+                                           generator=torch.Generator().manual_seed(self.cfg.seed))
+
+    def loss(self, model, batch, step: int, total_steps: int):
+        gen = step_generator(self.cfg.seed, step, self.rank)
+        pts = _subsample(batch["points"], self.num_points, gen)
+        pts = augment_batch(pts, generator=gen, scale=tuple(self.cfg.aug_scale), translate=self.cfg.aug_translate)
+        loss, metrics = model(pts.to(self.device), generator=gen)
+        return loss, {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items() if k != "loss"}}
+
+    def after_step(self, module, step: int, total_steps: int) -> dict:
+        return module.after_step(step, total_steps)
+
+    def batch_clouds(self, batch) -> int:
+        return len(batch["points"])
+
+    def end_of_epoch(self, module, epoch: int, logger, step: int) -> None:
+        cfg = self.cfg
+        if self.validate is None or not cfg.val_every or epoch % cfg.val_every:
+            return
+        if is_rank_zero():
+            res = {**self.validate(module.encoder), "epoch": epoch}
+            module.train()
+            self.val_history.append(res)
+            if logger is not None:
+                logger.log(step, **res)
+            print(f"[foundry] epoch {epoch}: linear-SVM {cfg.val_data} val acc {res['val_svm_acc'] * 100:.2f}% "
+                  "(validation only; not used to pick a checkpoint)", flush=True)
+
+    def state(self) -> dict:
+        return {"val": self.val_history}
+
+    def load_state(self, state: dict) -> None:
+        self.val_history = list(state.get("val", []))
 
 
 def pretrain(cfg: PretrainConfig) -> dict:
@@ -218,7 +236,6 @@ def pretrain(cfg: PretrainConfig) -> dict:
     dataset = unlabelled_mix(cfg.data, num_points, cfg.seed)
     if cfg.batch_size % world:
         raise FoundryInputError(f"batch size {cfg.batch_size} must be divisible by the {world} processes")
-    local_bs = cfg.batch_size // world
     steps_per_epoch = len(dataset) // cfg.batch_size
     if steps_per_epoch < 1:
         raise FoundryInputError(
@@ -226,23 +243,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
             "lower --batch-size or add data"
         )
     total_steps = cfg.epochs * steps_per_epoch
-    model = build_objective(cfg.objective, encoder, **cfg.objective_options())
-    optimizer = torch.optim.AdamW(decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
-    model, optimizer = fabric.setup(model, optimizer)
-    scheduler = cosine_with_warmup(optimizer, round(cfg.warmup_epochs * steps_per_epoch), total_steps,
-                                   cfg.min_lr_ratio)
+    objective = build_objective(cfg.objective, encoder, **cfg.objective_options())
     run_config = cfg.run_config(encoder.config.to_dict())
-
-    step, extra = 0, {}
-    if resume_path is not None:
-        _, step, extra = load_training_state(resume_path, model, optimizer, scheduler, run_config)
-        if is_rank_zero():
-            print(f"[foundry] resuming {resume_path} at step {step} (epoch {step // steps_per_epoch})", flush=True)
-    train_seconds = float(extra.get("train_seconds", 0.0))
-    wall_before = float(extra.get("wall_seconds", 0.0))
-    val_history = list(extra.get("val", []))
-    start_wall = time.time()
-
     if is_rank_zero():
         out.mkdir(parents=True, exist_ok=True)
         info = {"config": dataclasses.asdict(cfg), "data": dataset.describe(), "clouds": len(dataset),
@@ -250,125 +252,33 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 "world_size": world, "device": device_name(fabric.device, fabric.world_size)}
         run_text = json.dumps(info, indent=2, default=str)
         atomic_write(out / "run.json", lambda tmp: Path(tmp).write_text(run_text))
-    logger = RunLogger(out, resume_step=step if resume_path is not None else None)
-    validator = None
+    validator = []
 
-    def run_validation(epoch_done: int):
-        nonlocal validator
-        if is_rank_zero():
-            if validator is None:
-                validator = SvmValidator(cfg.val_data, cfg.val_points or num_points)
-            res = validator(unwrap(model).encoder, fabric.device)
-            unwrap(model).train()
-            res["epoch"] = epoch_done
-            val_history.append(res)
-            logger.log(step, **res)
-            print(f"[foundry] epoch {epoch_done}: linear-SVM {cfg.val_data} val acc {res['val_svm_acc'] * 100:.2f}% "
-                  "(validation only; not used to pick a checkpoint)", flush=True)
-        fabric.barrier()
+    def validate(enc):
+        if not validator:  # data loaded once, at the first validation
+            validator.append(SvmValidator(cfg.val_data, cfg.val_points or num_points))
+        return validator[0](enc, fabric.device)
 
-    def state_extra():
-        return {"train_seconds": train_seconds, "wall_seconds": wall_before + time.time() - start_wall,
-                "val": val_history, "steps_per_epoch": steps_per_epoch}
-
-    def save_state():
-        save_training_state(out / STATE_FILE, model=model, optimizer=optimizer, scheduler=scheduler,
-                            epoch=step // steps_per_epoch, step=step, run_config=run_config, extra=state_extra())
-        fabric.barrier()
-
-    limit = total_steps if not cfg.max_steps else min(total_steps, int(cfg.max_steps))
-    interrupted = False
-    last_loss = float("nan")
-    pbar = None
-    if cfg.progress and is_rank_zero():
-        from tqdm import tqdm
-
-        pbar = tqdm(total=limit, initial=min(step, limit), desc=f"pretrain {cfg.objective}", unit="step",
-                    dynamic_ncols=True, file=sys.stderr)
-    model.train()
-    window = {"loss": 0.0, "n": 0, "t": 0.0}
-    with _StopFlag() as stop:
-        while step < limit and not interrupted:
-            epoch = step // steps_per_epoch
-            perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch))
-            first = step - epoch * steps_per_epoch
-            batches = [perm[i * cfg.batch_size + rank * local_bs: i * cfg.batch_size + (rank + 1) * local_bs].tolist()
-                       for i in range(first, steps_per_epoch)]
-            loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=cfg.num_workers,
-                                                 generator=torch.Generator().manual_seed(cfg.seed))
-            for batch in loader:
-                t0 = time.perf_counter()
-                gen = _step_generator(cfg.seed, step, rank)
-                pts = _subsample(batch["points"], num_points, gen)
-                pts = augment_batch(pts, generator=gen, scale=tuple(cfg.aug_scale), translate=cfg.aug_translate)
-                pts = pts.to(fabric.device)
-                loss, metrics = model(pts, generator=gen)
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"the loss became {float(loss)} at step {step}; lower --lr or set --grad-clip "
-                                       f"(the last good state is {out / STATE_FILE})")
-                optimizer.zero_grad(set_to_none=True)
-                fabric.backward(loss)
-                if cfg.grad_clip:
-                    fabric.clip_gradients(model, optimizer, max_norm=cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                step_metrics = unwrap(model).after_step(step + 1, total_steps)
-                step += 1
-                dt = time.perf_counter() - t0
-                train_seconds += dt
-                last_loss = float(loss.detach())
-                window["loss"] += last_loss
-                window["n"] += 1
-                window["t"] += dt
-                if pbar is not None:
-                    pbar.update(1)
-                    pbar.set_postfix(loss=f"{last_loss:.4f}", epoch=step // steps_per_epoch)
-                if step % cfg.log_every == 0 or step == limit:
-                    extra_m = {k: float(v) for k, v in metrics.items() if k != "loss"}
-                    mean_loss = window["loss"] / window["n"]
-                    if world > 1:  # the mean over all processes
-                        mean_loss = float(fabric.all_reduce(torch.tensor(mean_loss, device=fabric.device),
-                                                            reduce_op="mean"))
-                    logger.log(step, epoch=step / steps_per_epoch, loss=mean_loss,
-                               lr=optimizer.param_groups[0]["lr"],
-                               clouds_per_s=cfg.batch_size * window["n"] / max(window["t"], 1e-9),
-                               **extra_m, **step_metrics)
-                    window = {"loss": 0.0, "n": 0, "t": 0.0}
-                stop_now = stop.requested
-                late = bool(cfg.max_minutes) and time.time() - start_wall > 60 * cfg.max_minutes
-                if world > 1:  # every process stops at the same step
-                    flags = fabric.all_reduce(torch.tensor([float(stop_now), float(late)], device=fabric.device),
-                                              reduce_op="sum")
-                    stop_now, late = bool(flags[0] > 0), bool(flags[1] > 0)
-                if stop_now:
-                    interrupted = True
-                    break
-                if step >= limit:
-                    break
-                if late:
-                    limit = step
-                    if is_rank_zero():
-                        print(f"[foundry] --max-minutes {cfg.max_minutes} reached at step {step}; "
-                              "writing the encoder (continue later with --resume)", file=sys.stderr, flush=True)
-                    break
-            epoch_done = step // steps_per_epoch
-            if not interrupted and step % steps_per_epoch == 0 and cfg.val_every and epoch_done % cfg.val_every == 0:
-                run_validation(epoch_done)
-            save_state()
-    if pbar is not None:
-        pbar.close()
-    logger.close()
-    sync_buffers(model)
-    wall = wall_before + time.time() - start_wall
+    task = PretrainTask(cfg, dataset, num_points, steps_per_epoch, rank, world, fabric.device, validate)
+    spec = LoopSpec(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                    warmup_steps=round(cfg.warmup_epochs * steps_per_epoch), min_lr_ratio=cfg.min_lr_ratio,
+                    grad_clip=cfg.grad_clip, log_every=cfg.log_every, max_steps=cfg.max_steps,
+                    max_minutes=cfg.max_minutes, progress=f"pretrain {cfg.objective}" if cfg.progress else None)
+    if resume_path is not None and is_rank_zero():
+        print(f"[foundry] resuming {resume_path}", flush=True)
+    model, res = fit(fabric, objective, task, spec, out_dir=out, run_config=run_config, resume_from=resume_path,
+                     state_file=STATE_FILE, log=lambda msg: print(f"[foundry] {msg}", file=sys.stderr, flush=True)
+                     if is_rank_zero() else None)
+    step, interrupted = res.step, res.stopped == "signal"
     summary = {
         "objective": cfg.objective, "preset": cfg.preset, "data": dataset.describe(), "clouds": len(dataset),
-        "epochs": step / steps_per_epoch, "steps": step, "total_steps": total_steps, "complete": step >= total_steps,
+        "epochs": step / steps_per_epoch, "steps": step, "total_steps": total_steps, "complete": res.finished,
         "batch_size": cfg.batch_size, "points": num_points, "lr": cfg.lr, "seed": cfg.seed,
-        "wall_seconds": round(wall, 1), "train_seconds": round(train_seconds, 1),
-        "throughput_clouds_per_s": round(step * cfg.batch_size / max(train_seconds, 1e-9), 2) if step else None,
+        "wall_seconds": round(res.wall_seconds, 1), "train_seconds": round(res.train_seconds, 1),
+        "throughput_clouds_per_s": round(step * cfg.batch_size / max(res.train_seconds, 1e-9), 2) if step else None,
         "device": device_name(fabric.device, fabric.world_size), "precision": cfg.precision or default_precision(),
-        "world_size": world, "final_loss": last_loss, "val": val_history, "command": cfg.command,
-        "interrupted": interrupted, "out": str(out),
+        "world_size": world, "final_loss": res.last_metrics.get("loss", float("nan")), "val": task.val_history,
+        "command": cfg.command, "interrupted": interrupted, "out": str(out),
     }
     if interrupted:
         if is_rank_zero():
@@ -387,4 +297,3 @@ def pretrain(cfg: PretrainConfig) -> dict:
               f"{summary['wall_seconds']:.0f} s, {summary['throughput_clouds_per_s']} clouds/s)", flush=True)
     fabric.barrier()
     return summary
-

@@ -1,11 +1,38 @@
-"""Which student a distillation run trains: a preset built for its teacher, or a trained one."""
+"""Which student a distillation run trains (a preset built for its teacher, or a trained one), and the
+checks that a teacher can teach it."""
 from __future__ import annotations
+
+import torch
 
 from ..api import load
 from ..models.student import FoundryStudent
 from ..models.student_config import STUDENT_PRESETS, student_config_for
-from ..models.surgery import add_extra_layers, switch_dso_seeding
+from ..models.surgery import add_extra_layers, init_from_teacher, switch_dso_seeding
 from ..validation import FoundryInputError
+
+
+def check_teacher(teacher, name: str = "the teacher") -> None:
+    """Refuse a model that cannot serve as a teacher (a student, a wrapper without a backbone config)."""
+    kind = getattr(teacher, "kind", type(teacher).__name__)  # any module may be handed in here
+    if kind == "student" or not hasattr(getattr(teacher, "config", None), "pooling"):
+        raise FoundryInputError(f"{name} is a '{kind}' model, which cannot be a teacher: give a pretrained backbone "
+                                "(teacher-vits, teacher-small, a `foundry pretrain` encoder or an official checkpoint)")
+
+
+def check_compatible(teacher, student) -> None:
+    """Refuse a student that cannot reconstruct this teacher's tokens."""
+    check_teacher(teacher)
+    c = student.config
+    if c.teacher_width != teacher.token_dim:
+        raise FoundryInputError(
+            f"width mismatch: the student reconstructs {c.teacher_width}-d tokens but the teacher's tokens are "
+            f"{teacher.token_dim}-d; build the student for this teacher (foundry distill sets teacher_width from the "
+            "teacher) or pick the teacher it was made for")
+    tc = teacher.config
+    for f in ("num_groups", "group_size", "fps_start", "patch_order"):
+        if getattr(c, f) != getattr(tc, f):
+            raise FoundryInputError(f"patch mismatch: student {f}={getattr(c, f)!r} but teacher {f}={getattr(tc, f)!r}; "
+                                    "the student's tokens must sit at the teacher's patch centres")
 
 
 def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict, extra_layers=None):
@@ -53,3 +80,25 @@ def build_student(name_or_path: str, teacher, teacher_name: str, overrides: dict
                                                       if prev.get("command") else [])
     model.continued_from = {"continued_from": step, "command_chain": chain}
     return model.train()
+
+
+def student_for_run(student: str, teacher, teacher_name: str, overrides: dict, *, extra_layers=None,
+                    init_tokenizer: bool = False, init_encoder: str = "none", freeze_encoder: bool = False,
+                    seed: int = 0):
+    """The student a `foundry distill` run trains, ready: built or continued (`build_student`, its
+    initialisation drawn from `seed`), checked against the teacher, and with the teacher's
+    tokenizer / blocks copied in where asked (init_encoder "first" / "spread", optionally frozen)."""
+    overrides = dict(overrides)
+    if init_tokenizer:
+        tc = teacher.config
+        overrides.setdefault("tokenizer", "teacher")
+        overrides.setdefault("tokenizer_hidden", list(tc.tokenizer_hidden))
+        overrides.setdefault("token_dim", tc.tokenizer_width or tc.width)
+    torch.manual_seed(seed)
+    model = build_student(student, teacher, teacher_name, overrides, extra_layers)
+    check_compatible(teacher, model)
+    if init_tokenizer or init_encoder != "none" or freeze_encoder:
+        init_from_teacher(model, teacher, tokenizer=init_tokenizer or None,
+                          encoder_blocks=None if init_encoder == "none" else init_encoder,
+                          freeze_encoder=freeze_encoder)
+    return model

@@ -1,0 +1,162 @@
+"""Task-specific KD experts: the student's body trained for one task, the baselines that show what
+a task-trained model loses in generality (`foundry distill --expert classification|segmentation`).
+
+Both run through the one training loop (`train.loop`: the same optimiser rule, schedule, logging,
+state after every epoch and `--resume` as distillation) on `objectives.experts`' tasks. The saved
+checkpoint is the body (kind "student"); the task heads are discarded and `info["expert"]` /
+`info["objective"]` say what was trained.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from ..data import load_arrays
+from ..eval.common import load_split
+from ..eval.partseg import DEFAULTS as SEG, label_space
+from ..io import atomic_write, device_name
+from ..models.checkpoint import save_checkpoint
+from ..models.heads import PartSegHead, category_mask
+from ..validation import FoundryInputError
+from . import common
+from .common import parse_spec
+from .loop import STATE_FILE, LoopSpec, fit
+from .objectives.experts import BodyWithHead, ClassificationTask, SegmentationTask
+from .students import check_compatible
+
+RUN_PRODUCTS = ("student.safetensors", "summary.json")
+
+
+def _fit_expert(model, task, *, epochs, lr, weight_decay, out_dir, run_config, resume, log, what):
+    """One expert (or head) fit on the loop; out_dir None: in memory, nothing written."""
+    fabric = common.make_fabric(devices=1, precision="32-true")
+    fabric.launch()
+    spec = LoopSpec(epochs=epochs, steps_per_epoch=task.steps_per_epoch, lr=lr, weight_decay=weight_decay,
+                    warmup_steps=task.steps_per_epoch // 10, log_every=max(1, task.steps_per_epoch))
+    state = Path(out_dir) / STATE_FILE if out_dir is not None and resume else None
+    log_what = (lambda msg: log(f"{what}: {msg}"))
+    _, res = fit(fabric, model, task, spec, out_dir=out_dir, run_config=run_config, resume_from=state, log=log_what)
+    if res.stopped == "signal":
+        raise KeyboardInterrupt
+    return res
+
+
+def _write(student, out_dir, info, summary) -> None:
+    out_dir = Path(out_dir)
+    save_checkpoint(student.eval(), out_dir / "student.safetensors", info=info)
+    atomic_write(out_dir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+
+
+def train_classification_expert(student, *, data: str = "modelnet10:train", out_dir, epochs: int = 2,
+                                batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05,
+                                seed: int = 0, command: str | None = None, verbose: bool = True,
+                                resume: bool = False) -> dict:
+    """Baseline "classification KD expert": the same student body plus a linear head on its pooled
+    features, trained with cross-entropy on the labels of `data` (no teacher tokens)."""
+    if resume:
+        common.check_run_folder(out_dir, STATE_FILE, resume=True)
+    name, split = parse_spec(data)
+    arrays = load_arrays(name, split, num_points=student.config.num_points)
+    points, labels = torch.from_numpy(arrays["points"]).float(), torch.from_numpy(arrays["labels"]).long()
+    num_classes = int(labels.max()) + 1
+    torch.manual_seed(seed)
+    model = BodyWithHead(student, torch.nn.Linear(student.feature_dim, num_classes), "classification")
+    device = next(student.parameters()).device
+    task = ClassificationTask((points, labels), batch_size=batch_size, seed=seed, device=device)
+    log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
+    run_config = {"expert": "classification", "student": student.config.to_dict(), "data": data, "epochs": epochs,
+                  "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed}
+    res = _fit_expert(model, task, epochs=epochs, lr=lr, weight_decay=weight_decay, out_dir=out_dir,
+                      run_config=run_config, resume=resume, log=log, what="expert")
+    history = res.history
+    info = {"command": command or " ".join(sys.argv), "expert": "classification", "role": "kd-expert",
+            "objective": f"cross-entropy on {data} labels through a linear head (discarded); no teacher tokens",
+            "data": [data], "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "wall_time_s": round(res.wall_seconds, 1), "device": device_name(device),
+            "final_loss": history[-1]["loss"], "final_train_accuracy": history[-1]["train_accuracy"]}
+    summary = {"finished": True, "info": info, "history": history}
+    _write(student, out_dir, info, summary)
+    return summary
+
+
+def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir, epochs: int = 2,
+                              batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0,
+                              command: str | None = None, verbose: bool = True, teacher=None,
+                              kd_weight: float = 1.0, temperature: float = 2.0,
+                              teacher_head_epochs: int = 5, resume: bool = False) -> dict:
+    """Baseline "segmentation KD expert": the same student body plus the part-segmentation head of
+    `foundry.eval.partseg` (`PartSegHead`: tokens -> per-point logits by inverse-distance
+    propagation from the patch centres, with the object-category one-hot; logits restricted to the
+    category's parts) on its final tokens, trained end to end with per-point cross-entropy on the
+    part labels of `data` (KiCadPart / ShapeNetPart layouts, or "synthetic:N").
+
+    Real KD, optional: with a `teacher` and kd_weight > 0, a head of the same shape is first fitted
+    for `teacher_head_epochs` on the frozen teacher's tokens (the teacher's task head, head lr and
+    weight decay of the partseg protocol; in memory), then the student's loss adds
+    kd_weight * T^2 * KL(teacher logits / T || student logits / T) per point, with the teacher and
+    its head run on the same augmented clouds. Without a teacher (or kd_weight 0) it is labels only."""
+    use_kd = teacher is not None and kd_weight > 0
+    if epochs < 1 or (use_kd and teacher_head_epochs < 1):
+        raise FoundryInputError(f"the segmentation expert needs epochs >= 1 (got {epochs}) and, with KD, "
+                                f"teacher_head_epochs >= 1 (got {teacher_head_epochs})")
+    if resume:
+        common.check_run_folder(out_dir, STATE_FILE, resume=True)
+    name, split = parse_spec(data)
+    ds = load_split(name, split, num_points=student.config.num_points)
+    if ds.parts is None:
+        raise FoundryInputError(
+            f"the segmentation expert trains on per-point part labels, but {data!r} has none; pass part-labelled "
+            "data (--data kicadpart:train, synthetic:N or a ShapeNetPart folder), or train --expert classification "
+            "on this data set")
+    category_parts, n_cat, n_parts = label_space(ds)
+    device = next(student.parameters()).device
+    mask = category_mask(category_parts, n_cat, n_parts)
+    arrays = (torch.from_numpy(ds.points), torch.from_numpy(ds.parts), torch.from_numpy(ds.labels), mask)
+    log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
+    hp = dict(proj_dim=SEG["proj_dim"], point_dim=SEG["point_dim"], hidden=SEG["hidden"], dropout=SEG["dropout"],
+              knn=SEG["knn"])
+    torch.manual_seed(seed)
+    kd, teacher_res = {}, None
+    if use_kd:
+        check_compatible(teacher, student)
+        teacher = teacher.eval().requires_grad_(False)
+        teacher_model = BodyWithHead(teacher, PartSegHead(teacher.token_dim, n_cat, n_parts, **hp).to(device),
+                                     "segmentation", frozen_body=True)
+        teacher_res = _fit_expert(teacher_model, SegmentationTask(arrays, batch_size=batch_size, seed=seed + 1,
+                                                                  device=device),
+                                  epochs=teacher_head_epochs, lr=SEG["lr"], weight_decay=SEG["weight_decay"],
+                                  out_dir=None, run_config=None, resume=False, log=log, what="teacher head")
+        teacher_model.eval()
+        kd = dict(teacher_logits=teacher_model, kd_weight=kd_weight, temperature=temperature)
+    model = BodyWithHead(student, PartSegHead(student.token_dim, n_cat, n_parts, **hp).to(device), "segmentation")
+    task = SegmentationTask(arrays, batch_size=batch_size, seed=seed, device=device, **kd)
+    run_config = {"expert": "segmentation", "student": student.config.to_dict(), "data": data, "epochs": epochs,
+                  "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+                  "kd": {"weight": kd_weight, "temperature": temperature, "teacher_head_epochs": teacher_head_epochs}
+                  if use_kd else None}
+    res = _fit_expert(model, task, epochs=epochs, lr=lr, weight_decay=weight_decay, out_dir=out_dir,
+                      run_config=run_config, resume=resume, log=log, what="expert")
+    history = res.history
+    objective = (f"per-point cross-entropy on {data} part labels through the partseg head (PartSegHead, "
+                 "discarded) on the student's tokens")
+    if use_kd:
+        objective += (f" + {kd_weight} x T^2 x KL at T={temperature} to the frozen teacher's per-point logits "
+                      f"(the same head fitted {teacher_head_epochs} epochs on the teacher's tokens)")
+    else:
+        objective += "; labels only, no teacher"
+    info = {"command": command or " ".join(sys.argv), "expert": "segmentation", "role": "kd-expert",
+            "objective": objective, "data": [data], "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "seed": seed, "num_parts": n_parts, "num_categories": n_cat, "head": hp,
+            "wall_time_s": round(res.wall_seconds, 1), "device": device_name(device),
+            "final_loss": history[-1]["loss"], "final_train_point_accuracy": history[-1]["train_point_accuracy"]}
+    if use_kd:
+        info.update(kd_weight=kd_weight, temperature=temperature, final_kl=history[-1]["kl"],
+                    teacher_head={"epochs": teacher_head_epochs, "final_loss": teacher_res.history[-1]["loss"],
+                                  "final_train_point_accuracy": teacher_res.history[-1]["train_point_accuracy"]})
+    summary = {"finished": True, "info": info, "history": history,
+               "teacher_head_history": teacher_res.history if teacher_res else None}
+    _write(student, out_dir, info, summary)
+    return summary

@@ -1,0 +1,104 @@
+"""The task-specific KD experts' objectives: the student's body with a task head, trained on labels
+(and, for segmentation, optionally the frozen teacher's per-point predictions as soft targets).
+
+Each is a task of the one training loop (`train.loop`): a permutation of the clouds from (seed,
+epoch) and a per-step generator for the augmentation, so a resumed run repeats the uninterrupted one.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...data import augment_batch
+from ..loop import step_generator
+
+AUGMENT = {"scale": (2 / 3, 3 / 2), "translate": 0.2}
+
+
+class BodyWithHead(nn.Module):
+    """A model body and a task head trained together: `forward` gives the head's logits.
+
+    classification: head(body.forward_features(points)); segmentation: the part head on the body's
+    tokens and patch centres with the object category (per-point logits)."""
+
+    def __init__(self, body: nn.Module, head: nn.Module, task: str, frozen_body: bool = False):
+        super().__init__()
+        self.body, self.head, self.task, self.frozen_body = body, head, task, frozen_body
+        if frozen_body:
+            body.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_body:  # a frozen body runs as at inference
+            self.body.eval()
+        return self
+
+    def forward(self, points, category=None):
+        if self.task == "classification":
+            return self.head(self.body.forward_features(points))
+        tokens, centers = self.body.forward_tokens(points)
+        return self.head(tokens.float(), centers, points, category)
+
+
+class _LabelledTask:
+    def __init__(self, arrays: tuple, *, batch_size: int, seed: int, device):
+        self.arrays, self.batch_size, self.seed, self.device = arrays, batch_size, seed, device
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.arrays[0]) // self.batch_size)
+
+    def batches(self, epoch: int, first: int):
+        order = torch.randperm(len(self.arrays[0]), generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+        for b0 in range(first * self.batch_size, len(order), self.batch_size):
+            yield order[b0:b0 + self.batch_size]
+
+    def augmented(self, idx, step: int) -> torch.Tensor:
+        return augment_batch(self.arrays[0][idx], generator=step_generator(self.seed, step), **AUGMENT).to(self.device)
+
+    def batch_clouds(self, idx) -> int:
+        return len(idx)
+
+
+class ClassificationTask(_LabelledTask):
+    """Cross-entropy on the class labels; arrays = (points (M, N, 3), labels (M,))."""
+
+    def loss(self, model, idx, step: int, total_steps: int):
+        model.train()
+        labels = self.arrays[1][idx].to(self.device)
+        logits = model(self.augmented(idx, step))
+        loss = F.cross_entropy(logits, labels)
+        return loss, {"loss": float(loss.detach()), "train_accuracy": float((logits.argmax(-1) == labels).float().mean())}
+
+
+class SegmentationTask(_LabelledTask):
+    """Per-point cross-entropy on the part labels, logits restricted to the cloud's category parts (as
+    in `foundry.eval.partseg`); with `teacher_logits` (points, category) -> logits, plus
+    kd_weight * T^2 * KL(teacher || model) at temperature T per point. arrays = (points, parts (M, N),
+    categories (M,), category mask (C, P))."""
+
+    def __init__(self, arrays, *, teacher_logits=None, kd_weight: float = 0.0, temperature: float = 1.0, **kw):
+        super().__init__(arrays, **kw)
+        self.teacher_logits, self.kd_weight, self.temperature = teacher_logits, kd_weight, temperature
+
+    def loss(self, model, idx, step: int, total_steps: int):
+        model.train()
+        _, parts, cats, mask = self.arrays
+        x = self.augmented(idx, step)
+        y, cat = parts[idx].to(self.device), cats[idx].to(self.device)
+        allowed = mask.to(self.device)[cat].unsqueeze(1)
+        logits = model(x, cat).masked_fill(~allowed, -1e4)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        metrics = {}
+        if self.teacher_logits is not None:
+            t = self.temperature
+            with torch.no_grad():
+                target = self.teacher_logits(x, cat).masked_fill(~allowed, -1e4)
+            kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(target / t, -1), log_target=True,
+                          reduction="none").sum(-1).mean()
+            loss = loss + self.kd_weight * t ** 2 * kl
+            metrics["kl"] = float(kl.detach())
+        metrics = {"loss": float(loss.detach()), **metrics,
+                   "train_point_accuracy": float((logits.argmax(-1) == y).float().mean())}
+        return loss, metrics
