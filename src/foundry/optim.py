@@ -1,4 +1,5 @@
-"""The optimiser rules every training loop shares: one weight-decay rule and one schedule."""
+"""The optimiser rules every training loop shares: one weight-decay rule, one schedule and one
+shuffled-minibatch epoch."""
 from __future__ import annotations
 
 import math
@@ -34,3 +35,12 @@ def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int, min_lr_ra
         return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator | None = None,
+                     min_size: int = 1) -> list[torch.Tensor]:
+    """One epoch's minibatches: a random permutation of range(n) (drawn now, one `randperm` from
+    `generator`) cut into index tensors of `batch_size`, those shorter than `min_size` left out
+    (2 where BatchNorm trains: the last batch may be a single cloud)."""
+    perm = torch.randperm(n, generator=generator)
+    return [idx for idx in perm.split(batch_size) if len(idx) >= min_size]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data import augment_batch
-from ..optim import cosine_with_warmup
+from ..optim import cosine_with_warmup, shuffled_batches
 from .common import seed_everything
 from ..models.heads import mlp_head
 from .probe import accuracy_stats
@@ -55,12 +55,8 @@ def run(ctx, settings: dict, seed: int) -> dict:
     losses = []
     for _ in range(s["epochs"]):
         model.train()
-        perm = torch.randperm(len(train), generator=gen)
         total = 0.0
-        for b in range(0, len(perm), s["batch_size"]):
-            idx = perm[b:b + s["batch_size"]]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
+        for idx in shuffled_batches(len(train), s["batch_size"], gen, min_size=2):  # BatchNorm needs two samples
             x = pts[idx]
             if s["augment"]:
                 x = augment_batch(x, generator=gen)
@@ -70,7 +66,7 @@ def run(ctx, settings: dict, seed: int) -> dict:
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        losses.append(total / len(perm))
+        losses.append(total / len(train))
     model.eval()
     probs = []
     vote_gen = torch.Generator().manual_seed(seed + 10_000)

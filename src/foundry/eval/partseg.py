@@ -28,6 +28,7 @@ from torch import nn
 
 from ..io import atomic_write
 from ..models.heads import PartSegHead, category_mask
+from ..optim import shuffled_batches
 from ..validation import FoundryInputError
 from .common import infer_category_parts, resolve_layers, seed_everything
 
@@ -119,10 +120,8 @@ def train_head(tokens, centers, train, mask, s: dict, seed: int, device="cpu") -
     losses = []
     for _ in range(s["epochs"]):
         head.train()
-        perm = torch.randperm(len(train), generator=gen)
         total = 0.0
-        for b in range(0, len(perm), s["batch_size"]):
-            idx = perm[b:b + s["batch_size"]]
+        for idx in shuffled_batches(len(train), s["batch_size"], gen):
             cat = cats[idx].to(device)
             p, y = pts[idx], parts[idx]
             if s["train_points"] and s["train_points"] < p.shape[1]:  # a random subset of each cloud's points
@@ -136,7 +135,7 @@ def train_head(tokens, centers, train, mask, s: dict, seed: int, device="cpu") -
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        losses.append(total / len(perm))
+        losses.append(total / len(train))
     return head, losses
 
 

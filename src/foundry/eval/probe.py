@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..models.heads import mlp_head
+from ..optim import shuffled_batches
 from ..validation import FoundryInputError
 from .common import seed_everything
 
@@ -47,21 +48,18 @@ def train_probe(xtr, ytr, xte, yte, *, seed: int, hidden=256, dropout=0.5, epoch
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     losses = []
+    min_size = 2 if hidden > 0 else 1  # BatchNorm needs two samples
     for _ in range(epochs):
         head.train()
-        perm = torch.randperm(len(xtr_t), generator=gen)
         total = 0.0
-        for s in range(0, len(perm), batch_size):
-            idx = perm[s:s + batch_size]
-            if len(idx) < 2 and hidden > 0:  # BatchNorm needs two samples
-                continue
+        for idx in shuffled_batches(len(xtr_t), batch_size, gen, min_size):
             loss = nn.functional.cross_entropy(head(xtr_t[idx]), ytr_t[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
-        losses.append(total / len(perm))
+        losses.append(total / len(xtr_t))
     head.eval()
     with torch.no_grad():
         pred = head(xte_t).argmax(1).numpy()
