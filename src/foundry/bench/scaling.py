@@ -22,6 +22,7 @@ from pathlib import Path
 from ..io import atomic_write
 from ..validation import FoundryInputError
 from .flops import STAGES, stage_costs
+from .stages import TIMED_STAGES
 from .worker import auto_num_groups, build_model, run_in_subprocess
 
 DEFAULT_SIZES = (1024, 8192, 65536, 300_000, 1_000_000)
@@ -207,8 +208,6 @@ def plot_scaling(records: list[dict], path, title: str = "") -> None:
 def _plot_stages(ax, records: list[dict]) -> None:
     """Stacked per-stage seconds of each model at the largest size where both it and the first
     model have a stage breakdown."""
-    from .stages import TIMED_STAGES
-
     staged = [r for r in records if r.get("status") == "ok" and r.get("stages")]
     if not staged:
         ax.set_axis_off()

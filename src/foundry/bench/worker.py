@@ -21,9 +21,11 @@ import time
 import traceback
 
 from ..api import resolve_model
+from ..ops.accel import preload
 from .flops import _accepts, patch_count, random_cloud
 from .hooks import GroupingRecorder
 from .latency import device_sync
+from .stages import StageTimer
 
 try:  # POSIX only; elsewhere no memory cap and no ru_maxrss fallback
     import resource
@@ -101,8 +103,6 @@ def run(req: dict) -> dict:
         note = f"{type(model).__name__}.{method} takes no num_groups: config.num_groups set to {g} for the run"
     points = random_cloud(batch, n, int(req.get("seed", 0)), device)
     sync = device_sync(device)
-    from ..ops.accel import preload
-
     preload()  # library imports are not part of the call's time
     with torch.no_grad():  # nor are torch's one-off kernel set-ups: one untimed call on a small cloud
         getattr(model, method)(random_cloud(1, max(getattr(model, "min_points", 64), 64), 1, device))
@@ -123,8 +123,6 @@ def run(req: dict) -> dict:
     reset_ok = _reset_hwm()
     maxrss_before = _maxrss_kb()
     t0 = time.perf_counter()
-
-    from .stages import StageTimer
 
     timer = StageTimer(lambda: _status_kb("VmRSS"), lambda: _status_kb("VmHWM"), _reset_hwm) if req.get("stages") \
         else None

@@ -4,6 +4,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
+from ..bench.grouping import format_grouping, grouping_times
+from ..bench.report import bench_models, format_report, machine_info
+from ..bench.scaling import format_ratios, format_scaling, merge_scaling_runs, plot_scaling, run_scaling
+from ..bench.stages import format_stages
+from ..io import write_json
+from ..validation import FoundryInputError, check_output, positive_int
+
 HELP = "benchmark models side by side: MACs/FLOPs per stage, latency, throughput, memory, ONNX, scaling"
 
 
@@ -25,8 +34,6 @@ def _size(text: str) -> int:
 
 def _sizes(text: str) -> list[int]:
     """'1k,8k,65k,300k,1M' -> [1024, 8192, 65536, 300000, 1000000] (1k/8k/65k are powers of two)."""
-    from ..validation import FoundryInputError
-
     try:
         sizes = [_size(s) for s in text.split(",") if s.strip()]
     except ValueError as exc:
@@ -69,10 +76,6 @@ def register(p):
 
 
 def main(args):
-    import torch
-
-    from ..validation import FoundryInputError, positive_int
-
     out_dir = Path(args.out or Path("runs") / "bench" / time.strftime("%Y%m%d-%H%M%S"))
     for value, flag in ((args.points, "--points"), (args.batch, "--batch"), (args.flops_batch, "--flops-batch"),
                         (args.threads, "--threads"), (args.runs, "--runs"), (args.group_ratio, "--group-ratio")):
@@ -96,9 +99,6 @@ def main(args):
     if args.scaling:
         return _scaling(args, out_dir, device)
 
-    from ..bench.report import bench_models, format_report
-    from ..io import write_json
-
     warmup, runs, min_s = (1, 3, 0.0) if args.fast else (args.warmup, args.runs, args.min_seconds)
     result = bench_models(args.models, points=args.points, batch=args.batch, flops_batch=args.flops_batch,
                           device=device, threads=args.threads, warmup=warmup, runs=runs, min_seconds=min_s,
@@ -113,8 +113,6 @@ def main(args):
 
 def _check_outputs(args, out_dir: Path) -> None:
     """Refuse to replace earlier results in --out (unless --overwrite) or to write onto an input."""
-    from ..validation import check_output
-
     if args.grouping:
         names = ["grouping.json"]
     elif args.merge_scaling or args.scaling:
@@ -127,13 +125,9 @@ def _check_outputs(args, out_dir: Path) -> None:
 
 
 def _grouping(args, out_dir, device):
-    from ..bench.grouping import format_grouping, grouping_times
-    from ..bench.report import machine_info
-    from ..io import write_json
-
     sizes = _sizes(args.sizes or "1k,8k,65k,300k")
     print(f"grouping (FPS + kNN, K=32, G = {'%d' % args.groups if args.groups else 'max(64, N // %d)' % args.group_ratio})"
-          f" on {device}, {args.threads} thread(s), torch {__import__('torch').__version__}; median of repeated "
+          f" on {device}, {args.threads} thread(s), torch {torch.__version__}; median of repeated "
           "runs at small sizes, one run at large ones")
     rows = grouping_times(sizes, num_groups=args.groups, ratio=args.group_ratio, time_limit=args.time_limit,
                           device=device)
@@ -144,10 +138,6 @@ def _grouping(args, out_dir, device):
 
 
 def _scaling(args, out_dir, device):
-    from ..bench.report import machine_info
-    from ..io import write_json
-    from ..bench.scaling import format_scaling, plot_scaling, run_scaling
-
     sizes = _sizes(args.sizes or "1k,8k,65k,300k,1M")
     cap = args.max_memory_gb or None
     print(f"scaling on {device}, {args.threads} thread(s), batch 1, G = max(G0, N // {args.group_ratio})"
@@ -169,9 +159,6 @@ def _scaling(args, out_dir, device):
 
 
 def _print_scaling(records):
-    from ..bench.scaling import format_ratios, format_scaling
-    from ..bench.stages import format_stages
-
     print(format_scaling(records))
     print()
     print("seconds per stage (first call; fps/knn = patch grouping, other = glue between modules)")
@@ -183,9 +170,6 @@ def _print_scaling(records):
 
 
 def _merge_scaling(args, out_dir):
-    from ..bench.scaling import merge_scaling_runs, plot_scaling
-    from ..io import write_json
-
     settings, records = merge_scaling_runs(args.merge_scaling)
     write_json(out_dir / "scaling.json", {"settings": settings, "scaling": records, "sources": args.merge_scaling})
     st = settings[0]

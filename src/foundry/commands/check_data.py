@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from ..data.check import check_data
+
 HELP = "check a data folder (ModelNet h5, ShapeNet-55, ScanObjectNN, ShapeNetPart) and list its problems"
 
 
@@ -15,8 +17,6 @@ def register(p):
 
 
 def main(args) -> int:
-    from ..data.check import check_data
-
     report = check_data(args.path, max_files=None if args.full else args.max_files)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
     return 0 if report.ok else 1

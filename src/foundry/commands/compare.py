@@ -1,6 +1,17 @@
 """`foundry compare`: teacher vs students vs baselines, one table, retention and a Pareto plot."""
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..eval.compare import run_compare
+from ..eval.protocols import NAMES
+from ..report.pages import write_compare_page
+from ..validation import FoundryInputError
+from .eval import overrides_from_args
+
 HELP = "compare a teacher with students and baselines under the same protocols (table + Pareto plot)"
 
 EPILOG = """Each model is evaluated into OUT/evals/<label>/ (resumable; finished seeds are reused), with the
@@ -16,10 +27,6 @@ example:
 
 
 def register(p):
-    import argparse
-
-    from ..eval.protocols import NAMES
-
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     p.add_argument("--teacher", required=True, help="the teacher (shipped name or checkpoint)")
@@ -55,13 +62,6 @@ def _split_label(item):
 
 
 def main(args):
-    from pathlib import Path
-
-    import torch
-
-    from ..eval.compare import run_compare
-    from .eval import overrides_from_args
-
     if args.threads:
         torch.set_num_threads(args.threads)
     args.protocol = args.protocol or ["svm", "fewshot", "partseg", "fidelity"]
@@ -81,8 +81,6 @@ def main(args):
                       overrides=overrides_from_args(args), device=args.device, batch_size=args.batch_size,
                       labels=labels, groups=groups, random_seed=args.random_seed, include_random=not args.no_random,
                       overwrite=args.overwrite, eval_dirs=eval_dirs)
-    from ..report.pages import write_compare_page
-
     page = write_compare_page(args.out, res)
     print((Path(args.out) / "compare.md").read_text())
     print(f"wrote {Path(args.out) / 'compare.json'}, compare.md, pareto.png" + (", report.html" if page else "")
@@ -92,8 +90,6 @@ def main(args):
 
 def _label_pairs(items, flag: str, what: str) -> dict:
     """["LABEL=VALUE", ...] -> {LABEL: VALUE}, refusing items without a label."""
-    from ..validation import FoundryInputError
-
     out = {}
     for item in items:
         label, value = _split_label(item)

@@ -1,6 +1,8 @@
 """`foundry demo`: one command that shows Foundry working end to end."""
 from __future__ import annotations
 
+from ..demo import run_demo
+
 HELP = "distil, evaluate and benchmark a student on the bundled real data; writes a report (~15 min on 2 CPU cores)"
 
 
@@ -17,8 +19,6 @@ def register(p):
 
 
 def main(args):
-    from ..demo import run_demo
-
     student = None
     if args.skip_train or args.student:
         student = args.student or "foundry-vits-s16"

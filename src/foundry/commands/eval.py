@@ -1,6 +1,16 @@
 """`foundry eval`: run evaluation protocols on one model, resumably, with mean +- std over seeds."""
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from ..eval.protocols import NAMES, protocol_settings
+from ..eval.runner import parse_overrides, run_eval
+
 HELP = "evaluate a model (svm, probe, finetune, fewshot, partseg, fidelity) over seeds; resumable"
 
 EPILOG = """protocols:
@@ -19,10 +29,6 @@ examples:
 
 
 def register(p):
-    import argparse
-
-    from ..eval.protocols import NAMES
-
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     p.add_argument("model", help="shipped name, checkpoint (.safetensors), official .pth, or a preset (random init)")
@@ -50,8 +56,6 @@ def register(p):
 
 
 def overrides_from_args(args) -> dict:
-    from ..eval.runner import parse_overrides
-
     over = parse_overrides(args.set)
     cls_protocols = ("svm", "probe", "finetune", "fewshot", "fidelity")
     for proto in args.protocol:
@@ -63,19 +67,9 @@ def overrides_from_args(args) -> dict:
 
 
 def main(args):
-    import sys
-
-    import torch
-
-    from ..eval.runner import run_eval
-
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.dry_run:
-        import json
-
-        from ..eval.protocols import protocol_settings
-
         over = overrides_from_args(args)
         for proto in dict.fromkeys(args.protocol):
             print(f"{proto}: {json.dumps(protocol_settings(proto, args.quick, over.get(proto), args.split))}")
@@ -83,8 +77,6 @@ def main(args):
     res = run_eval(args.model, args.protocol, args.seeds, args.out, quick=args.quick, split=args.split,
                    overrides=overrides_from_args(args), reference=args.reference, device=args.device,
                    batch_size=args.batch_size, overwrite=args.overwrite, progress=sys.stderr.isatty())
-    from pathlib import Path
-
     print((Path(args.out) / "results.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'}  ({res['wall_time_s']:.1f} s)")
     return 0

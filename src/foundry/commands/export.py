@@ -4,6 +4,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
+from ..bench.flops import random_cloud
+from ..bench.worker import build_model
+from ..export.onnx import export_onnx, quantize_int8, svm_fp32_vs_int8
+from ..export.profile import format_profile, profile_onnx
+from ..io import write_json
+from ..validation import FoundryInputError, check_output, positive_int
+
 HELP = "export a model to ONNX (dynamic batch), check it against PyTorch, optionally quantise to int8"
 
 
@@ -33,12 +42,6 @@ def register(p):
 
 
 def main(args):
-    import torch
-
-    from ..bench.worker import build_model
-    from ..export.onnx import export_onnx, quantize_int8, svm_fp32_vs_int8
-    from ..validation import FoundryInputError, check_output, positive_int
-
     torch.set_num_threads(positive_int(args.threads, "--threads"))
     out = Path(args.out)
     if out.suffix != ".onnx":
@@ -74,8 +77,6 @@ def main(args):
                                              log=None if args.json else print)
     if args.profile:
         report["profile"] = _profile(out, report, args)
-    from ..io import write_json
-
     report["settings"] = {"model": str(args.model), "threads": args.threads, "torch": torch.__version__}
     write_json(out.with_suffix(".json"), report)
     if args.json:
@@ -86,9 +87,6 @@ def main(args):
 
 
 def _profile(out, report, args) -> dict:
-    from ..bench.flops import random_cloud
-    from ..export.profile import format_profile, profile_onnx
-
     points = random_cloud(1, report["num_points"], 0).numpy()
     graphs = {"fp32": out}
     if "int8" in report:

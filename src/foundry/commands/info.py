@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import json
 
+from ..api import resolve_model
+from ..bench.flops import model_macs
+from ..hub import model_card
+from ..io import config_dict
+
 HELP = "print a model's config, parameter count and MACs at its input size"
 
 
@@ -13,11 +18,6 @@ def register(p):
 
 
 def main(args):
-    from ..api import resolve_model
-    from ..bench.flops import model_macs
-    from ..hub import model_card
-    from ..io import config_dict
-
     model = resolve_model(args.model)
     cfg = config_dict(model)
     n_points = args.points or cfg.get("num_points", 1024)

@@ -12,6 +12,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import torch
+
+from .. import hub
+from ..api import load, save, save_pretrained
+from ..bench.flops import model_macs, tome_r_for_macs
+from ..hub import cache_dir, cached_models, model_card, shipped_models
+from ..models.backbone import PointTransformer
+from ..models.baselines import ToMeTeacher
+from ..models.checkpoint import read_header
+from ..models.official import convert_official
+from ..models.pretrained import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
+from ..validation import FoundryInputError, check_output
 
 HELP = ("list shipped and cached models (with their model cards' one-liners); save, pull or push Hub-layout "
         "folders; convert an official checkpoint")
@@ -70,17 +84,10 @@ def one_liner(card: str | None) -> str:
 
 def main(args):
     if getattr(args, "models_cmd", None) == "convert":
-        import torch
-
-        from ..models.official import convert_official
-        from ..validation import check_output
-
         check_output(args.dst, overwrite=args.overwrite, inputs=(args.src,))
         overrides = {k: v for k, v in (("heads", args.heads), ("num_groups", args.num_groups),
                                        ("group_size", args.group_size)) if v is not None}
         out = convert_official(args.src, args.dst, dtype=torch.float16 if args.fp16 else None, **overrides)
-        from ..models.checkpoint import read_header
-
         meta = read_header(out)
         print(f"wrote {out}: layout {meta['info'].get('layout')}, width {meta['config']['width']}, "
               f"depth {meta['config']['depth']}, heads {meta['config']['heads']}; "
@@ -103,16 +110,12 @@ def main(args):
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         print(f"{r['name']:{width}s}  {r['source']:7s}  {r['size_mib']:6.1f} MiB  {r['summary']}")
-    from ..hub import cache_dir
-
     print(f"\n(cache: {cache_dir()}; load any of these with foundry.load(NAME))")
     return 0
 
 
 def _card_summary(card_path) -> str:
     """One-liner of a card, its YAML front matter skipped."""
-    from pathlib import Path
-
     text = Path(card_path).read_text() if Path(card_path).exists() else None
     if text and text.startswith("---"):
         text = text.split("\n---", 1)[-1]
@@ -121,11 +124,6 @@ def _card_summary(card_path) -> str:
 
 def list_models(dirs=()) -> list[dict]:
     """Shipped models, then the local cache, then pretrained-model folders under `dirs`."""
-    from pathlib import Path
-
-    from ..hub import cached_models, model_card, shipped_models
-    from ..models.pretrained import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
-
     def size(path):
         return round(path.stat().st_size / 2**20, 1) if path.exists() else 0.0
 
@@ -141,12 +139,7 @@ def list_models(dirs=()) -> list[dict]:
 
 
 def _share(args) -> int:
-    from .. import hub
-    from ..api import load, save_pretrained
-
     if args.models_cmd == "save":
-        import torch
-
         folder = save_pretrained(load(args.model), args.folder, name=args.name, license=args.license,
                                  dtype=torch.float16 if args.fp16 else None)
         print(f"wrote {folder}: config.json, model.safetensors, README.md (push it with "
@@ -161,14 +154,6 @@ def _share(args) -> int:
 
 
 def _tome(args) -> int:
-    import torch
-
-    from ..api import load, save
-    from ..bench.flops import model_macs, tome_r_for_macs
-    from ..models.backbone import PointTransformer
-    from ..models.baselines import ToMeTeacher
-    from ..validation import FoundryInputError, check_output
-
     check_output(args.dst, overwrite=args.overwrite, inputs=(args.teacher, args.match))
     teacher = load(args.teacher)
     if not isinstance(teacher, PointTransformer):

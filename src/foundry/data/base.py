@@ -154,6 +154,25 @@ class PointSource:
         return self.part_names is not None
 
 
+class ShapeFileSource(PointSource):
+    """One file per shape (`files`, their `labels`), read in `get`, so shapes may differ in size;
+    the ShapeNet layouts that store them so are y-up."""
+
+    files: list[Path]
+    up_axis = 1
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def check_files(self, listing) -> None:
+        """Refuse a split list (`listing`) that names shape files which are not there."""
+        missing = [f for f in self.files if not f.is_file()]
+        if missing:
+            raise FoundryInputError(f"{len(missing)} of {len(self.files)} shape files listed in {listing} are missing, "
+                                    f"e.g. {missing[0]}; restore them or remove their lines (`foundry check-data` "
+                                    "lists all)")
+
+
 class ArraySource(PointSource):
     """All clouds in memory (the h5 layouts); normalised once at construction."""
 

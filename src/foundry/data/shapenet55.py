@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..validation import FoundryInputError
-from .base import PointSource, check_finite, normalize_unit_sphere, read_lines
+from .base import ShapeFileSource, check_finite, normalize_unit_sphere, read_lines
 
 # ShapeNetCore v2 synset -> category name (the 55 categories of ShapeNet-55).
 SYNSET_NAMES = dict(pair.split(":") for pair in """
@@ -58,7 +58,7 @@ def synset_of(name: str) -> str:
     return Path(name).name.split("-", 1)[0]
 
 
-class ShapeNet55Source(PointSource):
+class ShapeNet55Source(ShapeFileSource):
     def __init__(self, folder: str | Path, split: str):
         folder = Path(folder)
         roots = _roots(folder)
@@ -76,19 +76,10 @@ class ShapeNet55Source(PointSource):
         self.synsets = sorted(synsets)
         index = {s: i for i, s in enumerate(self.synsets)}
         self.files = [self.pc / n for n in names]
-        missing = [f for f in self.files if not f.is_file()]
-        if missing:
-            raise FoundryInputError(f"{len(missing)} of {len(names)} files listed in {lists / (split + '.txt')} "
-                                    f"are missing from {self.pc}, e.g. {missing[0].name}; restore them or remove "
-                                    "their lines (`foundry check-data` lists all)")
+        self.check_files(lists / f"{split}.txt")
         self.labels = np.array([index[synset_of(n)] for n in names], dtype=np.int64)
         self.class_names = [SYNSET_NAMES.get(s, s) for s in self.synsets]
-        self.points_per_shape = None
-        self.up_axis = 1
         self.description = f"ShapeNet-55 {folder} [{split}]"
-
-    def __len__(self) -> int:
-        return len(self.files)
 
     def get(self, index: int):
         path = self.files[index]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..validation import FoundryInputError
-from .base import ArraySource, PointSource, as_labels, as_points, normalize_unit_sphere, read_h5_arrays, read_lines
+from .base import ArraySource, ShapeFileSource, as_labels, as_points, normalize_unit_sphere, read_h5_arrays, read_lines
 from .modelnet import split_files
 
 H5_LISTS = {s: f"{s}_hdf5_file_list.txt" for s in ("train", "val", "test")}
@@ -167,7 +167,7 @@ def read_part_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return pts, arr[:, -1].astype(np.int64)
 
 
-class ShapeNetPartTextSource(PointSource):
+class ShapeNetPartTextSource(ShapeFileSource):
     """Per-shape text files, read on access (shapes differ in size; load_arrays uses 2048 points)."""
 
     default_num_points = 2048
@@ -196,10 +196,7 @@ class ShapeNetPartTextSource(PointSource):
             labels.append(syn_index[bits[-2]])
         if not self.files:
             raise FoundryInputError(f"{lst} lists no shapes")
-        missing = [f for f in self.files if not f.is_file()]
-        if missing:
-            raise FoundryInputError(f"{len(missing)} shape files listed in {lst} are missing, e.g. {missing[0]}; "
-                                    "restore them or remove them from the list (`foundry check-data` lists all)")
+        self.check_files(lst)
         self.labels = np.array(labels, dtype=np.int64)
         self.class_names = names
         std = _standard_category_parts(names)
@@ -211,12 +208,7 @@ class ShapeNetPartTextSource(PointSource):
         else:
             self.category_parts = category_parts_for(folder, names, synsets)
         self.part_names = part_names_for(folder, names, self.category_parts)
-        self.points_per_shape = None
-        self.up_axis = 1
         self.description = f"ShapeNetPart text {folder} [{split}]"
-
-    def __len__(self) -> int:
-        return len(self.files)
 
     def get(self, index: int):
         pts, parts = read_part_txt(self.files[index])

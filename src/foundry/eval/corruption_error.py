@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data.corruptions import PARTIAL
+from ..io import atomic_write
+from .robustness import conditions
 
 PROTOCOL = "robustness"
 
@@ -39,8 +41,6 @@ def robustness_summary(evals: dict, teacher_label: str) -> dict | None:
     ref = evals[teacher_label]["protocols"].get(PROTOCOL)
     if ref is None:
         return None
-    from .robustness import conditions
-
     s = ref["settings"]
     conds = conditions(s)
     families = list(dict.fromkeys(f for _, f, _ in conds if f != PARTIAL))
@@ -199,8 +199,6 @@ def plot_robustness(summary: dict, path, title: str = "") -> Path | None:
     fig.suptitle(title or f"Robustness (outlier filter {'on' if summary['outlier_filter'] else 'off'}; "
                  "mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
-    from ..models.checkpoint import atomic_write
-
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return Path(path)

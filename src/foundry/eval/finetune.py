@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data import augment_batch
-from ..optim import cosine_with_warmup
+from ..optim import cosine_with_warmup, train_epochs
 from .common import seed_everything
 from ..models.heads import mlp_head
 from .probe import accuracy_stats
@@ -52,25 +52,15 @@ def run(ctx, settings: dict, seed: int) -> dict:
 
     sched = cosine_with_warmup(opt, s["warmup_epochs"] * per_epoch, s["epochs"] * per_epoch)
     pts, labels = torch.from_numpy(train.points), torch.from_numpy(train.labels)
-    losses = []
-    for _ in range(s["epochs"]):
-        model.train()
-        perm = torch.randperm(len(train), generator=gen)
-        total = 0.0
-        for b in range(0, len(perm), s["batch_size"]):
-            idx = perm[b:b + s["batch_size"]]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            x = pts[idx]
-            if s["augment"]:
-                x = augment_batch(x, generator=gen)
-            loss = nn.functional.cross_entropy(model(x.to(ctx.device)), labels[idx].to(ctx.device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(perm))
+
+    def loss_of(idx):
+        x = pts[idx]
+        if s["augment"]:
+            x = augment_batch(x, generator=gen)
+        return nn.functional.cross_entropy(model(x.to(ctx.device)), labels[idx].to(ctx.device))
+
+    losses = train_epochs(model, opt, len(train), loss_of, epochs=s["epochs"], batch_size=s["batch_size"],
+                          generator=gen, scheduler=sched, min_size=2)  # BatchNorm needs two samples
     model.eval()
     probs = []
     vote_gen = torch.Generator().manual_seed(seed + 10_000)

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..io import atomic_write
 from ..models.heads import PartSegHead, category_mask
+from ..optim import train_epochs
 from ..validation import FoundryInputError
 from .common import infer_category_parts, resolve_layers, seed_everything
 
@@ -116,27 +117,19 @@ def train_head(tokens, centers, train, mask, s: dict, seed: int, device="cpu") -
     pts = torch.from_numpy(train.points)
     parts = torch.from_numpy(train.parts)
     cats = torch.from_numpy(train.labels)
-    losses = []
-    for _ in range(s["epochs"]):
-        head.train()
-        perm = torch.randperm(len(train), generator=gen)
-        total = 0.0
-        for b in range(0, len(perm), s["batch_size"]):
-            idx = perm[b:b + s["batch_size"]]
-            cat = cats[idx].to(device)
-            p, y = pts[idx], parts[idx]
-            if s["train_points"] and s["train_points"] < p.shape[1]:  # a random subset of each cloud's points
-                keep = torch.rand(p.shape[:2], generator=gen).argsort(1)[:, :s["train_points"]]
-                p, y = torch.gather(p, 1, keep.unsqueeze(-1).expand(-1, -1, 3)), torch.gather(y, 1, keep)
-            logits = head(tokens[idx].to(device).float(), centers[idx].to(device), p.to(device), cat)
-            logits = logits.masked_fill(~dev_mask[cat].unsqueeze(1), -1e4)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, n_parts), y.to(device).reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(perm))
+
+    def loss_of(idx):
+        cat = cats[idx].to(device)
+        p, y = pts[idx], parts[idx]
+        if s["train_points"] and s["train_points"] < p.shape[1]:  # a random subset of each cloud's points
+            keep = torch.rand(p.shape[:2], generator=gen).argsort(1)[:, :s["train_points"]]
+            p, y = torch.gather(p, 1, keep.unsqueeze(-1).expand(-1, -1, 3)), torch.gather(y, 1, keep)
+        logits = head(tokens[idx].to(device).float(), centers[idx].to(device), p.to(device), cat)
+        logits = logits.masked_fill(~dev_mask[cat].unsqueeze(1), -1e4)
+        return nn.functional.cross_entropy(logits.reshape(-1, n_parts), y.to(device).reshape(-1))
+
+    losses = train_epochs(head, opt, len(train), loss_of, epochs=s["epochs"], batch_size=s["batch_size"],
+                          generator=gen, scheduler=sched)
     return head, losses
 
 

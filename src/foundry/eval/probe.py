@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..models.heads import mlp_head
+from ..optim import train_epochs
 from ..validation import FoundryInputError
 from .common import seed_everything
 
@@ -46,22 +47,13 @@ def train_probe(xtr, ytr, xte, yte, *, seed: int, hidden=256, dropout=0.5, epoch
     head = mlp_head(xtr.shape[1], n_cls, hidden, dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    losses = []
-    for _ in range(epochs):
-        head.train()
-        perm = torch.randperm(len(xtr_t), generator=gen)
-        total = 0.0
-        for s in range(0, len(perm), batch_size):
-            idx = perm[s:s + batch_size]
-            if len(idx) < 2 and hidden > 0:  # BatchNorm needs two samples
-                continue
-            loss = nn.functional.cross_entropy(head(xtr_t[idx]), ytr_t[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        sched.step()
-        losses.append(total / len(perm))
+
+    def loss_of(idx):
+        return nn.functional.cross_entropy(head(xtr_t[idx]), ytr_t[idx])
+
+    losses = train_epochs(head, opt, len(xtr_t), loss_of, epochs=epochs, batch_size=batch_size, generator=gen,
+                          scheduler=sched, schedule_per_epoch=True,
+                          min_size=2 if hidden > 0 else 1)  # BatchNorm needs two samples
     head.eval()
     with torch.no_grad():
         pred = head(xte_t).argmax(1).numpy()

@@ -32,10 +32,12 @@ import numpy as np
 import torch
 
 from ..data.corruptions import FAMILIES, PARTIAL, SEVERITIES, canonical_family, change_density, corrupt, resample
+from ..ops.outliers import outlier_mask
 from ..validation import FoundryInputError
 from .common import Split, extract_tokens, resolve_layers
 from .partseg import DEFAULTS as SEG_DEFAULTS
 from .partseg import category_mask, label_space, predict, segmentation_miou, shape_iou, train_head
+from .svm import extract_features, linear_svm_eval
 
 SEG_HEAD_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "proj_dim", "point_dim", "hidden", "dropout", "knn",
                  "train_points")
@@ -105,8 +107,6 @@ def _with_points(base: Split, pts, src, tag: str) -> Split:
 def filtered_split(split: Split, s: dict, seed: int) -> tuple[Split, float]:
     """`split` through the outlier filter, each cloud filled back to its point count; (split, share
     of points dropped)."""
-    from ..ops.outliers import outlier_mask
-
     keep = outlier_mask(torch.from_numpy(split.points), s["filter_k"], s["filter_ratio"]).numpy()
     n = split.points.shape[1]
     pts, src = np.empty_like(split.points), np.empty(split.points.shape[:2], dtype=np.int64)
@@ -129,8 +129,6 @@ class _Groups(torch.nn.Module):
 
 
 def _features(ctx, split: Split, num_groups: int | None = None) -> np.ndarray:
-    from .svm import extract_features
-
     model = ctx.model if num_groups is None else _Groups(ctx.model, num_groups)
     feats = extract_features(model, split.points, batch_size=ctx.batch_size, device=ctx.device)
     if not np.isfinite(feats).all():
@@ -168,8 +166,6 @@ def _prepare(ctx, split: Split, s: dict, seed: int, details: dict, name: str) ->
 
 
 def _classification(ctx, s, seed, metrics, details, data):
-    from .svm import linear_svm_eval
-
     view = seed if s["seeded_points"] else None
     train = ctx.split(s["data"], s["train_split"], s["num_points"], s["train_per_class"], seed=view)
     test = ctx.split(s["data"], s["test_split"], s["num_points"], s["test_per_class"], seed=view)

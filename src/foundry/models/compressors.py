@@ -10,16 +10,20 @@ from .assignment import Compressor, one_hot_argmax, pool_members
 from .merging import bipartite_merge_assignment
 
 
-class FPSCompressor(Compressor):
-    """Baseline: s patch centres by FPS; every token joins the nearest one (in xyz)."""
+class _Baseline(Compressor):
+    """A compressor with no weights, set by its SuperToken count s alone."""
 
     def __init__(self, num_supertokens: int):
         super().__init__()
         self.s = num_supertokens
 
     @classmethod
-    def from_config(cls, c) -> "FPSCompressor":
+    def from_config(cls, c):
         return cls(c.num_supertokens)
+
+
+class FPSCompressor(_Baseline):
+    """Baseline: s patch centres by FPS; every token joins the nearest one (in xyz)."""
 
     def forward(self, tokens, centers, weight=None):
         idx = farthest_point_sample(centers, self.s)
@@ -29,13 +33,12 @@ class FPSCompressor(Compressor):
         return st, assignment, sc, counts
 
 
-class KMeansCompressor(Compressor):
+class KMeansCompressor(_Baseline):
     """Baseline: K-Means of the tokens (feature space, Lloyd iterations, no gradient through the
     assignment), seeded with the tokens at s FPS-spread patch centres (deterministic)."""
 
     def __init__(self, num_supertokens: int, iters: int = 5):
-        super().__init__()
-        self.s = num_supertokens
+        super().__init__(num_supertokens)
         self.iters = iters
 
     @classmethod
@@ -54,16 +57,8 @@ class KMeansCompressor(Compressor):
         return st, assignment.to(tokens.dtype), sc, counts
 
 
-class ToMeCompressor(Compressor):
+class ToMeCompressor(_Baseline):
     """Baseline: bipartite merging of the c tokens (cosine similarity) down to s."""
-
-    def __init__(self, num_supertokens: int):
-        super().__init__()
-        self.s = num_supertokens
-
-    @classmethod
-    def from_config(cls, c) -> "ToMeCompressor":
-        return cls(c.num_supertokens)
 
     def forward(self, tokens, centers, weight=None):
         assignment = bipartite_merge_assignment(tokens, self.s).to(tokens.dtype)

@@ -9,18 +9,6 @@ CONFIG_VERSION = 1
 POOLINGS = ("mean+max", "cls+max", "max", "mean", "cls")
 
 
-def check_transformer_fields(cfg) -> None:
-    """Checks shared by every transformer config (backbone, PointGPT): tuple-ise the tokenizer
-    widths, a known pooling that the cls token supports, and heads that divide the width."""
-    cfg.tokenizer_hidden = tuple(cfg.tokenizer_hidden)
-    if cfg.pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {cfg.pooling!r}")
-    if cfg.pooling.startswith("cls") and not cfg.cls_token:
-        raise ValueError(f"pooling {cfg.pooling!r} needs cls_token=True")
-    if cfg.width % cfg.heads:
-        raise ValueError(f"width {cfg.width} must be divisible by heads {cfg.heads}")
-
-
 class ConfigFields:
     """Serialisation shared by the model configs (dataclasses): fields as a dict with tuples as
     lists, rebuilt from such a dict (unknown keys refused), and a copy with fields replaced."""
@@ -47,14 +35,12 @@ class ConfigFields:
 
 
 @dataclass
-class BackboneConfig(ConfigFields):
-    """Everything needed to rebuild a backbone; stored inside every checkpoint.
-
-    The options cover how the published teachers differ (see docs): qkv bias (Point-JEPA yes,
-    Point-MAE no), a cls token and cls+max pooling (Point-MAE/BERT/GPT fine-tuning) or mean+max
-    (Point-JEPA), a reduce layer after the tokenizer (Point-BERT 256 -> 384), sinusoidal
-    positions and a causal mask (PointGPT).
-    """
+class PatchTransformerFields(ConfigFields):
+    """The fields every `PatchTransformer` config (backbone, PointGPT) starts with: its name, the
+    patches (input size, patch count and size) and the encoder's shape. The subclasses' own fields
+    follow these in `to_dict()` and in checkpoints, so the order on disk is the one each config had
+    when it declared them itself. Each subclass also declares `tokenizer_hidden`, `cls_token` and
+    `pooling`, which the shared checks and `feature_dim` read."""
 
     name: str = "custom"
     num_points: int = 1024  # nominal input size (MACs are reported at this size)
@@ -64,6 +50,33 @@ class BackboneConfig(ConfigFields):
     depth: int = 12
     heads: int = 6
     mlp_ratio: float = 4.0
+
+    def __post_init__(self):
+        """The checks every transformer config shares: tuple-ise the tokenizer widths, a known
+        pooling that the cls token supports, and heads that divide the width."""
+        self.tokenizer_hidden = tuple(self.tokenizer_hidden)
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.pooling.startswith("cls") and not self.cls_token:
+            raise ValueError(f"pooling {self.pooling!r} needs cls_token=True")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+
+    @property
+    def feature_dim(self) -> int:
+        return self.width if self.pooling in ("max", "mean", "cls") else 2 * self.width
+
+
+@dataclass
+class BackboneConfig(PatchTransformerFields):
+    """Everything needed to rebuild a backbone; stored inside every checkpoint.
+
+    The options cover how the published teachers differ (see docs): qkv bias (Point-JEPA yes,
+    Point-MAE no), a cls token and cls+max pooling (Point-MAE/BERT/GPT fine-tuning) or mean+max
+    (Point-JEPA), a reduce layer after the tokenizer (Point-BERT 256 -> 384), sinusoidal
+    positions and a causal mask (PointGPT).
+    """
+
     qkv_bias: bool = False
     drop_path: float = 0.1
     norm_eps: float = 1e-5
@@ -81,14 +94,10 @@ class BackboneConfig(ConfigFields):
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        check_transformer_fields(self)
+        super().__post_init__()
         if self.pos_embed not in ("mlp", "sincos"):
             raise ValueError(f"pos_embed must be 'mlp' or 'sincos', got {self.pos_embed!r}")
         if self.patch_order not in ("fps", "morton"):
             raise ValueError(f"patch_order must be 'fps' or 'morton', got {self.patch_order!r}")
         if self.group_size < 1 or self.num_groups < 1:
             raise ValueError("num_groups and group_size must be positive")
-
-    @property
-    def feature_dim(self) -> int:
-        return self.width if self.pooling in ("max", "mean", "cls") else 2 * self.width

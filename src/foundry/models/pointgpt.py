@@ -13,23 +13,16 @@ import torch
 from torch import nn
 
 from .backbone import PatchTransformer
-from .config import BackboneConfig, ConfigFields, check_transformer_fields
+from .config import PatchTransformerFields
 from .layers import Attention, Mlp
 from .tokenizer import PointNetPatchEmbed
 
 
 @dataclass
-class PointGPTConfig(ConfigFields):
+class PointGPTConfig(PatchTransformerFields):
     """A PointGPT-S style encoder (see `PointGPTTransformer`); stored inside its checkpoints."""
 
-    name: str = "pointgpt"
-    num_points: int = 1024
-    num_groups: int = 64
-    group_size: int = 32
-    width: int = 384
-    depth: int = 12
-    heads: int = 6
-    mlp_ratio: float = 4.0
+    name: str = "pointgpt"  # keeps its place, first
     norm_eps: float = 1e-5
     tokenizer_hidden: tuple = (128, 256, 512)
     # PointGPT builds its sine code as PositionEmbeddingCoordsSine(3, dim, 1.0): the third positional
@@ -40,12 +33,6 @@ class PointGPTConfig(ConfigFields):
     fps_start: str = "first"
     fps_backend: str = "torch"
     extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        check_transformer_fields(self)
-
-    # the backbone's rule (it reads only width and pooling)
-    feature_dim = BackboneConfig.feature_dim
 
 
 class GPTSinePositionEmbed(nn.Module):
