@@ -159,20 +159,8 @@ def test_imports_point_down_the_floors():
 
 
 
-# function-local imports of the package's own modules (no module wraps an optional dependency so far,
-# so nothing is allowed for good); each as "module: function: imported module"
-# TEMPORARY: the lead's training-loop rewrite removes these; empty this set then (do not add to it)
-LEAD_REWRITE_LOCAL_IMPORTS = {
-    "foundry.commands.distill: main: foundry.api",
-    "foundry.commands.distill: main: foundry.models.surgery",
-    "foundry.commands.distill: main: foundry.train.common",
-    "foundry.commands.distill: main: foundry.train.distill",
-    "foundry.commands.distill: main: foundry.train.students",
-    "foundry.commands.distill: main: foundry.validation",
-    "foundry.commands.pretrain: main: foundry.train.pretrain",
-}
-
-
+# function-local imports of the package's own modules: none allowed (no module only wraps an optional
+# dependency so far)
 def local_package_imports() -> set[str]:
     """"module: function: imported module" for every import of a `foundry` module inside a function body."""
     found = set()
@@ -197,9 +185,7 @@ def local_package_imports() -> set[str]:
 
 def test_no_function_local_import_of_the_package():
     local = local_package_imports()
-    extra, gone = local - LEAD_REWRITE_LOCAL_IMPORTS, LEAD_REWRITE_LOCAL_IMPORTS - local
-    assert not extra, "move to the module's top: " + ", ".join(sorted(extra))
-    assert not gone, "gone, drop from LEAD_REWRITE_LOCAL_IMPORTS: " + ", ".join(sorted(gone))
+    assert not local, "move to the module's top: " + ", ".join(sorted(local))
 
 
 # -- the model interface ---------------------------------------------------------------------------
