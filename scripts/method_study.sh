@@ -7,6 +7,12 @@
 #   bash scripts/method_study.sh cache                 # teacher token cache (once, ~6 min at 2 threads)
 #   bash scripts/method_study.sh matched [NAME ...]    # 15-epoch runs (~25-35 min each, 1 thread)
 #   bash scripts/method_study.sh eval-val | eval-test  # full protocols, 3 seeds, paired with the teacher
+#   bash scripts/method_study.sh sweep                 # s = 1 2 4 8 32 with $WINNER (default foundry-s16), same budget
+#   bash scripts/method_study.sh sweep-val | sweep-test  # the s sweep scored (pareto.png: accuracy against GMACs)
+#   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe
+#   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside ToMe at matched MACs
+#   bash scripts/method_study.sh experts               # fair KD experts: same preset, seed and epochs as the student,
+#                                                      # labels + the teacher's soft targets (a head fitted on it first)
 #
 # Resumable: rerun after an interruption; finished runs are skipped, unfinished ones resume from
 # their last saved epoch. Two `matched` invocations with different NAME lists use both cores.
@@ -20,6 +26,17 @@ RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature
 ALL=(foundry-s16 fps-s16 foundry-s16-learned kmeans-s16 tome-s16)
 
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
+# compare_finished SPLIT RUN_FOLDER...: the finished runs among the folders (labelled by folder name),
+# full protocols, 3 seeds, paired with the teacher; evaluations already in the output are reused
+compare_finished() {
+  local split=$1; shift
+  local models=() d
+  for d in "$@"; do
+    [ -f $d/student.safetensors ] && models+=("$(basename $d)=$d/student.safetensors")
+  done
+  foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg -p fidelity \
+    --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $RUNS/compare-$split
+}
 
 step=${1:-matched}; shift || true
 case $step in
@@ -37,13 +54,47 @@ case $step in
     done
     ;;
   eval-val|eval-test)
-    split=${step#eval-}
-    models=()
-    for d in $RUNS/matched/*/; do
-      [ -f $d/student.safetensors ] && models+=("$(basename $d)=$d/student.safetensors")
-    done
-    foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg -p fidelity \
-      --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $RUNS/compare-$split
+    compare_finished ${step#eval-} $RUNS/matched/*/
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test)" >&2; exit 2 ;;
+  sweep)
+    for s in ${SWEEP:-1 2 4 8 32}; do
+      seed=${SEED:-0}; out=$RUNS/sweep/s$s-seed$seed
+      [ -f $out/student.safetensors ] && { echo "[study] $out done"; continue; }
+      foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} --set num_supertokens=$s --cache $CACHE \
+        --out $out $RECIPE --seed $seed $(resume_flag $out/training_state.pt)
+    done
+    ;;
+  sweep-val|sweep-test)
+    compare_finished ${step#sweep-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/sweep/*/
+    ;;
+  gate)
+    out=$RUNS/gate/foundry-s16-gate-seed0
+    [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student foundry-s16-gate --cache $CACHE \
+      --out $out $RECIPE --seed 0 $(resume_flag $out/training_state.pt)
+    ;;
+  gate-val|gate-test)
+    split=${step#gate-}; g=$RUNS/gate/foundry-s16-gate-seed0/student.safetensors
+    models=()
+    for r in ${BUDGETS:-0 8 16 24 32 40 48}; do
+      models+=("gate-r$r=$g@r=$r")
+      # ToMe on the teacher at the same MACs as the gated student at this budget
+      t=$(python -c "import foundry; from foundry.bench.flops import model_macs, tome_r_for_macs as f; \
+print(f(foundry.load('teacher-vits'), model_macs(foundry.load('$g@r=$r')))[0])")
+      models+=("tome-r$t=teacher-vits@tome=$t")
+    done
+    foundry compare --teacher teacher-vits --models $(printf '%s\n' "${models[@]}" | awk '!seen[$0]++') -p svm \
+      -p fewshot -p partseg --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $RUNS/gate-$split
+    ;;
+  experts)
+    for task in classification segmentation; do
+      out=$RUNS/experts/$task-seed0
+      [ -f $out/student.safetensors ] && { echo "[study] $out done"; continue; }
+      data=modelnet10:train; [ $task = segmentation ] && data=kicadpart:train
+      foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} --expert $task --data $data \
+        --out $out --epochs $EPOCHS --batch-size 32 --lr 1e-3 --seed 0 --kd-weight 1.0 --kd-temperature 2.0 \
+        --teacher-head-epochs 5 $(resume_flag $out/training_state.pt)
+    done
+    ;;
+  *) echo "unknown step $step (cache matched eval-val eval-test sweep sweep-val sweep-test gate gate-val gate-test experts)" >&2
+     exit 2 ;;
 esac

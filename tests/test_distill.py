@@ -179,6 +179,21 @@ def test_classification_expert(teacher_path, tmp_path):
     assert rc == 0
     model = foundry.load(tmp_path / "e" / "student.safetensors")
     assert model.kind == "student" and model.checkpoint_info["expert"] == "classification"
+    assert "labels only" in model.checkpoint_info["objective"]
+
+
+def test_classification_expert_with_the_teachers_soft_targets(teacher_path, tmp_path):
+    """A fair expert: a linear head fitted on the frozen teacher first, its logits as soft targets,
+    and the teacher's blocks as the expert's initialisation (as the Foundry student can take them)."""
+    rc = cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--expert", "classification",
+              "--data", "synthetic:6", "--out", str(tmp_path / "e"), "--epochs", "2", "--batch-size", "3",
+              "--kd-weight", "0.5", "--teacher-head-epochs", "1", "--init-tokenizer"])
+    assert rc == 0
+    info = foundry.load(tmp_path / "e" / "student.safetensors").checkpoint_info
+    assert "KL at T=2.0" in info["objective"] and info["kd_weight"] == 0.5 and np.isfinite(info["final_kl"])
+    assert info["teacher_head"]["epochs"] == 1
+    history = json.loads((tmp_path / "e" / "summary.json").read_text())["history"]
+    assert len(history) == 2 and (tmp_path / "e" / "metrics.csv").exists()
 
 
 def test_segmentation_expert(teacher_path, tmp_path):

@@ -258,3 +258,34 @@ def test_teacher_aware_config_and_init():
     torch.testing.assert_close(s.tokenizer.patch_embed.eval()(teacher.group(x)[0]), teacher.eval().embed(teacher.group(x)[0]))
     assert not any(p.requires_grad for p in s.encoder.blocks.parameters())
     assert s.config.encoder_init.startswith("teacher:tiny")
+
+
+def test_runtime_budget_in_the_model_name(tmp_path):
+    """MODEL@r=N loads a gated student at merge budget N (another config, so another fingerprint),
+    MODEL@tome=N a backbone with ToMe; a model without a gate is refused by name."""
+    from foundry.bench.flops import model_macs
+    from foundry.io import model_fingerprint
+
+    torch.manual_seed(0)
+    gated, plain, teacher = tiny(gate=True).eval(), tiny().eval(), create_model("tiny").eval()
+    for name, m in (("gated", gated), ("plain", plain), ("teacher", teacher)):
+        foundry.save(m, tmp_path / f"{name}.safetensors")
+    r0, r8 = (foundry.load(f"{tmp_path / 'gated.safetensors'}@r={r}") for r in (0, 8))
+    assert (r0.merge_count, r8.merge_count) == (0, 8) and r8.config.merge_count == 8
+    assert model_fingerprint(r0) != model_fingerprint(r8)
+    assert r8.checkpoint_info["runtime_budget"] == "r=8"
+    x = clouds()
+    with torch.no_grad():
+        assert not torch.allclose(r0.forward_features(x), r8.forward_features(x))
+    assert model_macs(r8, 256) < model_macs(r0, 256)
+    assert foundry.load(f"{tmp_path / 'gated.safetensors'}@r=0.5").merge_threshold == 0.5
+    tome = foundry.load(f"{tmp_path / 'teacher.safetensors'}@tome=2")
+    assert isinstance(tome, ToMeTeacher) and tome.config.r == 2
+    with pytest.raises(FoundryInputError, match="no gate"):
+        foundry.load(f"{tmp_path / 'plain.safetensors'}@r=4")
+    with pytest.raises(FoundryInputError, match="needs a backbone"):
+        foundry.load(f"{tmp_path / 'plain.safetensors'}@tome=4")
+    from foundry.commands.compare import _split_label
+
+    assert _split_label("ckpt@r=8") == (None, "ckpt@r=8")
+    assert _split_label("gate-r8=ckpt@r=8") == ("gate-r8", "ckpt@r=8")

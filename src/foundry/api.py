@@ -1,6 +1,7 @@
 """The public Python API; the `foundry` command mirrors it."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 from . import hub
 from .hub import resolve
 from .models.backbone import PointTransformer
+from .models.baselines import ToMeTeacher
 from .models.checkpoint import load_checkpoint, save_checkpoint
 from .models.official import load_official
 from .models.pretrained import is_pretrained_folder, load_pretrained
@@ -19,6 +21,9 @@ from .models.student_config import STUDENT_PRESETS
 from .validation import FoundryInputError
 
 OFFICIAL_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+# a run-time compute budget after a model's name: MODEL@r=N (a gated student merging N tokens, or a
+# float threshold), MODEL@tome=N (a backbone with ToMe merging N tokens per block)
+BUDGET = re.compile(r"^(?P<base>.+)@(?P<key>r|tome)=(?P<value>[0-9]+(\.[0-9]*)?)$")
 
 
 def is_preset(name) -> bool:
@@ -49,6 +54,9 @@ def load(path_or_name: str | Path, **kwargs) -> nn.Module:
     if shipped is not None:
         return load_checkpoint(shipped)
     path = Path(path_or_name)
+    budget = BUDGET.match(str(path_or_name))
+    if budget and not path.exists():
+        return with_budget(load(budget["base"], **kwargs), budget["key"], budget["value"])
     repo_id = hub.repo_id_of(str(path_or_name))  # 'hf:owner/name', or 'owner/name' already in the cache
     if repo_id and (str(path_or_name).startswith(hub.HUB_PREFIX) or
                     (not path.exists() and repo_id in hub.cached_models())):
@@ -77,6 +85,31 @@ def resolve_model(spec, *, seed: int | None = None, **overrides) -> nn.Module:
             torch.manual_seed(seed)
         return create_model(spec, **overrides).eval()
     return load(spec).eval()
+
+
+def with_budget(model: nn.Module, key: str, value: str) -> nn.Module:
+    """`model` at a run-time compute budget, no retraining: key "r" sets a gated student's merge
+    budget (an integer: the r tokens with the highest merge probability; a float in [0, 1]: those
+    with p > value), key "tome" wraps a backbone in ToMe merging `value` tokens per block. The budget
+    enters the model's config, so evaluations, caches and MACs tell the budgets apart."""
+    number = float(value) if "." in value else int(value)
+    if key == "tome":
+        if getattr(model, "kind", None) != "backbone" or not isinstance(number, int):
+            raise FoundryInputError(f"@tome={value} needs a backbone (teacher) and a whole number of merges per "
+                                    f"block; this model is a {getattr(model, 'kind', type(model).__name__)!r}")
+        return ToMeTeacher.wrap(model, number)
+    if getattr(model, "kind", None) != "student" or getattr(model, "gate", None) is None:
+        raise FoundryInputError(f"@r={value} sets the merge budget of a gated student (foundry-s16-gate); this model "
+                                "has no gate. For a teacher use @tome=N (ToMe merging)")
+    fields = {"merge_count": number, "merge_threshold": model.config.merge_threshold} if isinstance(number, int) \
+        else {"merge_count": None, "merge_threshold": number}
+    info = getattr(model, "checkpoint_info", None)
+    model.set_merge_budget(number)  # checks the range
+    model.config = model.config.replace(**fields)
+    model.set_merge_budget(None)
+    if info is not None:
+        model.checkpoint_info = {**info, "runtime_budget": f"r={value}"}
+    return model
 
 
 def load_folder(path: Path) -> nn.Module:

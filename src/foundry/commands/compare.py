@@ -54,9 +54,10 @@ def register(p):
 
 
 def _split_label(item):
+    """LABEL=MODEL, or a model alone (which may carry a run-time budget, MODEL@r=N)."""
     if "=" in item:
         label, spec = item.split("=", 1)
-        if label and spec:
+        if label and spec and "@" not in label:
             return label, spec
     return None, item
 

@@ -80,11 +80,12 @@ def register(p):
                         "modelnet10:train); segmentation: the partseg head on the tokens, per-point part labels "
                         "(default kicadpart:train)")
     p.add_argument("--kd-weight", type=float, default=0.0,
-                   help="--expert segmentation: weight of the per-point KL to the teacher's logits (from a head first "
-                        "fitted on the frozen teacher's tokens); 0: labels only")
-    p.add_argument("--kd-temperature", type=float, default=2.0, help="--expert segmentation: KD temperature T")
+                   help="--expert: weight of the KL to the teacher's logits (per cloud for classification, per point "
+                        "for segmentation; from a head of the expert's shape first fitted on the frozen teacher's "
+                        "outputs); 0: labels only")
+    p.add_argument("--kd-temperature", type=float, default=2.0, help="--expert: KD temperature T")
     p.add_argument("--teacher-head-epochs", type=int, default=5,
-                   help="--expert segmentation with --kd-weight > 0: epochs to fit the teacher's head")
+                   help="--expert with --kd-weight > 0: epochs to fit the teacher's head")
     p.add_argument("--fp16-copy", default=None, metavar="PATH", help="also save the final student in fp16 at PATH")
 
 
@@ -111,7 +112,10 @@ def main(args):
                                                 kd_weight=args.kd_weight, temperature=args.kd_temperature,
                                                 teacher_head_epochs=args.teacher_head_epochs, **expert_kw)
         else:
-            summary = train_classification_expert(student, data=(args.data or ["modelnet10:train"])[0], **expert_kw)
+            summary = train_classification_expert(student, data=(args.data or ["modelnet10:train"])[0],
+                                                  teacher=teacher if args.kd_weight > 0 else None,
+                                                  kd_weight=args.kd_weight, temperature=args.kd_temperature,
+                                                  teacher_head_epochs=args.teacher_head_epochs, **expert_kw)
         print(f"expert saved: {Path(args.out) / 'student.safetensors'} ({summary['info']['wall_time_s']:.0f} s)")
         return 0
     if args.cache_only:

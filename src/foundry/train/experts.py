@@ -44,18 +44,51 @@ def _fit_expert(model, task, *, epochs, lr, weight_decay, out_dir, run_config, r
     return res
 
 
-def _write(student, out_dir, info, summary) -> None:
+def _teacher_with_head(teacher, student, head, task_cls, arrays, *, epochs, batch_size, lr, weight_decay, seed,
+                       device, log, what):
+    """The frozen teacher with `head` fitted on its outputs (in memory): the soft targets of KD."""
+    check_compatible(teacher, student)
+    task = "classification" if task_cls is ClassificationTask else "segmentation"
+    model = BodyWithHead(teacher.eval(), head.to(device), task, frozen_body=True)
+    res = _fit_expert(model, task_cls(arrays, batch_size=batch_size, seed=seed + 1, device=device), epochs=epochs,
+                      lr=lr, weight_decay=weight_decay, out_dir=None, run_config=None, resume=False, log=log,
+                      what=what)
+    return model.eval(), res
+
+
+def _kd_text(kd_weight, temperature, epochs, what) -> str:
+    return (f" + {kd_weight} x T^2 x KL at T={temperature} to the frozen teacher's {what} "
+            f"(the same head fitted {epochs} epochs on the teacher's outputs)")
+
+
+def _finish(student, out_dir, info: dict, history: list, teacher_res, kd: dict | None, accuracy: str) -> dict:
+    """Record KD's figures in `info`, write the body (student.safetensors) and summary.json."""
+    if kd is not None:
+        info.update(kd_weight=kd["kd_weight"], temperature=kd["temperature"], final_kl=history[-1]["kl"],
+                    teacher_head={"epochs": kd["teacher_head_epochs"], "final_loss": teacher_res.history[-1]["loss"],
+                                  f"final_{accuracy}": teacher_res.history[-1][accuracy]})
+    summary = {"finished": True, "info": info, "history": history,
+               "teacher_head_history": teacher_res.history if teacher_res else None}
     out_dir = Path(out_dir)
     save_checkpoint(student.eval(), out_dir / "student.safetensors", info=info)
     atomic_write(out_dir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    return summary
 
 
 def train_classification_expert(student, *, data: str = "modelnet10:train", out_dir, epochs: int = 2,
                                 batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05,
                                 seed: int = 0, command: str | None = None, verbose: bool = True,
-                                resume: bool = False) -> dict:
+                                resume: bool = False, teacher=None, kd_weight: float = 1.0,
+                                temperature: float = 2.0, teacher_head_epochs: int = 5) -> dict:
     """Baseline "classification KD expert": the same student body plus a linear head on its pooled
-    features, trained with cross-entropy on the labels of `data` (no teacher tokens)."""
+    features, trained with cross-entropy on the labels of `data`. Real KD, optional: with a `teacher`
+    and kd_weight > 0, a linear head is first fitted for `teacher_head_epochs` on the frozen
+    teacher's global features, and the loss adds kd_weight * T^2 * KL(teacher logits / T || expert
+    logits / T) on the same augmented clouds."""
+    use_kd = teacher is not None and kd_weight > 0
+    if epochs < 1 or (use_kd and teacher_head_epochs < 1):
+        raise FoundryInputError(f"the classification expert needs epochs >= 1 (got {epochs}) and, with KD, "
+                                f"teacher_head_epochs >= 1 (got {teacher_head_epochs})")
     if resume:
         common.check_run_folder(out_dir, STATE_FILE, resume=True)
     name, split = parse_spec(data)
@@ -63,23 +96,34 @@ def train_classification_expert(student, *, data: str = "modelnet10:train", out_
     points, labels = torch.from_numpy(arrays["points"]).float(), torch.from_numpy(arrays["labels"]).long()
     num_classes = int(labels.max()) + 1
     torch.manual_seed(seed)
-    model = BodyWithHead(student, torch.nn.Linear(student.feature_dim, num_classes), "classification")
     device = next(student.parameters()).device
-    task = ClassificationTask((points, labels), batch_size=batch_size, seed=seed, device=device)
     log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
+    kd, teacher_res = {}, None
+    if use_kd:
+        teacher_model, teacher_res = _teacher_with_head(
+            teacher, student, torch.nn.Linear(teacher.feature_dim, num_classes), ClassificationTask, (points, labels),
+            epochs=teacher_head_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+            device=device, log=log, what="teacher head")
+        kd = dict(teacher_logits=teacher_model, kd_weight=kd_weight, temperature=temperature)
+    model = BodyWithHead(student, torch.nn.Linear(student.feature_dim, num_classes), "classification")
+    task = ClassificationTask((points, labels), batch_size=batch_size, seed=seed, device=device, **kd)
     run_config = {"expert": "classification", "student": student.config.to_dict(), "data": data, "epochs": epochs,
-                  "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed}
+                  "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+                  "kd": {"weight": kd_weight, "temperature": temperature, "teacher_head_epochs": teacher_head_epochs}
+                  if use_kd else None}
     res = _fit_expert(model, task, epochs=epochs, lr=lr, weight_decay=weight_decay, out_dir=out_dir,
                       run_config=run_config, resume=resume, log=log, what="expert")
     history = res.history
     info = {"command": command or " ".join(sys.argv), "expert": "classification", "role": "kd-expert",
-            "objective": f"cross-entropy on {data} labels through a linear head (discarded); no teacher tokens",
+            "objective": f"cross-entropy on {data} labels through a linear head (discarded)"
+                         + (_kd_text(kd_weight, temperature, teacher_head_epochs, "logits") if use_kd
+                            else "; labels only, no teacher"),
             "data": [data], "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
             "wall_time_s": round(res.wall_seconds, 1), "device": device_name(device),
             "final_loss": history[-1]["loss"], "final_train_accuracy": history[-1]["train_accuracy"]}
-    summary = {"finished": True, "info": info, "history": history}
-    _write(student, out_dir, info, summary)
-    return summary
+    kd_info = dict(kd_weight=kd_weight, temperature=temperature, teacher_head_epochs=teacher_head_epochs) if use_kd \
+        else None
+    return _finish(student, out_dir, info, history, teacher_res, kd_info, "train_accuracy")
 
 
 def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir, epochs: int = 2,
@@ -121,15 +165,10 @@ def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir
     torch.manual_seed(seed)
     kd, teacher_res = {}, None
     if use_kd:
-        check_compatible(teacher, student)
-        teacher = teacher.eval().requires_grad_(False)
-        teacher_model = BodyWithHead(teacher, PartSegHead(teacher.token_dim, n_cat, n_parts, **hp).to(device),
-                                     "segmentation", frozen_body=True)
-        teacher_res = _fit_expert(teacher_model, SegmentationTask(arrays, batch_size=batch_size, seed=seed + 1,
-                                                                  device=device),
-                                  epochs=teacher_head_epochs, lr=SEG["lr"], weight_decay=SEG["weight_decay"],
-                                  out_dir=None, run_config=None, resume=False, log=log, what="teacher head")
-        teacher_model.eval()
+        teacher_model, teacher_res = _teacher_with_head(
+            teacher, student, PartSegHead(teacher.token_dim, n_cat, n_parts, **hp), SegmentationTask, arrays,
+            epochs=teacher_head_epochs, batch_size=batch_size, lr=SEG["lr"], weight_decay=SEG["weight_decay"],
+            seed=seed, device=device, log=log, what="teacher head")
         kd = dict(teacher_logits=teacher_model, kd_weight=kd_weight, temperature=temperature)
     model = BodyWithHead(student, PartSegHead(student.token_dim, n_cat, n_parts, **hp).to(device), "segmentation")
     task = SegmentationTask(arrays, batch_size=batch_size, seed=seed, device=device, **kd)
@@ -143,8 +182,7 @@ def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir
     objective = (f"per-point cross-entropy on {data} part labels through the partseg head (PartSegHead, "
                  "discarded) on the student's tokens")
     if use_kd:
-        objective += (f" + {kd_weight} x T^2 x KL at T={temperature} to the frozen teacher's per-point logits "
-                      f"(the same head fitted {teacher_head_epochs} epochs on the teacher's tokens)")
+        objective += _kd_text(kd_weight, temperature, teacher_head_epochs, "per-point logits")
     else:
         objective += "; labels only, no teacher"
     info = {"command": command or " ".join(sys.argv), "expert": "segmentation", "role": "kd-expert",
@@ -152,11 +190,6 @@ def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir
             "seed": seed, "num_parts": n_parts, "num_categories": n_cat, "head": hp,
             "wall_time_s": round(res.wall_seconds, 1), "device": device_name(device),
             "final_loss": history[-1]["loss"], "final_train_point_accuracy": history[-1]["train_point_accuracy"]}
-    if use_kd:
-        info.update(kd_weight=kd_weight, temperature=temperature, final_kl=history[-1]["kl"],
-                    teacher_head={"epochs": teacher_head_epochs, "final_loss": teacher_res.history[-1]["loss"],
-                                  "final_train_point_accuracy": teacher_res.history[-1]["train_point_accuracy"]})
-    summary = {"finished": True, "info": info, "history": history,
-               "teacher_head_history": teacher_res.history if teacher_res else None}
-    _write(student, out_dir, info, summary)
-    return summary
+    kd_info = dict(kd_weight=kd_weight, temperature=temperature, teacher_head_epochs=teacher_head_epochs) if use_kd \
+        else None
+    return _finish(student, out_dir, info, history, teacher_res, kd_info, "train_point_accuracy")

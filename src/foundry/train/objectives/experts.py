@@ -42,8 +42,26 @@ class BodyWithHead(nn.Module):
 
 
 class _LabelledTask:
-    def __init__(self, arrays: tuple, *, batch_size: int, seed: int, device):
+    """Labelled clouds in batches; with `teacher_logits` (the teacher with a head fitted on its frozen
+    outputs, same inputs as the model), the loss adds kd_weight * T^2 * KL(teacher || model) at
+    temperature T (per cloud, or per point for segmentation)."""
+
+    def __init__(self, arrays: tuple, *, batch_size: int, seed: int, device, teacher_logits=None,
+                 kd_weight: float = 0.0, temperature: float = 1.0):
         self.arrays, self.batch_size, self.seed, self.device = arrays, batch_size, seed, device
+        self.teacher_logits, self.kd_weight, self.temperature = teacher_logits, kd_weight, temperature
+
+    def with_kd(self, loss, logits, inputs: tuple, allowed=None) -> tuple[torch.Tensor, dict]:
+        if self.teacher_logits is None:
+            return loss, {}
+        t = self.temperature
+        with torch.no_grad():
+            target = self.teacher_logits(*inputs)
+            if allowed is not None:
+                target = target.masked_fill(~allowed, -1e4)
+        kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(target / t, -1), log_target=True,
+                      reduction="none").sum(-1).mean()
+        return loss + self.kd_weight * t ** 2 * kl, {"kl": float(kl.detach())}
 
     @property
     def steps_per_epoch(self) -> int:
@@ -62,25 +80,23 @@ class _LabelledTask:
 
 
 class ClassificationTask(_LabelledTask):
-    """Cross-entropy on the class labels; arrays = (points (M, N, 3), labels (M,))."""
+    """Cross-entropy on the class labels (KD per cloud: teacher_logits (points) -> logits);
+    arrays = (points (M, N, 3), labels (M,))."""
 
     def loss(self, model, idx, step: int, total_steps: int):
         model.train()
         labels = self.arrays[1][idx].to(self.device)
-        logits = model(self.augmented(idx, step))
-        loss = F.cross_entropy(logits, labels)
-        return loss, {"loss": float(loss.detach()), "train_accuracy": float((logits.argmax(-1) == labels).float().mean())}
+        x = self.augmented(idx, step)
+        logits = model(x)
+        loss, kd = self.with_kd(F.cross_entropy(logits, labels), logits, (x,))
+        return loss, {"loss": float(loss.detach()), **kd,
+                      "train_accuracy": float((logits.argmax(-1) == labels).float().mean())}
 
 
 class SegmentationTask(_LabelledTask):
     """Per-point cross-entropy on the part labels, logits restricted to the cloud's category parts (as
-    in `foundry.eval.partseg`); with `teacher_logits` (points, category) -> logits, plus
-    kd_weight * T^2 * KL(teacher || model) at temperature T per point. arrays = (points, parts (M, N),
-    categories (M,), category mask (C, P))."""
-
-    def __init__(self, arrays, *, teacher_logits=None, kd_weight: float = 0.0, temperature: float = 1.0, **kw):
-        super().__init__(arrays, **kw)
-        self.teacher_logits, self.kd_weight, self.temperature = teacher_logits, kd_weight, temperature
+    in `foundry.eval.partseg`); KD per point (teacher_logits (points, category) -> logits).
+    arrays = (points, parts (M, N), categories (M,), category mask (C, P))."""
 
     def loss(self, model, idx, step: int, total_steps: int):
         model.train()
@@ -90,15 +106,7 @@ class SegmentationTask(_LabelledTask):
         allowed = mask.to(self.device)[cat].unsqueeze(1)
         logits = model(x, cat).masked_fill(~allowed, -1e4)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        metrics = {}
-        if self.teacher_logits is not None:
-            t = self.temperature
-            with torch.no_grad():
-                target = self.teacher_logits(x, cat).masked_fill(~allowed, -1e4)
-            kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(target / t, -1), log_target=True,
-                          reduction="none").sum(-1).mean()
-            loss = loss + self.kd_weight * t ** 2 * kl
-            metrics["kl"] = float(kl.detach())
+        loss, metrics = self.with_kd(loss, logits, (x, cat), allowed)
         metrics = {"loss": float(loss.detach()), **metrics,
                    "train_point_accuracy": float((logits.argmax(-1) == y).float().mean())}
         return loss, metrics
