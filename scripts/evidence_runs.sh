@@ -2,7 +2,9 @@
 # The runs behind the evidence issue (validation split, seeds, paired intervals, heads that transfer):
 #   bash scripts/evidence_runs.sh caches     # teacher blocks 3 and 7 token caches beside the block-11 one
 #   bash scripts/evidence_runs.sh heads      # shipped students learn blocks 3 and 7 (only those output MLPs train)
-#   bash scripts/evidence_runs.sh compare    # teacher, random floor, students, ToMe: full protocols, 3 seeds, test
+#   bash scripts/evidence_runs.sh compare    # teacher, random floor, students: full protocols, 3 seeds, test
+#   bash scripts/evidence_runs.sh student-evals  # the students' part of that compare, in a second process
+#                                                # (protocols in reverse order, so the two share the work)
 #   bash scripts/evidence_runs.sh compare-val  # the same on the validation split
 #   bash scripts/evidence_runs.sh precision  # teacher SVM on the fp32 originals in ../shared (vs the fp16 bundle)
 #   bash scripts/evidence_runs.sh floor      # the random-init floor alone (compare reuses it), e.g. on another core
@@ -28,10 +30,13 @@ for step in "$@"; do
     done ;;
   compare|compare-val)
     split=test; [ $step = compare-val ] && split=val
-    [ -f $RUNS/tome-r32.safetensors ] || foundry models tome teacher-vits $RUNS/tome-r32.safetensors --r 32
     foundry compare --teacher teacher-vits --models foundry-vits-s16 foundry-vits-s1 foundry-vits-s4 \
-      tome-teacher-r32=$RUNS/tome-r32.safetensors -p svm -p fewshot -p partseg -p transfer -p fidelity \
-      --seeds 0 1 2 --split $split --out $RUNS/compare-$split ;;
+      -p svm -p fewshot -p partseg -p transfer -p fidelity --seeds 0 1 2 --split $split --out $RUNS/compare-$split ;;
+  student-evals)
+    for s in s4 s1; do
+      foundry eval foundry-vits-$s -p fidelity -p transfer -p partseg -p fewshot -p svm --seeds 0 1 2 \
+        --reference teacher-vits --out $RUNS/compare-test/evals/foundry-vits-$s --cache-dir $RUNS/compare-test/cache
+    done ;;
   precision)
     foundry eval teacher-vits -p svm --seeds 0 --set svm.data=../shared/data/modelnet10 --out $RUNS/precision-fp32 ;;
   floor)
@@ -41,6 +46,6 @@ p = P('$RUNS/compare-test/models/random-init.safetensors'); p.exists() or foundr
 info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     foundry eval $RUNS/compare-test/models/random-init.safetensors -p svm -p fewshot -p partseg --seeds 0 1 2 \
       --out $RUNS/compare-test/evals/random-init ;;
-  *) echo "unknown step $step (caches heads compare compare-val precision floor)" >&2; exit 2 ;;
+  *) echo "unknown step $step (caches heads compare compare-val student-evals precision floor)" >&2; exit 2 ;;
   esac
 done

@@ -79,3 +79,20 @@ def test_eval_cli_bad_model_and_bad_set(tmp_path, capsys):
     assert "no model named" in capsys.readouterr().err
     assert main(["eval", "tiny", "-p", "svm", "--set", "svm-epochs", "--out", str(tmp_path)]) == 2
     assert "PROTOCOL.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_eval_into_a_compare_run_shares_its_cache(teacher_file, tmp_path, capsys):
+    """`foundry eval --out OUT/evals/<label> --cache-dir OUT/cache` does part of a comparison in another
+    process: the compare then reuses every seed it finished."""
+    out = tmp_path / "cmp"
+    student = tmp_path / "stu.safetensors"
+    torch.manual_seed(1)
+    foundry.save(foundry.create_model("foundry-tiny"), student)
+    assert main(["eval", str(student), "-p", "svm", "--reference", str(teacher_file), "--out",
+                 str(out / "evals" / "stu"), "--cache-dir", str(out / "cache")] + QUICK) == 0
+    assert list((out / "cache").glob("features_*"))
+    capsys.readouterr()
+    assert main(["compare", "--teacher", str(teacher_file), "--models", f"stu={student}", "-p", "svm", "--no-random",
+                 "--out", str(out)] + QUICK) == 0
+    log = capsys.readouterr().out
+    assert log.count("done before, skipped") == 3 and log.count("running on stu") == 0

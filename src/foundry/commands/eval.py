@@ -52,6 +52,9 @@ def register(p):
     p.add_argument("--batch-size", type=int, default=32, help="clouds per forward pass for frozen features")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--overwrite", action="store_true", help="recompute finished (protocol, seed) results")
+    p.add_argument("--cache-dir", default=None,
+                   help="where frozen features are kept (default OUT/cache); give a `foundry compare` run's "
+                        "OUT/cache with --out OUT/evals/<label> to run part of that comparison in another process")
     p.add_argument("--dry-run", action="store_true", help="print the settings each protocol would use, and stop")
 
 
@@ -76,7 +79,8 @@ def main(args):
         return 0
     res = run_eval(args.model, args.protocol, args.seeds, args.out, quick=args.quick, split=args.split,
                    overrides=overrides_from_args(args), reference=args.reference, device=args.device,
-                   batch_size=args.batch_size, overwrite=args.overwrite, progress=sys.stderr.isatty())
+                   batch_size=args.batch_size, overwrite=args.overwrite, progress=sys.stderr.isatty(),
+                   cache_dir=args.cache_dir)
     print((Path(args.out) / "results.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'}  ({res['wall_time_s']:.1f} s)")
     return 0
