@@ -136,3 +136,48 @@ def test_svm_validation_is_logged(tmp_path):
     s = pretrain(cfg(tmp_path, epochs=1, val_every=1, val_data="synthetic:16"))
     assert len(s["val"]) == 1 and 0.0 <= s["val"][0]["val_svm_acc"] <= 1.0
     assert "val_svm_acc" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_jepa_ema_moves_the_target_by_the_set_momentum():
+    from foundry.api import create_model
+
+    torch.manual_seed(0)
+    jepa = build_objective("jepa", create_model("tiny"), predictor_depth=1, ema=(0.9, 1.0))
+    with torch.no_grad():
+        for p in jepa.encoder.parameters():
+            p.add_(torch.randn_like(p))  # the online encoder has moved away from the target
+    before = [p.clone() for p in jepa.target.parameters()]
+    assert jepa.momentum(0, 10) == pytest.approx(0.9) and jepa.momentum(5, 10) == pytest.approx(0.95)
+    assert jepa.after_step(5, 10)["ema"] == pytest.approx(0.95)
+    for old, new, online in zip(before, jepa.target.parameters(), jepa.encoder.parameters()):
+        torch.testing.assert_close(new, 0.95 * old + 0.05 * online)
+    assert not any(p.requires_grad for p in jepa.target.parameters())
+
+
+def test_jepa_context_path_never_sees_target_patches():
+    """Changing the points of the target patches changes the targets but not the prediction: the
+    online encoder and the predictor read the context patches (and the targets' positions) only."""
+    from foundry.api import create_model
+
+    torch.manual_seed(0)
+    jepa = build_objective("jepa", create_model("tiny"), predictor_depth=1).eval()
+    x = torch.rand(1, 256, 3)
+    nbhd, centers = jepa.encoder.group(x)
+    order = greedy_walk_order(centers)[0]  # forward walks the patches in this order
+    targets, _ = jepa.sample_blocks(1, centers.shape[1], torch.Generator().manual_seed(1))
+    hidden = order[targets.reshape(-1)]  # the target patches, as grouped
+    changed = nbhd.clone()
+    changed[:, hidden] = torch.rand_like(changed[:, hidden])
+    seen = {}
+    jepa.predictor_proj.register_forward_hook(lambda m, i, o: seen.setdefault("pred", []).append(o.detach()))
+    other = nbhd.clone()
+    context_patch = order[[i for i in range(centers.shape[1]) if i not in set(targets.reshape(-1).tolist())][0]]
+    other[:, context_patch] = torch.rand_like(other[:, context_patch])
+    for patches in (nbhd, changed, other):
+        jepa.encoder.group = lambda points, patches=patches: (patches, centers)
+        with torch.no_grad():
+            loss, _ = jepa(x, generator=torch.Generator().manual_seed(1))
+        seen.setdefault("loss", []).append(float(loss))
+    torch.testing.assert_close(seen["pred"][0], seen["pred"][1])
+    assert seen["loss"][0] != seen["loss"][1]  # the targets did change
+    assert not torch.allclose(seen["pred"][0], seen["pred"][2])  # a context patch is seen
