@@ -52,10 +52,12 @@ def register(p):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; stated in the output)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; GPU figures added when not cpu "
                                                   "('auto' picks cuda when present)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing (default 3)")
-    p.add_argument("--runs", type=int, default=20, help="timed calls at least (default 20)")
-    p.add_argument("--min-seconds", type=float, default=1.0, help="keep timing until this much time has passed")
-    p.add_argument("--max-seconds", type=float, default=30.0, help="stop timing one figure after this long")
+    # how long each figure is timed
+    for flag, kind, default, text in (("--warmup", int, 3, "untimed calls before timing"),
+                                      ("--runs", int, 20, "timed calls at least"),
+                                      ("--min-seconds", float, 1.0, "keep timing until this much time has passed"),
+                                      ("--max-seconds", float, 30.0, "stop timing one figure after this long")):
+        p.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess runs")
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime latency column")
     p.add_argument("--no-latency", action="store_true", help="cost figures only")

@@ -56,6 +56,27 @@ def _teacher_with_head(teacher, student, head, task_cls, arrays, *, epochs, batc
     return model.eval(), res
 
 
+def _train_expert(name: str, student, model, task, *, data, epochs, batch_size, lr, weight_decay, seed, kd,
+                  out_dir, resume, log):
+    """The expert's own run (its state and metrics in out_dir); its run config is what a resume must match."""
+    run_config = {"expert": name, "student": student.config.to_dict(), "data": data, "epochs": epochs,
+                  "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed, "kd": kd}
+    return _fit_expert(model, task, epochs=epochs, lr=lr, weight_decay=weight_decay, out_dir=out_dir,
+                       run_config=run_config, resume=resume, log=log, what="expert")
+
+
+def _check_run(task: str, out_dir, epochs: int, resume: bool, teacher, kd_weight: float,
+               teacher_head_epochs: int) -> bool:
+    """Refuse bad epoch counts and a --resume without a state; returns whether the run uses KD."""
+    use_kd = teacher is not None and kd_weight > 0
+    if epochs < 1 or (use_kd and teacher_head_epochs < 1):
+        raise FoundryInputError(f"the {task} expert needs epochs >= 1 (got {epochs}) and, with KD, "
+                                f"teacher_head_epochs >= 1 (got {teacher_head_epochs})")
+    if resume:
+        common.check_run_folder(out_dir, STATE_FILE, resume=True)
+    return use_kd
+
+
 def _kd_text(kd_weight, temperature, epochs, what) -> str:
     return (f" + {kd_weight} x T^2 x KL at T={temperature} to the frozen teacher's {what} "
             f"(the same head fitted {epochs} epochs on the teacher's outputs)")
@@ -85,12 +106,7 @@ def train_classification_expert(student, *, data: str = "modelnet10:train", out_
     and kd_weight > 0, a linear head is first fitted for `teacher_head_epochs` on the frozen
     teacher's global features, and the loss adds kd_weight * T^2 * KL(teacher logits / T || expert
     logits / T) on the same augmented clouds."""
-    use_kd = teacher is not None and kd_weight > 0
-    if epochs < 1 or (use_kd and teacher_head_epochs < 1):
-        raise FoundryInputError(f"the classification expert needs epochs >= 1 (got {epochs}) and, with KD, "
-                                f"teacher_head_epochs >= 1 (got {teacher_head_epochs})")
-    if resume:
-        common.check_run_folder(out_dir, STATE_FILE, resume=True)
+    use_kd = _check_run("classification", out_dir, epochs, resume, teacher, kd_weight, teacher_head_epochs)
     name, split = parse_spec(data)
     arrays = load_arrays(name, split, num_points=student.config.num_points)
     points, labels = torch.from_numpy(arrays["points"]).float(), torch.from_numpy(arrays["labels"]).long()
@@ -107,12 +123,10 @@ def train_classification_expert(student, *, data: str = "modelnet10:train", out_
         kd = dict(teacher_logits=teacher_model, kd_weight=kd_weight, temperature=temperature)
     model = BodyWithHead(student, torch.nn.Linear(student.feature_dim, num_classes), "classification")
     task = ClassificationTask((points, labels), batch_size=batch_size, seed=seed, device=device, **kd)
-    run_config = {"expert": "classification", "student": student.config.to_dict(), "data": data, "epochs": epochs,
-                  "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-                  "kd": {"weight": kd_weight, "temperature": temperature, "teacher_head_epochs": teacher_head_epochs}
-                  if use_kd else None}
-    res = _fit_expert(model, task, epochs=epochs, lr=lr, weight_decay=weight_decay, out_dir=out_dir,
-                      run_config=run_config, resume=resume, log=log, what="expert")
+    kd_run = {"weight": kd_weight, "temperature": temperature, "teacher_head_epochs": teacher_head_epochs} \
+        if use_kd else None
+    res = _train_expert("classification", student, model, task, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
+                        weight_decay=weight_decay, seed=seed, kd=kd_run, out_dir=out_dir, resume=resume, log=log)
     history = res.history
     info = {"command": command or " ".join(sys.argv), "expert": "classification", "role": "kd-expert",
             "objective": f"cross-entropy on {data} labels through a linear head (discarded)"
@@ -142,12 +156,7 @@ def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir
     weight decay of the partseg protocol; in memory), then the student's loss adds
     kd_weight * T^2 * KL(teacher logits / T || student logits / T) per point, with the teacher and
     its head run on the same augmented clouds. Without a teacher (or kd_weight 0) it is labels only."""
-    use_kd = teacher is not None and kd_weight > 0
-    if epochs < 1 or (use_kd and teacher_head_epochs < 1):
-        raise FoundryInputError(f"the segmentation expert needs epochs >= 1 (got {epochs}) and, with KD, "
-                                f"teacher_head_epochs >= 1 (got {teacher_head_epochs})")
-    if resume:
-        common.check_run_folder(out_dir, STATE_FILE, resume=True)
+    use_kd = _check_run("segmentation", out_dir, epochs, resume, teacher, kd_weight, teacher_head_epochs)
     name, split = parse_spec(data)
     ds = load_split(name, split, num_points=student.config.num_points)
     if ds.parts is None:
@@ -172,12 +181,10 @@ def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir
         kd = dict(teacher_logits=teacher_model, kd_weight=kd_weight, temperature=temperature)
     model = BodyWithHead(student, PartSegHead(student.token_dim, n_cat, n_parts, **hp).to(device), "segmentation")
     task = SegmentationTask(arrays, batch_size=batch_size, seed=seed, device=device, **kd)
-    run_config = {"expert": "segmentation", "student": student.config.to_dict(), "data": data, "epochs": epochs,
-                  "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-                  "kd": {"weight": kd_weight, "temperature": temperature, "teacher_head_epochs": teacher_head_epochs}
-                  if use_kd else None}
-    res = _fit_expert(model, task, epochs=epochs, lr=lr, weight_decay=weight_decay, out_dir=out_dir,
-                      run_config=run_config, resume=resume, log=log, what="expert")
+    kd_run = {"weight": kd_weight, "temperature": temperature, "teacher_head_epochs": teacher_head_epochs} \
+        if use_kd else None
+    res = _train_expert("segmentation", student, model, task, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
+                        weight_decay=weight_decay, seed=seed, kd=kd_run, out_dir=out_dir, resume=resume, log=log)
     history = res.history
     objective = (f"per-point cross-entropy on {data} part labels through the partseg head (PartSegHead, "
                  "discarded) on the student's tokens")
