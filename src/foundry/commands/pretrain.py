@@ -50,7 +50,7 @@ def register(p):
     g = p.add_argument_group("run")
     g.add_argument("--out", default="runs/pretrain", help="run folder (default runs/pretrain)")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="STATE",
-                   help="continue the run in --out (or from the given state.pt / run folder)")
+                   help="continue the run in --out (or from the given training_state.pt / run folder)")
     g.add_argument("--overwrite", action="store_true", help="start again even if --out holds a run")
     g.add_argument("--devices", default="auto", help="devices per node (default auto)")
     g.add_argument("--accelerator", default="auto", help="auto, cpu, cuda, ... (default auto)")

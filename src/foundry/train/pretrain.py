@@ -72,7 +72,7 @@ class PretrainConfig:
     ema: tuple = (0.995, 1.0)  # jepa
     # run control (not part of what must match on resume)
     out: str = "runs/pretrain"
-    resume: str | None = None  # None, "auto" (out/state.pt if present) or a path
+    resume: str | None = None  # None, "auto" (out/training_state.pt, or an older run's state.pt, if present) or a path
     overwrite: bool = False
     devices: str | int = "auto"
     precision: str | None = None
