@@ -101,14 +101,10 @@ def with_budget(model: nn.Module, key: str, value: str) -> nn.Module:
     if getattr(model, "kind", None) != "student" or getattr(model, "gate", None) is None:
         raise FoundryInputError(f"@r={value} sets the merge budget of a gated student (foundry-s16-gate); this model "
                                 "has no gate. For a teacher use @tome=N (ToMe merging)")
-    fields = {"merge_count": number, "merge_threshold": model.config.merge_threshold} if isinstance(number, int) \
-        else {"merge_count": None, "merge_threshold": number}
-    info = getattr(model, "checkpoint_info", None)
     model.set_merge_budget(number)  # checks the range
-    model.config = model.config.replace(**fields)
-    model.set_merge_budget(None)
-    if info is not None:
-        model.checkpoint_info = {**info, "runtime_budget": f"r={value}"}
+    model.config = model.config.replace(merge_count=model.merge_count, merge_threshold=model.merge_threshold)
+    if getattr(model, "checkpoint_info", None) is not None:
+        model.checkpoint_info = {**model.checkpoint_info, "runtime_budget": f"r={value}"}
     return model
 
 

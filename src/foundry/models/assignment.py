@@ -41,7 +41,3 @@ def pool_members(assignment: torch.Tensor, values: torch.Tensor, centers: torch.
     c = torch.einsum("bgs,bgd->bsd", w.detach(), centers) / denom
     c = torch.where(filled, c, centers.mean(1, keepdim=True))
     return mean, c, counts
-
-
-def one_hot_argmax(logits: torch.Tensor) -> torch.Tensor:
-    return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)

@@ -28,7 +28,7 @@ from ..models.checkpoint import save_checkpoint
 from ..validation import FoundryInputError
 from . import common
 from .loop import STATE_FILE, LoopSpec, fit
-from .students import check_compatible, check_teacher  # noqa: F401  (part of this module's contract)
+from .students import check_compatible
 from .objectives.fmd import FMDObjective, token_metrics
 from .token_cache import cache_matches, draw_points, expected_header, load_or_build, open_token_cache, teacher_identity
 
@@ -282,7 +282,8 @@ class DistillTask:
         self.total_clouds, self.world, self.rank, self.batch_size, self.seed = total_clouds, world, rank, batch_size, seed
         self.device, self.cache, self.layer_caches, self.extra_layers = device, cache, layer_caches, extra_layers
         self.dataset, self.teacher, self.layer, self.num_points, self.fabric = dataset, teacher, layer, num_points, fabric
-        self.tau, self.body_frozen = tau, body_frozen
+        self.tau = tau
+        self.train_mode = not body_frozen  # heads alone: the frozen body runs as at inference
         self.view_of, self.aug_gen = None, None
 
     def batches(self, epoch: int, first: int):
@@ -297,7 +298,6 @@ class DistillTask:
             yield order[b0:b0 + self.batch_size]
 
     def loss(self, model, at, step: int, total_steps: int):
-        model.train(not self.body_frozen)  # heads alone: the frozen body runs as at inference
         tau_start, tau_end = self.tau
         common.unwrap(model).set_temperature(tau_start * (tau_end / tau_start) ** (step / max(1, total_steps - 1)))
         idx = self.pool[at]

@@ -46,6 +46,10 @@ class TrainingTask(Protocol):
     def batch_clouds(self, batch) -> int:
         """Clouds in `batch` on this process (for the throughput figure)."""
 
+    # optional: train_mode (False: the loop puts the model in eval mode, e.g. only heads train on a frozen
+    # body), after_step(module, step, total_steps) -> metrics, end_of_epoch(module, epoch, logger, step),
+    # state() -> dict saved with the training state, load_state(dict)
+
 
 @dataclass
 class LoopSpec:
@@ -78,7 +82,6 @@ class LoopResult:
     stopped: str | None = None  # None (ran to the end), "signal", "max_minutes", "max_steps", "stop_after_epoch"
     train_seconds: float = 0.0  # in steps, over all processes that ran this run
     wall_seconds: float = 0.0  # the same, wall time
-    extra: dict = field(default_factory=dict)  # the task's saved state (TrainingTask.state)
 
     @property
     def finished(self) -> bool:
@@ -199,6 +202,7 @@ def fit(fabric, module: torch.nn.Module, task: TrainingTask, spec: LoopSpec, *, 
             first = step - epoch * spec.steps_per_epoch
             if first == 0:
                 epoch_sums = _Means()
+            model.train(getattr(task, "train_mode", True))  # a task may keep its frozen parts at inference
             t_epoch = time.time()
             for batch in task.batches(epoch, first):
                 t0 = time.perf_counter()
@@ -273,6 +277,5 @@ def fit(fabric, module: torch.nn.Module, task: TrainingTask, spec: LoopSpec, *, 
     if stopped is None and step < spec.total_steps:
         stopped = limited_by
     result = LoopResult(step=step, total_steps=spec.total_steps, history=history, last_metrics=last, stopped=stopped, train_seconds=train_seconds,
-                        wall_seconds=wall_before + time.time() - t_start,
-                        extra=task.state() if hasattr(task, "state") else {})
+                        wall_seconds=wall_before + time.time() - t_start)
     return model, result

@@ -164,10 +164,10 @@ class PretrainTask:
     augmentation and the objective's masks; the objective module gives the loss."""
 
     def __init__(self, cfg: PretrainConfig, dataset, num_points: int, steps_per_epoch: int, rank: int, world: int,
-                 device, validate=None):
+                 device):
         self.cfg, self.dataset, self.num_points, self.device = cfg, dataset, num_points, device
         self.steps_per_epoch, self.rank, self.local_bs = steps_per_epoch, rank, cfg.batch_size // world
-        self.validate = validate  # (encoder, epoch) -> metrics dict, or None
+        self.validator = None  # SvmValidator, its data loaded at the first validation
         self.val_history = []
 
     def batches(self, epoch: int, first: int):
@@ -193,11 +193,12 @@ class PretrainTask:
 
     def end_of_epoch(self, module, epoch: int, logger, step: int) -> None:
         cfg = self.cfg
-        if self.validate is None or not cfg.val_every or epoch % cfg.val_every:
+        if not cfg.val_every or epoch % cfg.val_every:
             return
         if is_rank_zero():
-            res = {**self.validate(module.encoder), "epoch": epoch}
-            module.train()
+            if self.validator is None:
+                self.validator = SvmValidator(cfg.val_data, cfg.val_points or self.num_points)
+            res = {**self.validator(module.encoder, self.device), "epoch": epoch}
             self.val_history.append(res)
             if logger is not None:
                 logger.log(step, **res)
@@ -252,14 +253,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 "world_size": world, "device": device_name(fabric.device, fabric.world_size)}
         run_text = json.dumps(info, indent=2, default=str)
         atomic_write(out / "run.json", lambda tmp: Path(tmp).write_text(run_text))
-    validator = []
-
-    def validate(enc):
-        if not validator:  # data loaded once, at the first validation
-            validator.append(SvmValidator(cfg.val_data, cfg.val_points or num_points))
-        return validator[0](enc, fabric.device)
-
-    task = PretrainTask(cfg, dataset, num_points, steps_per_epoch, rank, world, fabric.device, validate)
+    task = PretrainTask(cfg, dataset, num_points, steps_per_epoch, rank, world, fabric.device)
     spec = LoopSpec(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
                     warmup_steps=round(cfg.warmup_epochs * steps_per_epoch), min_lr_ratio=cfg.min_lr_ratio,
                     grad_clip=cfg.grad_clip, log_every=cfg.log_every, max_steps=cfg.max_steps,

@@ -84,7 +84,6 @@ class ClassificationTask(_LabelledTask):
     arrays = (points (M, N, 3), labels (M,))."""
 
     def loss(self, model, idx, step: int, total_steps: int):
-        model.train()
         labels = self.arrays[1][idx].to(self.device)
         x = self.augmented(idx, step)
         logits = model(x)
@@ -99,7 +98,6 @@ class SegmentationTask(_LabelledTask):
     arrays = (points, parts (M, N), categories (M,), category mask (C, P))."""
 
     def loss(self, model, idx, step: int, total_steps: int):
-        model.train()
         _, parts, cats, mask = self.arrays
         x = self.augmented(idx, step)
         y, cat = parts[idx].to(self.device), cats[idx].to(self.device)
