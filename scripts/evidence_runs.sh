@@ -38,7 +38,13 @@ for step in "$@"; do
         --reference teacher-vits --out $RUNS/compare-test/evals/foundry-vits-$s --cache-dir $RUNS/compare-test/cache
     done ;;
   precision)
-    foundry eval teacher-vits -p svm --seeds 0 --set svm.data=../shared/data/modelnet10 --out $RUNS/precision-fp32 ;;
+    # the choice on validation (fp32 originals vs the fp16 bundle), test only reported (the bundle's test
+    # figure is the teacher's seed 0 in the compare step)
+    for split in val test; do
+      foundry eval teacher-vits -p svm --seeds 0 --split $split --set svm.data=../shared/data/modelnet10 \
+        --out $RUNS/precision-$split-fp32
+      [ $split = test ] || foundry eval teacher-vits -p svm --seeds 0 --split $split --out $RUNS/precision-$split-fp16
+    done ;;
   floor)
     mkdir -p $RUNS/compare-test/models
     python -c "import foundry; from foundry.eval.compare import random_init_like as r; from pathlib import Path as P; \
