@@ -289,3 +289,17 @@ def test_runtime_budget_in_the_model_name(tmp_path):
 
     assert _split_label("ckpt@r=8") == (None, "ckpt@r=8")
     assert _split_label("gate-r8=ckpt@r=8") == ("gate-r8", "ckpt@r=8")
+
+
+def test_a_student_is_never_wider_than_its_teacher():
+    """A 384-wide preset built for a narrower teacher takes the teacher's width (64-d heads); for a
+    teacher at least as wide it keeps its own."""
+    narrow = create_model("small", num_groups=16, group_size=16, num_points=256, depth=2).eval()  # width 192
+    cfg = student_config_for("foundry-s16", narrow)
+    assert (cfg.width, cfg.heads, cfg.token_dim, cfg.cau_hidden) == (192, 3, 192, 192)
+    assert cfg.teacher_width == 192 and cfg.teacher_depth == 2
+    wide = create_model("small", num_groups=16, group_size=16, num_points=256, depth=1, width=384, heads=6).eval()
+    cfg = student_config_for("foundry-s16", wide)
+    assert (cfg.width, cfg.heads, cfg.token_dim) == (384, 6, 384)
+    s = FoundryStudent(student_config_for("foundry-s4", narrow))
+    assert s.forward_tokens(clouds())[0].shape == (2, 16, 192)

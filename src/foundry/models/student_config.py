@@ -140,7 +140,12 @@ STUDENT_PRESETS: dict[str, dict] = {
 
 
 def student_config_for(name: str, teacher_model: nn.Module | None = None, **overrides) -> StudentConfig:
-    """A preset's config, with patches, width and pooling taken from `teacher_model` when given."""
+    """A preset's config, with patches, width and pooling taken from `teacher_model` when given.
+
+    A student is never wider than its teacher: for a teacher narrower than the preset (teacher-small,
+    192) the encoder, its tokens and the CAU take the teacher's width, with 64-d attention heads, so
+    the student stays a fraction of its teacher's cost (a 384-wide student of a 192-wide teacher
+    would cost about 60% of it). Presets keep their width for a teacher at least as wide."""
     if name not in STUDENT_PRESETS:
         raise KeyError(f"unknown student preset {name!r}; available: {sorted(STUDENT_PRESETS)}")
     fields = dict(STUDENT_PRESETS[name])
@@ -149,5 +154,20 @@ def student_config_for(name: str, teacher_model: nn.Module | None = None, **over
         fields.update(num_points=tc.num_points, num_groups=tc.num_groups, group_size=tc.group_size,
                       fps_start=tc.fps_start, fps_backend=tc.fps_backend, patch_order=tc.patch_order,
                       teacher_width=teacher_model.token_dim, teacher_pooling=tc.pooling, teacher_depth=tc.depth)
+        fields.update(_narrowed_to(fields, teacher_model.token_dim))
     cfg = StudentConfig(name=name, **fields)
     return cfg.replace(**overrides) if overrides else cfg
+
+
+def _narrowed_to(fields: dict, teacher_width: int) -> dict:
+    """The width fields of a preset narrowed to `teacher_width` (nothing when the preset is not wider)."""
+    width = fields.get("width", StudentConfig.width)
+    if teacher_width >= width:
+        return {}
+    narrowed = {"width": teacher_width, "heads": max(1, teacher_width // 64)}
+    for key in ("token_dim", "cau_hidden"):
+        if fields.get(key, getattr(StudentConfig, key)) > teacher_width:
+            narrowed[key] = teacher_width
+    if teacher_width % narrowed["heads"]:
+        narrowed["heads"] = 1
+    return narrowed
