@@ -29,6 +29,9 @@ def register(p):
     g.add_argument("--predictor-depth", type=int, default=6, help="jepa: predictor blocks (default 6)")
     g.add_argument("--predictor-width", type=int, default=None, help="jepa: predictor width (default: half the encoder's)")
     g.add_argument("--num-targets", type=int, default=4, help="jepa: target blocks (default 4)")
+    g.add_argument("--ema", type=float, nargs=2, default=None, metavar=("START", "END"),
+                   help="jepa: target-encoder EMA momentum, linear from START to END over the run "
+                        "(default Point-JEPA's 0.9995 0.99999)")
     g = p.add_argument_group("data")
     g.add_argument("--data", action="append", default=None, metavar="SPEC",
                    help="repeatable: modelnet10:train, kicadpart:train, synthetic:N, a folder, or folder:split "
@@ -79,6 +82,7 @@ def main(args):
         warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, points=args.points, seed=args.seed,
         mask_ratio=args.mask_ratio, decoder_depth=args.decoder_depth, predictor_depth=args.predictor_depth,
         predictor_width=args.predictor_width, num_targets=args.num_targets,
+        **({"ema": tuple(args.ema)} if args.ema else {}),
         out=args.out, resume=args.resume, overwrite=args.overwrite, devices=_devices(args.devices),
         precision=args.precision, strategy=args.strategy, accelerator=args.accelerator,
         num_workers=args.num_workers, val_every=args.val_every, val_data=args.val_data, max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every,

@@ -50,7 +50,7 @@ def _heads_for(width: int, wanted: int) -> int:
 class JEPAObjective(nn.Module):
     def __init__(self, encoder: nn.Module, predictor_depth: int = 6, predictor_width: int | None = None,
                  predictor_heads: int | None = None, num_targets: int = 4, target_ratio=(0.15, 0.2),
-                 ema=(0.995, 1.0)):
+                 ema=(0.9995, 0.99999)):
         super().__init__()
         c = encoder.config
         self.encoder = encoder
