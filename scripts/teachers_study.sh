@@ -7,6 +7,10 @@
 #   bash scripts/teachers_study.sh ship-jepa          # its fp16 copy into the package (assets/weights)
 #   bash scripts/teachers_study.sh distill TEACHER    # cache (blocks 1 3 5) + the s16 student, 15 epochs (~20 min)
 #   bash scripts/teachers_study.sh compare TEACHER [SPLIT]  # full protocols, 3 seeds, paired (SPLIT: test | val)
+#   bash scripts/teachers_study.sh eval TEACHER WHICH [SPLIT]  # one model of that compare (teacher | student |
+#                                                    # tome) in another process; the compare reuses it
+#   bash scripts/teachers_study.sh floor-copy        # teacher-small's random floor into teacher-small-jepa's
+#                                                    # compare (same shape and seed: the same weights, checked)
 #   bash scripts/teachers_study.sh ship-student TEACHER     # the student into the package
 #
 # TEACHER: teacher-small or teacher-small-jepa. The recipe is the method study's current one
@@ -23,6 +27,15 @@ RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
 student_of() { case $1 in teacher-small) echo foundry-small-s16 ;; teacher-small-jepa) echo foundry-small-jepa-s16 ;;
   *) echo "unknown teacher $1 (teacher-small, teacher-small-jepa)" >&2; exit 2 ;; esac; }
+
+student_file() { [ -f $RUNS/$1/student.safetensors ] && echo $RUNS/$1/student.safetensors || echo $1; }  # run's, else shipped
+# ToMe on the teacher, the token-merging baseline: merges per block r at the student's MACs where ToMe
+# reaches them, but never fewer than the student's 16 tokens after the last block (on a 6-block teacher
+# ToMe cannot reach the student's MACs: the tokenizer alone costs twice the student; r = 8 merges 64 -> 16)
+tome_r() { python -c "import foundry; from foundry.bench.flops import model_macs, tome_r_for_macs as f; \
+t = foundry.load('$1'); s = foundry.load('$2'); \
+print(min(f(t, model_macs(s))[0], (t.config.num_groups - s.config.num_supertokens) // t.config.depth))"; }
+PROTOCOLS="-p svm -p fewshot -p partseg -p transfer -p fidelity"
 
 step=${1:-}; shift || true
 case $step in
@@ -44,22 +57,36 @@ case $step in
       --out $out $RECIPE --seed 0 $(resume_flag $out/training_state.pt)
     ;;
   compare)
-    teacher=${1:?teacher}; split=${2:-test}; student=$(student_of $teacher)
-    s=$RUNS/$student/student.safetensors; [ -f "$s" ] || s=$student   # the run's file, else the shipped one
-    # ToMe on the teacher, the token-merging baseline: merges per block r at the student's MACs where ToMe
-    # reaches them, but never fewer than the student's 16 tokens after the last block (on a 6-block
-    # teacher ToMe cannot reach the student's MACs: the tokenizer alone costs twice the student; r = 8
-    # merges 64 -> 16 tokens)
-    r=$(python -c "import foundry; from foundry.bench.flops import model_macs, tome_r_for_macs as f; \
-t = foundry.load('$teacher'); s = foundry.load('$s'); \
-print(min(f(t, model_macs(s))[0], (t.config.num_groups - s.config.num_supertokens) // t.config.depth))")
+    teacher=${1:?teacher}; split=${2:-test}; student=$(student_of $teacher); s=$(student_file $student)
+    r=$(tome_r $teacher $s)
     foundry compare --teacher $teacher --models $student=$s tome-r$r=$teacher@tome=$r \
-      -p svm -p fewshot -p partseg -p transfer -p fidelity --seeds 0 1 2 --split $split --threads ${THREADS:-1} \
+      $PROTOCOLS --seeds 0 1 2 --split $split --threads ${THREADS:-1} \
       --out $RUNS/compare-$teacher-$split
+    ;;
+  eval)
+    teacher=${1:?teacher}; which=${2:?teacher, student or tome}; split=${3:-test}; student=$(student_of $teacher)
+    s=$(student_file $student); out=$RUNS/compare-$teacher-$split
+    case $which in
+      teacher) label=$teacher; model=$teacher ;;
+      student) label=$student; model=$s ;;
+      tome) r=$(tome_r $teacher $s); label=tome-r$r; model=$teacher@tome=$r ;;
+      *) echo "eval: WHICH is teacher, student or tome" >&2; exit 2 ;;
+    esac
+    foundry eval $model $PROTOCOLS --seeds 0 1 2 --split $split --reference $teacher --threads ${THREADS:-1} \
+      --out $out/evals/$label --cache-dir $out/cache
+    ;;
+  floor-copy)
+    split=${1:-test}; from=$RUNS/compare-teacher-small-$split; to=$RUNS/compare-teacher-small-jepa-$split
+    python -c "import foundry, torch; from foundry.eval.compare import random_init_like as r; \
+a = r(foundry.load('teacher-small'), 0).state_dict(); b = r(foundry.load('teacher-small-jepa'), 0).state_dict(); \
+assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), 'floors differ'"
+    mkdir -p $to/models $to/evals
+    cp -n $from/models/random-init.safetensors $to/models/
+    cp -rn $from/evals/random-init $to/evals/
     ;;
   ship-student)
     teacher=${1:?teacher}; student=$(student_of $teacher)
     python scripts/ship_weights.py $RUNS/$student/student.safetensors $student
     ;;
-  *) echo "unknown step '$step' (pretrain-jepa ship-jepa distill compare ship-student)" >&2; exit 2 ;;
+  *) echo "unknown step '$step' (pretrain-jepa ship-jepa distill compare eval floor-copy ship-student)" >&2; exit 2 ;;
 esac

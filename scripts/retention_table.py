@@ -1,0 +1,74 @@
+"""One retention table for several teacher/student pairs, from their `foundry compare` outputs.
+
+    python scripts/retention_table.py docs/results/A/compare.json:foundry-vits-s16 \
+        docs/results/B/compare.json:foundry-small-s16 ... [--out table.md]
+
+For each pair (the compare's teacher and the named student row): teacher and student score per task
+(mean over seeds), the student's raw retention (score / teacher) and gain share ((score - floor) /
+(teacher - floor)) with their paired 95% intervals as `foundry compare` computed them, and whether
+the goals hold (>= 98% raw on every task, >= 90% of the gain).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+TASKS = [("svm/accuracy", "SVM"), ("fewshot/acc_5w10s", "5w10s"), ("fewshot/acc_5w20s", "5w20s"),
+         ("fewshot/acc_10w10s", "10w10s"), ("fewshot/acc_10w20s", "10w20s"), ("partseg/class_miou", "part cls mIoU"),
+         ("partseg/instance_miou", "part inst mIoU"), ("transfer/accuracy", "teacher's classifier"),
+         ("transfer/instance_miou", "teacher's part head")]
+RAW_GOAL, GAIN_GOAL = 98.0, 90.0
+
+
+def _interval(p: dict | None, key: str) -> str:
+    if not p or key not in p:
+        return "-"
+    v = p[key]
+    return f"{v['estimate']:.1f} [{v['low']:.1f}, {v['high']:.1f}]"
+
+
+def rows_of(path: Path, student: str) -> list[str]:
+    d = json.loads(path.read_text())
+    rows = {r["label"]: r for r in d["rows"]}
+    teacher = next(r for r in d["rows"] if r["group"] == "teacher")
+    floor = rows.get("random-init")
+    s = rows[student]
+    out = []
+    for key, name in TASKS:
+        if key not in s["scores"]:
+            continue
+        t_score = teacher["scores"][key]["mean"]
+        f_score = floor["scores"].get(key, {}).get("mean") if floor else None
+        p = s["paired"].get(key)
+        gain = _interval(p, "gain")
+        if key.startswith("fewshot/") and p is None:  # few-shot pairs over folds: the compare's retention only
+            gain = f"{s['retention_gain'].get(key, float('nan')):.1f}"
+        raw = _interval(p, "raw") if p else f"{s['retention_raw'][key]:.1f}"
+        ok_raw = s["retention_raw"][key] >= RAW_GOAL
+        ok_gain = key not in s["retention_gain"] or s["retention_gain"][key] >= GAIN_GOAL
+        out.append(f"| {teacher['label']} -> {student} | {teacher['gmacs']:.3f} -> {s['gmacs']:.3f} | {name} | "
+                   f"{t_score:.2f} | {'-' if f_score is None else f'{f_score:.2f}'} | {s['scores'][key]['mean']:.2f} | "
+                   f"{raw} | {gain} | {'yes' if ok_raw and ok_gain else 'no'} |")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("pairs", nargs="+", metavar="COMPARE_JSON:STUDENT")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    lines = ["| teacher -> student | GMACs | task | teacher | random init | student | raw % [95%] | gain % [95%] | "
+             f">= {RAW_GOAL:.0f}% raw and >= {GAIN_GOAL:.0f}% gain |", "|---|---|---|---|---|---|---|---|---|"]
+    for pair in args.pairs:
+        path, _, student = pair.rpartition(":")
+        lines += rows_of(Path(path), student)
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
