@@ -127,32 +127,43 @@ def test_pretraining_validates_on_the_validation_split(monkeypatch, tmp_path):
 
 
 # figures recorded from the shipped files (ModelNet10 test clouds 0, 100, 400, 800, bundled data)
-GOLDEN_COSINE = {"foundry-vits-s16": 0.98758, "foundry-vits-s4": 0.87779, "foundry-vits-s1": 0.91977}
-GOLDEN_TEACHER = {"feature_mean_abs": 0.958341, "token_norm": 19.632618}
-GOLDEN_BLOCKS = {"foundry-vits-s16": (0.96152, 0.97729), "foundry-vits-s4": (0.83845, 0.85593),
-                 "foundry-vits-s1": (0.89868, 0.90345)}  # cosine to the teacher's blocks 3 and 7
+GOLDEN_TEACHERS = {  # mean |pooled feature|, mean token norm; the blocks a part head reads (the final one last)
+    "teacher-vits": (0.958341, 19.632618, [3, 7, 11]),
+    "teacher-small": (0.876322, 14.218904, [1, 3, 5]),
+    "teacher-small-jepa": (0.864972, 13.753675, [1, 3, 5]),
+}
+GOLDEN_STUDENTS = {  # teacher, final-token cosine to it, cosine to its earlier part-head blocks
+    "foundry-vits-s16": ("teacher-vits", 0.98758, (0.96152, 0.97729)),
+    "foundry-vits-s4": ("teacher-vits", 0.87779, (0.83845, 0.85593)),
+    "foundry-vits-s1": ("teacher-vits", 0.91977, (0.89868, 0.90345)),
+    "foundry-small-s16": ("teacher-small", 0.99124, (0.99185, 0.99196)),
+    "foundry-small-jepa-s16": ("teacher-small-jepa", 0.98740, (0.99423, 0.99162)),
+}
 
 
-def test_golden_fidelity_of_the_shipped_models():
+@pytest.mark.parametrize("teacher_name", sorted(GOLDEN_TEACHERS))
+def test_golden_fidelity_of_the_shipped_models(teacher_name):
     from foundry.data import load_arrays
 
     x = torch.from_numpy(load_arrays("modelnet10", "test")["points"][[0, 100, 400, 800]])
-    teacher = foundry.load("teacher-vits")
+    feature_mean_abs, token_norm, head_blocks = GOLDEN_TEACHERS[teacher_name]
+    teacher = foundry.load(teacher_name)
     with torch.no_grad():
         ref, centers = teacher.forward_tokens(x)
-        assert float(teacher.forward_features(x).abs().mean()) == pytest.approx(GOLDEN_TEACHER["feature_mean_abs"],
-                                                                                abs=1e-4)
-        assert float(ref.norm(dim=-1).mean()) == pytest.approx(GOLDEN_TEACHER["token_norm"], abs=1e-3)
-        blocks, _ = teacher.forward_layers(x, [3, 7])
-        for name, cos in GOLDEN_COSINE.items():
+        assert float(teacher.forward_features(x).abs().mean()) == pytest.approx(feature_mean_abs, abs=1e-4)
+        assert float(ref.norm(dim=-1).mean()) == pytest.approx(token_norm, abs=1e-3)
+        blocks, _ = teacher.forward_layers(x, head_blocks[:-1])
+        students = {n: g for n, g in GOLDEN_STUDENTS.items() if g[0] == teacher_name}
+        assert students
+        for name, (_, cos, block_cosines) in students.items():
             student = foundry.load(name)
             tok, c = student.forward_tokens(x)
             assert torch.equal(c, centers), name  # the same patches as the teacher
             got = float(torch.nn.functional.cosine_similarity(tok, ref, dim=-1).mean())
             assert got == pytest.approx(cos, abs=2e-4), name
-            # the blocks the part-segmentation head reads (3, 7, 11) all come from the student
-            assert student.reproduced_layers() == [3, 7, 11], name
-            outs, _ = student.forward_layers(x, [3, 7])
-            for got_block, want_block, golden in zip(outs, blocks, GOLDEN_BLOCKS[name]):
+            # every block the part-segmentation head reads comes from the student
+            assert student.reproduced_layers() == head_blocks, name
+            outs, _ = student.forward_layers(x, head_blocks[:-1])
+            for got_block, want_block, golden in zip(outs, blocks, block_cosines):
                 got = float(torch.nn.functional.cosine_similarity(got_block, want_block, dim=-1).mean())
                 assert got == pytest.approx(golden, abs=2e-4), name
