@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from foundry.eval.paired import fmt_interval
+
 TASKS = [("svm/accuracy", "SVM"), ("fewshot/acc_5w10s", "5w10s"), ("fewshot/acc_5w20s", "5w20s"),
          ("fewshot/acc_10w10s", "10w10s"), ("fewshot/acc_10w20s", "10w20s"), ("partseg/class_miou", "part cls mIoU"),
          ("partseg/instance_miou", "part inst mIoU"), ("transfer/accuracy", "teacher's classifier"),
@@ -21,11 +23,11 @@ TASKS = [("svm/accuracy", "SVM"), ("fewshot/acc_5w10s", "5w10s"), ("fewshot/acc_
 RAW_GOAL, GAIN_GOAL = 98.0, 90.0
 
 
-def _interval(p: dict | None, key: str) -> str:
-    if not p or key not in p:
-        return "-"
-    v = p[key]
-    return f"{v['estimate']:.1f} [{v['low']:.1f}, {v['high']:.1f}]"
+def _cell(paired: dict | None, stat: str, point: float | None) -> str:
+    """The paired interval of `stat` where the compare has one, else the compare's point retention."""
+    if paired:
+        return fmt_interval(paired[stat]) if stat in paired else "-"
+    return "-" if point is None else f"{point:.1f}"
 
 
 def rows_of(path: Path, student: str) -> list[str]:
@@ -41,10 +43,8 @@ def rows_of(path: Path, student: str) -> list[str]:
         t_score = teacher["scores"][key]["mean"]
         f_score = floor["scores"].get(key, {}).get("mean") if floor else None
         p = s["paired"].get(key)
-        gain = _interval(p, "gain")
-        if key.startswith("fewshot/") and p is None:  # few-shot pairs over folds: the compare's retention only
-            gain = f"{s['retention_gain'].get(key, float('nan')):.1f}"
-        raw = _interval(p, "raw") if p else f"{s['retention_raw'][key]:.1f}"
+        raw = _cell(p, "raw", s["retention_raw"][key])
+        gain = _cell(p, "gain", s["retention_gain"].get(key))
         ok_raw = s["retention_raw"][key] >= RAW_GOAL
         ok_gain = key not in s["retention_gain"] or s["retention_gain"][key] >= GAIN_GOAL
         out.append(f"| {teacher['label']} -> {student} | {teacher['gmacs']:.3f} -> {s['gmacs']:.3f} | {name} | "
