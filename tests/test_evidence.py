@@ -68,6 +68,14 @@ def test_paired_interval_known_answers():
     assert abs(g["gain"]["estimate"] - student.mean() * 100) < 1e-9
 
 
+def test_a_retention_goal_is_met_only_when_the_whole_interval_reaches_it():
+    from foundry.eval.paired import goal_verdict
+
+    assert goal_verdict({"estimate": 99.0, "low": 98.2, "high": 99.8}, 98.0) == "met"
+    assert goal_verdict({"estimate": 98.7, "low": 97.8, "high": 99.7}, 98.0) == "within noise of the goal"
+    assert goal_verdict({"estimate": 96.0, "low": 95.0, "high": 97.9}, 98.0) == "missed"
+
+
 def test_item_scores_read_svm_partseg_and_fewshot_records():
     entry = {"details": {"0": {"correct": "110", "shape_iou": [1.0, 0.5, 0.0], "shape_category": [0, 0, 1],
                                "settings": {"acc_5w1s": {"fold_accuracy": [50.0, 70.0]}}}}}

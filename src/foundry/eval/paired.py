@@ -111,5 +111,16 @@ def verdict(interval: dict) -> str:
     return "above the teacher" if interval["difference"]["estimate"] > 0 else "below the teacher"
 
 
+GOAL_VERDICTS = ("missed", "within noise of the goal", "met")  # worst first
+
+
+def goal_verdict(stat: dict, goal: float) -> str:
+    """A retention goal (`stat` >= `goal`) judged on the paired interval: met when the whole interval
+    reaches it, missed when none of it does, else within noise of the goal."""
+    if stat["low"] >= goal:
+        return "met"
+    return "missed" if stat["high"] < goal else "within noise of the goal"
+
+
 def fmt_interval(stat: dict, digits: int = 1) -> str:
     return f"{stat['estimate']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
