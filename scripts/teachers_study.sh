@@ -3,12 +3,13 @@
 # Point-MAE `teacher-small`, both distilled with one recipe at s = 16, each compared with its student,
 # the random floor of its shape and its ToMe baseline at the student's MACs.
 #
-#   bash scripts/teachers_study.sh pretrain-jepa      # teacher-small-jepa: 20 epochs, 1 thread (~60 min), resumable
+#   bash scripts/teachers_study.sh pretrain-jepa      # teacher-small-jepa: JEPA_EPOCHS (40) epochs, 1 thread
+#                                                    # (~75 min), resumable; runs/teachers/jepa-pretrain-eN
 #   bash scripts/teachers_study.sh ship-jepa          # its fp16 copy into the package (assets/weights)
 #   bash scripts/teachers_study.sh distill TEACHER    # cache (blocks 1 3 5) + the s16 student, 15 epochs (~20 min)
 #   bash scripts/teachers_study.sh compare TEACHER [SPLIT]  # full protocols, 3 seeds, paired (SPLIT: test | val)
 #   bash scripts/teachers_study.sh eval TEACHER WHICH [SPLIT]  # one model of that compare (teacher | student |
-#                                                    # tome) in another process; the compare reuses it
+#                                                    # tome | floor) in another process; the compare reuses it
 #   bash scripts/teachers_study.sh floor-copy        # teacher-small's random floor into teacher-small-jepa's
 #                                                    # compare (same shape and seed: the same weights, checked)
 #   bash scripts/teachers_study.sh ship-student TEACHER     # the student into the package
@@ -23,6 +24,7 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RUNS=${RUNS:-runs/teachers}
 EPOCHS=${EPOCHS:-15}
+JEPA_EPOCHS=${JEPA_EPOCHS:-40}  # 20 in the first shipped teacher (its val SVM still rising at the end)
 RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision bf16-mixed --views 1"
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
 student_of() { case $1 in teacher-small) echo foundry-small-s16 ;; teacher-small-jepa) echo foundry-small-jepa-s16 ;;
@@ -40,15 +42,15 @@ PROTOCOLS="-p svm -p fewshot -p partseg -p transfer -p fidelity"
 step=${1:-}; shift || true
 case $step in
   pretrain-jepa)
-    out=$RUNS/jepa-pretrain
+    out=$RUNS/jepa-pretrain-e$JEPA_EPOCHS
     [ -f $out/summary.json ] && grep -q '"complete": true' $out/summary.json && { echo "[teachers] $out done"; exit 0; }
-    foundry pretrain --preset small --objective jepa --data modelnet10:train --data kicadpart:train --epochs 20 \
+    foundry pretrain --preset small --objective jepa --data modelnet10:train --data kicadpart:train --epochs $JEPA_EPOCHS \
       --batch-size 32 --lr 1e-3 --warmup-epochs 1 --grad-clip 1.0 --precision bf16-mixed --threads 1 --seed 0 \
-      --log-every 20 --no-progress --val-every 5 --max-minutes ${MAX_MINUTES:-80} --out $out \
+      --log-every 20 --no-progress --val-every 5 --max-minutes ${MAX_MINUTES:-100} --out $out \
       $(resume_flag $out/training_state.pt)
     ;;
   ship-jepa)
-    python scripts/ship_weights.py $RUNS/jepa-pretrain/encoder.safetensors teacher-small-jepa
+    python scripts/ship_weights.py $RUNS/jepa-pretrain-e$JEPA_EPOCHS/encoder.safetensors teacher-small-jepa
     ;;
   distill)
     teacher=${1:?teacher}; student=$(student_of $teacher); out=$RUNS/$student
@@ -70,10 +72,19 @@ case $step in
       teacher) label=$teacher; model=$teacher ;;
       student) label=$student; model=$s ;;
       tome) r=$(tome_r $teacher $s); label=tome-r$r; model=$teacher@tome=$r ;;
-      *) echo "eval: WHICH is teacher, student or tome" >&2; exit 2 ;;
+      floor) label=random-init; model=$out/models/random-init.safetensors ;;
+      *) echo "eval: WHICH is teacher, student, tome or floor" >&2; exit 2 ;;
     esac
-    foundry eval $model $PROTOCOLS --seeds 0 1 2 --split $split --reference $teacher --threads ${THREADS:-1} \
-      --out $out/evals/$label --cache-dir $out/cache
+    if [ $which = floor ]; then  # the compare's random-init floor (seed 0), scored as the compare does: no reference
+      mkdir -p $out/models; [ -f $model ] || python -c "import foundry; from foundry.eval.compare import random_init_like as r; \
+foundry.save(r(foundry.load('$teacher'), 0), '$model', \
+info={'role': 'random-init floor', 'teacher': '$teacher', 'seed': 0})"
+      foundry eval $model -p svm -p fewshot -p partseg --seeds 0 1 2 --split $split --threads ${THREADS:-1} \
+        --out $out/evals/$label --cache-dir $out/cache
+    else
+      foundry eval $model $PROTOCOLS --seeds 0 1 2 --split $split --reference $teacher --threads ${THREADS:-1} \
+        --out $out/evals/$label --cache-dir $out/cache
+    fi
     ;;
   floor-copy)
     split=${1:-test}; from=$RUNS/compare-teacher-small-$split; to=$RUNS/compare-teacher-small-jepa-$split

@@ -110,3 +110,31 @@ def test_onnx_profile_splits_student_time_by_stage(tmp_path):
     assert {"grouping", "tokenizer", "dso", "encoder", "cau"} <= set(prof["ms_per_stage"])
     assert prof["profiled_calls"] >= 2 and prof["kernel_ms"] > 0
     assert "grouping" in format_profile({"fp32": prof})
+
+
+@pytest.mark.parametrize("name", ["tiny", "foundry-tiny"])
+def test_host_grouping_graph_starts_from_the_patches_and_matches_pytorch(tmp_path, name):
+    """grouping="host": inputs are the patches, the grouping settings travel in the metadata, and
+    onnx_feed prepares them from raw points of any size; features equal PyTorch's from points."""
+    from foundry.bench.latency import onnx_latency
+    from foundry.export import onnx_feed
+    from foundry.export.profile import profile_onnx
+
+    model = create_model(name).eval()
+    path = tmp_path / "h.onnx"
+    report = export_onnx(model, path, grouping="host")
+    assert report["check"]["passed"] and report["grouping_mode"] == "host"
+    sess = onnx_session(path)
+    assert [i.name for i in sess.get_inputs()] == ["neighborhoods", "centers"]
+    assert json.loads(sess.get_modelmeta().custom_metadata_map["foundry.host_grouping"])["num_groups"] == \
+        model.config.num_groups
+    pts = torch.randn(3, 300, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = model.forward_features(pts).numpy()
+    assert np.abs(sess.run(None, onnx_feed(sess, pts.numpy()))[0] - ref).max() < 1e-4
+    assert np.abs(extract_features_onnx(path, pts, batch_size=2) - ref).max() < 1e-4
+    assert len(sess.get_inputs()) == 2 and onnx_latency(path, pts[:1], runs=2)["grouping"] == "host"
+    prof = profile_onnx(path, pts[:1].numpy(), runs=2, warmup=1)
+    assert prof["grouping"] == "host" and prof["host_grouping_ms"] > 0
+    with pytest.raises(ValueError, match="grouping"):
+        export_onnx(model, tmp_path / "x.onnx", grouping="device")

@@ -303,3 +303,26 @@ def test_a_student_is_never_wider_than_its_teacher():
     assert (cfg.width, cfg.heads, cfg.token_dim) == (384, 6, 384)
     s = FoundryStudent(student_config_for("foundry-s4", narrow))
     assert s.forward_tokens(clouds())[0].shape == (2, 16, 192)
+
+
+@pytest.mark.parametrize("compression", ["dso", "fps", "kmeans"])
+def test_seeds_of_fps_ordered_centres_are_their_first_s_as_fps_would_pick(compression):
+    """The seeded compressors take the first s patch centres instead of running FPS over them:
+    the same indices as that FPS on every bundled test cloud and on random ones, so the same model."""
+    from foundry.data import load_arrays
+    from foundry.ops import farthest_point_sample, group_patches
+
+    real = torch.as_tensor(load_arrays("modelnet10", "test", 1024)["points"]).float()
+    for pts in (real, clouds(64, 512, 1)):
+        _, centers = group_patches(pts, 64, 32)
+        for s in (1, 4, 16, 32):
+            assert torch.equal(farthest_point_sample(centers, s), torch.arange(s).expand(len(pts), s))
+    m = tiny(compression=compression, dso_seeding="fps").eval()
+    assert m.dso.fps_ordered_centers
+    x = clouds(4)
+    with torch.no_grad():
+        fast = m.forward_supertokens(x)
+        m.dso.fps_ordered_centers = False
+        looped = m.forward_supertokens(x)
+    assert torch.equal(fast["assignment"], looped["assignment"]) and torch.equal(fast["tokens"], looped["tokens"])
+    assert not tiny(compression=compression, patch_order="morton").dso.fps_ordered_centers

@@ -1,4 +1,5 @@
-"""`foundry export`: a model to ONNX (grouping included), checked in onnxruntime; optional int8."""
+"""`foundry export`: a model to ONNX (grouping in the graph or on the host), checked in onnxruntime;
+optional int8."""
 from __future__ import annotations
 
 import json
@@ -23,6 +24,10 @@ def register(p):
                                                             "(default: the model's own)")
     p.add_argument("--output", choices=("features", "tokens"), default="features",
                    help="features: forward_features (B, D); tokens: forward_tokens (B, G, C) + centres")
+    p.add_argument("--grouping", choices=("graph", "host"), default="graph",
+                   help="graph: the graph takes raw points and groups them itself (FPS unrolled into it); "
+                        "host: the graph takes the patches (inputs neighborhoods, centers) and the host groups "
+                        "(foundry.export.host_grouping.onnx_feed; faster at batch 1)")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--fixed-points", action="store_true", help="fix the point count (default: dynamic)")
     p.add_argument("--atol", type=float, default=1e-4, help="max |ONNX - PyTorch| accepted (default 1e-4)")
@@ -55,7 +60,7 @@ def main(args):
         raise FoundryInputError("--svm compares fp32 with int8: add --int8")
     model = build_model(args.model)
     report = export_onnx(model, out, num_points=args.points, output=args.output, opset=args.opset,
-                         dynamic_points=not args.fixed_points, atol=args.atol)
+                         dynamic_points=not args.fixed_points, atol=args.atol, grouping=args.grouping)
     check = report["check"]
     if not args.json:
         print(f"wrote {out} ({report['bytes'] / 1e6:.2f} MB, opset {args.opset}, output {args.output}, "
@@ -77,7 +82,8 @@ def main(args):
                                              log=None if args.json else print)
     if args.profile:
         report["profile"] = _profile(out, report, args)
-    report["settings"] = {"model": str(args.model), "threads": args.threads, "torch": torch.__version__}
+    report["settings"] = {"model": str(args.model), "threads": args.threads, "torch": torch.__version__,
+                          "grouping": args.grouping}
     write_json(out.with_suffix(".json"), report)
     if args.json:
         print(json.dumps(report, indent=2, default=str))

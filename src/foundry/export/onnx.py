@@ -1,10 +1,12 @@
 """ONNX export of Foundry models, checked against PyTorch in onnxruntime; optional int8.
 
-What is exported: the whole model from raw points, grouping included. FPS is a loop of
-`num_groups` steps of tensor ops (sub, mul, min, argmax, gather) and kNN a matmul + top-k, so
+What is exported: by default the whole model from raw points, grouping included. FPS is a loop
+of `num_groups` steps of tensor ops (sub, mul, min, argmax, gather) and kNN a matmul + top-k, so
 the TorchScript-based exporter unrolls FPS into the graph (G steps) and no custom op is needed.
 The graph therefore has a fixed patch count G; the batch size is dynamic, and so is the point
-count when `dynamic_points=True` (checked at a second size by `check_onnx`).
+count when `dynamic_points=True` (checked at a second size by `check_onnx`). With
+grouping="host" the graph starts from the patches instead and the host groups the points
+(host_grouping.py): the cheaper deployment at batch 1, where the unrolled FPS dominates.
 
 Outputs: "features" (B, D) from `forward_features`, or "tokens" (B, G, C) and "centers"
 (B, G, 3) from `forward_tokens`.
@@ -16,6 +18,7 @@ quantised on the fly); its accuracy cost is measured with the linear-SVM protoco
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -28,9 +31,12 @@ from ..bench.flops import random_cloud
 from ..data import load_arrays
 from ..eval.svm import extract_features, linear_svm_eval
 from ..io import atomic_write
+from ..ops.grouping import provided_patches
 from ..validation import FoundryInputError, positive_int
+from .host_grouping import GROUPING_KEY, grouping_spec, host_patches, onnx_feed
 
 OUTPUTS = ("features", "tokens")
+GROUPINGS = ("graph", "host")
 
 
 class _Exported(nn.Module):
@@ -43,6 +49,15 @@ class _Exported(nn.Module):
         if self.output == "tokens":
             return self.model.forward_tokens(points)
         return self.model.forward_features(points)
+
+
+class _FromPatches(_Exported):
+    """The model traced from its patches: the grouping is left to the host."""
+
+    def forward(self, neighborhoods, centers):
+        points = (neighborhoods + centers.unsqueeze(2)).flatten(1, 2)  # what the input checks look at
+        with provided_patches(neighborhoods, centers):
+            return super().forward(points)
 
 
 def _names(output: str):
@@ -65,33 +80,55 @@ def _quiet():
 
 def export_onnx(model: nn.Module, path, *, num_points: int | None = None, output: str = "features",
                 opset: int = 17, dynamic_points: bool = True, check: bool = True, atol: float = 1e-4,
-                seed: int = 0) -> dict:
-    """Write `model` as ONNX to `path` (atomically). Returns a report dict (path, size, check)."""
+                seed: int = 0, grouping: str = "graph") -> dict:
+    """Write `model` as ONNX to `path` (atomically). Returns a report dict (path, size, check).
+    grouping: "graph" (input "points") or "host" (inputs "neighborhoods" and "centers"; see
+    host_grouping.py)."""
 
     if output not in OUTPUTS:
         raise FoundryInputError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if grouping not in GROUPINGS:
+        raise FoundryInputError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
     n = positive_int(getattr(model.config, "num_points", 1024) if num_points is None else num_points, "num_points")
     model = model.eval().to("cpu")
-    wrapper = _Exported(model, output).eval()
     example = random_cloud(2, n, seed)
     names = _names(output)
-    axes = {"points": {0: "batch", 1: "num_points"} if dynamic_points else {0: "batch"}}
+    if grouping == "host":
+        spec = grouping_spec(model)
+        wrapper = _FromPatches(model, output).eval()
+        example = tuple(torch.from_numpy(a) for a in host_patches(example.numpy(), spec))
+        inputs = ["neighborhoods", "centers"]
+        axes = {name: {0: "batch"} for name in inputs}
+        dynamic_points = False  # the graph sees G patches of K points, whatever the cloud's size
+    else:
+        wrapper = _Exported(model, output).eval()
+        example = (example,)
+        inputs = ["points"]
+        axes = {"points": {0: "batch", 1: "num_points"} if dynamic_points else {0: "batch"}}
     for name in names:
         axes[name] = {0: "batch"}
 
     def write(tmp):
         with _quiet(), torch.no_grad():
-            torch.onnx.export(wrapper, (example,), tmp, input_names=["points"], output_names=names,
+            torch.onnx.export(wrapper, example, tmp, input_names=inputs, output_names=names,
                               dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+        if grouping == "host":
+            import onnx
+
+            graph = onnx.load(tmp)
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = GROUPING_KEY, json.dumps(spec)
+            onnx.save(graph, tmp)
 
     atomic_write(path, write)
     report = {"path": str(path), "bytes": Path(path).stat().st_size, "output": output, "opset": opset,
-              "num_points": n, "num_groups": getattr(model.config, "num_groups", None),
-              "dynamic_axes": {k: list(v.values()) for k, v in axes.items()},
-              "grouping": "included (FPS unrolled into the graph, kNN as matmul + TopK)"}
+              "num_points": n, "num_groups": getattr(model.patch_config, "num_groups", None),
+              "dynamic_axes": {k: list(v.values()) for k, v in axes.items()}, "grouping_mode": grouping,
+              "grouping": ("on the host (foundry.export.host_grouping; the graph starts from the patches)"
+                           if grouping == "host" else "included (FPS unrolled into the graph, kNN as matmul + TopK)")}
     if check:
         report["check"] = check_onnx(model, path, num_points=n, output=output, atol=atol,
-                                     other_points=(n + n // 2) if dynamic_points else None)
+                                     other_points=(n + n // 2) if dynamic_points or grouping == "host" else None)
     return report
 
 
@@ -116,7 +153,7 @@ def check_onnx(model: nn.Module, path, *, num_points: int, output: str = "featur
     diffs = {}
     for i, (b, n) in enumerate(cases):
         pts = random_cloud(b, n, seed + i)
-        got = sess.run(None, {"points": pts.numpy()})
+        got = sess.run(None, onnx_feed(sess, pts.numpy()))
         with torch.no_grad():
             ref = _Exported(model.eval(), output)(pts)
         ref = ref if isinstance(ref, tuple) else (ref,)
@@ -152,7 +189,8 @@ def extract_features_onnx(session_or_path, points, batch_size: int = 64, threads
     outputs = [o.name for o in sess.get_outputs()]
     if "features" not in outputs:
         raise FoundryInputError(f"this ONNX model outputs {outputs}; export with --output features for the SVM")
-    out = [sess.run(["features"], {"points": points[s:s + batch_size]})[0] for s in range(0, len(points), batch_size)]
+    out = [sess.run(["features"], onnx_feed(sess, points[s:s + batch_size]))[0]
+           for s in range(0, len(points), batch_size)]
     return np.concatenate(out).astype(np.float32)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ops import farthest_point_sample, gather_points
+from ..ops import gather_points
 from .assignment import Compressor, one_hot_argmax, pool_members
 from .merging import bipartite_merge_assignment
 
@@ -19,14 +19,19 @@ class _Baseline(Compressor):
 
     @classmethod
     def from_config(cls, c):
-        return cls(c.num_supertokens)
+        return cls._ordered(cls(c.num_supertokens), c)
+
+    @staticmethod
+    def _ordered(compressor, c):
+        compressor.fps_ordered_centers = c.patch_order == "fps"
+        return compressor
 
 
 class FPSCompressor(_Baseline):
     """Baseline: s patch centres by FPS; every token joins the nearest one (in xyz)."""
 
     def forward(self, tokens, centers, weight=None):
-        idx = farthest_point_sample(centers, self.s)
+        idx = self.seed_indices(centers, self.s)
         picked = gather_points(centers, idx)
         assignment = one_hot_argmax(-torch.cdist(centers.float(), picked.float())).to(tokens.dtype)
         st, sc, counts = pool_members(assignment, tokens, centers)
@@ -43,10 +48,10 @@ class KMeansCompressor(_Baseline):
 
     @classmethod
     def from_config(cls, c) -> "KMeansCompressor":
-        return cls(c.num_supertokens, c.kmeans_iters)
+        return cls._ordered(cls(c.num_supertokens, c.kmeans_iters), c)
 
     def forward(self, tokens, centers, weight=None):
-        idx = farthest_point_sample(centers, self.s)
+        idx = self.seed_indices(centers, self.s)
         x = tokens.detach().float()
         means = gather_points(x, idx)
         for _ in range(self.iters + 1):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import farthest_point_sample, gather_points
+from ..ops import gather_points
 from .assignment import Compressor, one_hot_argmax, pool_members
 
 
@@ -51,8 +51,10 @@ class DSO(Compressor):
 
     @classmethod
     def from_config(cls, c) -> "DSO":
-        return cls(c.token_dim, c.num_supertokens, c.dso_key_dim, c.dso_passes, c.norm_eps, c.dso_seeding,
-                   c.dso_spatial_init)
+        dso = cls(c.token_dim, c.num_supertokens, c.dso_key_dim, c.dso_passes, c.norm_eps, c.dso_seeding,
+                  c.dso_spatial_init)
+        dso.fps_ordered_centers = c.patch_order == "fps"
+        return dso
 
     def reset_queries(self) -> None:
         """A fresh random start of the learned query vectors: seeded queries add the vector to a
@@ -77,7 +79,7 @@ class DSO(Compressor):
         b, s = tokens.shape[0], self.supertokens.shape[0]
         if self.seeding == "learned":
             return self.supertokens.unsqueeze(0).expand(b, -1, -1), self.supertokens, None
-        idx = farthest_point_sample(centers, s)
+        idx = self.seed_indices(centers, s)
         seed_tokens, seed_centers = gather_points(tokens, idx), gather_points(centers, idx)
         d2 = torch.cdist(centers.float(), seed_centers.float()).square()  # (B, G, s)
         scale = d2.min(-1).values.mean(-1, keepdim=True).clamp_min(1e-9).unsqueeze(-1)  # (B, 1, 1)

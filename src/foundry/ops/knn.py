@@ -38,7 +38,8 @@ def knn(
     bounded on large clouds (by default about `max_chunk_elements` floats per chunk).
     backend: "torch" (the brute force; on CPU with N >= KDTREE_MIN_POINTS and no tracing a k-d
     tree answers instead: the same neighbour sets, up to the order of equally distant points and
-    float32 rounding of near-ties), "plain" (always the brute force) or "kdtree".
+    float32 rounding of near-ties; below that on CPU NumPy selects the k smallest of the same
+    distances instead of torch's top-k), "plain" (always the brute force with top-k) or "kdtree".
     """
     if queries.dim() != 3 or points.dim() != 3 or queries.shape[0] != points.shape[0]:
         raise ValueError(
@@ -55,6 +56,7 @@ def knn(
         return _knn_kdtree(queries, points, k)
     if chunk_size is None:
         chunk_size = max(1, max_chunk_elements // max(1, batch * n))
+    select = _smallest_k_numpy if backend == "torch" and accelerated_cpu_allowed(queries, points) else _smallest_k
     queries, points = comparable_frame(queries, points)
     q = queries.detach().float()
     p = points.detach().float()
@@ -64,8 +66,27 @@ def knn(
         qc = q[:, start : start + chunk_size]
         # squared distances via the expansion |q|^2 - 2 q.p + |p|^2 (one matmul per chunk)
         dist = qc.pow(2).sum(-1, keepdim=True) - 2.0 * qc @ p.transpose(1, 2) + p_sq
-        out.append(dist.topk(k, dim=-1, largest=False, sorted=True).indices)
+        out.append(select(dist, k))
     return torch.cat(out, dim=1)
+
+
+def _smallest_k(dist: torch.Tensor, k: int) -> torch.Tensor:
+    return dist.topk(k, dim=-1, largest=False, sorted=True).indices
+
+
+def _smallest_k_numpy(dist: torch.Tensor, k: int) -> torch.Tensor:
+    """The same as `_smallest_k` on CPU, 4-5x faster for a 1024-point cloud (torch's CPU top-k
+    costs ~10 us a row there, NumPy's introselect ~2): the k smallest of each row, then sorted by
+    distance, equal distances by index. The same neighbour sets as top-k (the distances are the
+    same float32 values), up to which of equally distant points is taken at the k-th place."""
+    import numpy as np
+
+    d = dist.numpy()
+    part = np.argpartition(d, k - 1, axis=-1)[..., :k] if k < d.shape[-1] else np.broadcast_to(
+        np.arange(d.shape[-1]), d.shape).copy()
+    part.sort(axis=-1)  # by index first, so that the stable sort below breaks ties by index
+    order = np.argsort(np.take_along_axis(d, part, -1), axis=-1, kind="stable")
+    return torch.from_numpy(np.take_along_axis(part, order, -1))
 
 
 def _knn_kdtree(queries: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:

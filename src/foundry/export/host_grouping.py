@@ -1,0 +1,51 @@
+"""Patch grouping on the host for exported graphs (`foundry export --grouping host`).
+
+In a graph, FPS is `num_groups` unrolled steps of tiny nodes (about 320 for 64 patches) that
+onnxruntime runs one by one: at batch 1 they cost a student more than its encoder. With grouping on
+the host the graph starts from the patches (inputs "neighborhoods" (B, G, K, 3) and "centers"
+(B, G, 3)) and the host groups with `foundry.ops.group_patches` (on CPU: `fpsample`'s FPS and the
+NumPy kNN, the same patches as the model's own grouping). The grouping settings travel in the
+graph's metadata (`GROUPING_KEY`), so `onnx_feed` can prepare the inputs of any exported graph
+from raw points; latency figures of such graphs include the host grouping.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from ..ops import group_patches
+
+GROUPING_KEY = "foundry.host_grouping"
+
+
+def grouping_spec(model) -> dict:
+    """What the host needs to group clouds as `model` does (its patch config)."""
+    c = model.patch_config
+    return {"num_groups": int(c.num_groups), "group_size": int(c.group_size), "fps_start": c.fps_start}
+
+
+def host_patches(points, spec: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(neighborhoods (B, G, K, 3), centers (B, G, 3)) float32 arrays of clouds (B, N, 3)."""
+    pts = torch.as_tensor(np.asarray(points, dtype=np.float32))
+    with torch.inference_mode():
+        nbhd, centers = group_patches(pts, spec["num_groups"], spec["group_size"], fps_start=spec["fps_start"])
+    return nbhd.numpy(), centers.numpy()
+
+
+def session_grouping(session) -> dict | None:
+    """The host-grouping spec of an onnxruntime session's graph, or None when it groups itself."""
+    meta = session.get_modelmeta().custom_metadata_map
+    return json.loads(meta[GROUPING_KEY]) if GROUPING_KEY in meta else None
+
+
+def onnx_feed(session, points, spec: dict | None = None) -> dict:
+    """The input dict of `session` for clouds (B, N, 3): the points, or the host's patches of them.
+    spec: `session_grouping(session)`, when the caller has looked it up already."""
+    spec = session_grouping(session) if spec is None else spec
+    points = np.asarray(points, dtype=np.float32)
+    if spec is None:
+        return {"points": points}
+    nbhd, centers = host_patches(points, spec)
+    return {"neighborhoods": nbhd, "centers": centers}
