@@ -130,6 +130,50 @@ def test_outlier_filter_backends_agree_and_catch_strays():
     assert keep[:, :N].float().mean() > 0.97  # the surface kept
 
 
+def test_suppress_outliers_moves_strays_onto_the_surface_and_the_tokenizer_switch_uses_it(tmp_path):
+    """Flagged points land on their nearest kept point (CPU tree = brute force), kept points stay;
+    with config outlier_filter no patch centre is a stray; the switch is a spec suffix and leaves
+    the fingerprint of a model without it unchanged; the filtered model still exports to ONNX."""
+    from foundry.export.onnx import export_onnx
+    from foundry.ops import group_patches
+    from foundry.ops.accel import plain_grouping
+    from foundry.ops.outliers import suppress_outliers
+
+    pts = clouds(2)
+    strays = np.random.default_rng(1).normal(size=(2, 10, 3))
+    strays = 2.0 * strays / np.linalg.norm(strays, axis=-1, keepdims=True)
+    x = torch.from_numpy(np.concatenate([pts, strays.astype(np.float32)], 1))
+    keep = outlier_mask(x)
+    fast = suppress_outliers(x)
+    with plain_grouping():
+        plain = suppress_outliers(x)
+    assert torch.equal(fast, plain) and fast.shape == x.shape
+    assert torch.equal(fast[keep], x[keep])
+    for b in range(2):  # every moved point is now a kept point of its cloud
+        moved = fast[b][~keep[b]]
+        assert ((moved[:, None] - x[b][keep[b]][None]) ** 2).sum(-1).min(-1).values.eq(0).all()
+    assert fast.norm(dim=-1).max() < 1.01  # nothing left off the (unit) surface
+    _, centers = group_patches(fast, 32, 8)
+    assert centers.norm(dim=-1).max() < 1.01
+    _, raw_centers = group_patches(x, 32, 8)
+    assert raw_centers.norm(dim=-1).max() > 1.9  # unfiltered, FPS takes strays as centres
+
+    model = foundry.create_model("foundry-tiny")
+    assert "outlier_filter" not in model.config.to_dict()  # same fingerprint as before the field existed
+    on = foundry.create_model("foundry-tiny", outlier_filter=True).eval()
+    assert on.config.to_dict()["outlier_filter"] is True
+    with torch.no_grad():
+        on_out = on.forward_supertokens(x)
+    assert on_out["centers"].norm(dim=-1).max() < 1.01
+    path = tmp_path / "f.safetensors"
+    foundry.save(model, path)
+    assert foundry.load(f"{path}@outliers=1").config.outlier_filter
+    with pytest.raises(FoundryInputError, match="outliers"):
+        foundry.load(f"{path}@outliers=2")
+    report = export_onnx(on, tmp_path / "f.onnx", num_points=x.shape[1])
+    assert report["check"]["passed"]
+
+
 def _fake_eval(scores: dict) -> dict:
     settings = {"families": ["jitter"], "severities": [1, 2], "partial": True, "density": [], "seg": False,
                 "num_points": 256, "outlier_filter": False, "density_patches": "fixed"}

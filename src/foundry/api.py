@@ -21,9 +21,10 @@ from .models.student_config import STUDENT_PRESETS
 from .validation import FoundryInputError
 
 OFFICIAL_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
-# a run-time compute budget after a model's name: MODEL@r=N (a gated student merging N tokens, or a
-# float threshold), MODEL@tome=N (a backbone with ToMe merging N tokens per block)
-BUDGET = re.compile(r"^(?P<base>.+)@(?P<key>r|tome)=(?P<value>[0-9]+(\.[0-9]*)?)$")
+# a run-time setting after a model's name: MODEL@r=N (a gated student merging N tokens, or a float
+# threshold), MODEL@tome=N (a backbone with ToMe merging N tokens per block), MODEL@outliers=1 (the
+# outlier filter before the grouping on; 0 off)
+BUDGET = re.compile(r"^(?P<base>.+)@(?P<key>r|tome|outliers)=(?P<value>[0-9]+(\.[0-9]*)?)$")
 
 
 def is_preset(name) -> bool:
@@ -88,11 +89,19 @@ def resolve_model(spec, *, seed: int | None = None, **overrides) -> nn.Module:
 
 
 def with_budget(model: nn.Module, key: str, value: str) -> nn.Module:
-    """`model` at a run-time compute budget, no retraining: key "r" sets a gated student's merge
+    """`model` at a run-time setting, no retraining: key "outliers" switches the outlier filter
+    before the grouping (config `outlier_filter`); key "r" sets a gated student's merge
     budget (an integer: the r tokens with the highest merge probability; a float in [0, 1]: those
     with p > value), key "tome" wraps a backbone in ToMe merging `value` tokens per block. The budget
     enters the model's config, so evaluations, caches and MACs tell the budgets apart."""
     number = float(value) if "." in value else int(value)
+    if key == "outliers":
+        if number not in (0, 1) or isinstance(number, float):
+            raise FoundryInputError(f"@outliers={value}: use @outliers=1 (filter on) or @outliers=0 (off)")
+        model.patch_config.outlier_filter = bool(number)  # read by the grouping at every call
+        if getattr(model, "checkpoint_info", None) is not None:
+            model.checkpoint_info = {**model.checkpoint_info, "runtime_outlier_filter": bool(number)}
+        return model
     if key == "tome":
         if getattr(model, "kind", None) != "backbone" or not isinstance(number, int):
             raise FoundryInputError(f"@tome={value} needs a backbone (teacher) and a whole number of merges per "

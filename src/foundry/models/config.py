@@ -13,9 +13,19 @@ class ConfigFields:
     """Serialisation shared by the model configs (dataclasses): fields as a dict with tuples as
     lists, rebuilt from such a dict (unknown keys refused), and a copy with fields replaced."""
 
+    # groups of fields added later, left out of `to_dict()` while all of a group are at their
+    # defaults: a model that does not use them serialises (and so fingerprints) exactly as it did
+    # before they existed
+    LATER_FIELDS = ()
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["tokenizer_hidden"] = list(self.tokenizer_hidden)
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        for group in self.LATER_FIELDS:
+            if all(_plain(d[k]) == _plain(fields[k].default) for k in group):
+                for k in group:
+                    del d[k]
         return d
 
     @classmethod
@@ -91,7 +101,11 @@ class BackboneConfig(PatchTransformerFields):
     patch_order: str = "fps"  # "fps" (FPS order) | "morton" (z-order sort of the patch centres)
     fps_start: str = "first"
     fps_backend: str = "torch"
+    # move stray points onto the surface before FPS picks patch centres (ops.outliers.suppress_outliers)
+    outlier_filter: bool = False
     extra: dict = field(default_factory=dict)
+
+    LATER_FIELDS = (("outlier_filter",),)
 
     def __post_init__(self):
         super().__post_init__()
@@ -101,3 +115,7 @@ class BackboneConfig(PatchTransformerFields):
             raise ValueError(f"patch_order must be 'fps' or 'morton', got {self.patch_order!r}")
         if self.group_size < 1 or self.num_groups < 1:
             raise ValueError("num_groups and group_size must be positive")
+
+
+def _plain(v):
+    return list(v) if isinstance(v, (tuple, list)) else v

@@ -2,7 +2,6 @@
 its presets."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -32,6 +31,7 @@ class StudentConfig(ConfigFields):
     group_size: int = 32
     fps_start: str = "first"
     fps_backend: str = "torch"
+    outlier_filter: bool = False  # as the backbone's: stray points onto the surface before FPS
     patch_order: str = "fps"
     # tokenizer: "slim" (small mini-PointNet) or "teacher" (the teacher's shape, weights copied)
     tokenizer: str = "slim"
@@ -96,24 +96,8 @@ class StudentConfig(ConfigFields):
     def feature_dim(self) -> int:
         return self.teacher_width if self.teacher_pooling in ("max", "mean") else 2 * self.teacher_width
 
-    # same serialisation as the backbone's config (dataclass fields, tuples as lists), except that
-    # fields added later are left out at their defaults: a student that does not use them serialises
-    # (and so fingerprints) exactly as it did before they existed
-    LATER_FIELDS = (("dso_seeding", "dso_spatial_init"), ("teacher_depth",), ("extra_layers",))
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        fields = {f.name: f for f in dataclasses.fields(self)}
-        for group in self.LATER_FIELDS:
-            defaults = {k: fields[k].default for k in group}
-            if all(_plain(d[k]) == _plain(v) for k, v in defaults.items()):
-                for k in group:
-                    del d[k]
-        return d
-
-
-def _plain(v):
-    return list(v) if isinstance(v, (tuple, list)) else v
+    # fields added later are left out at their defaults (ConfigFields.to_dict)
+    LATER_FIELDS = (("dso_seeding", "dso_spatial_init"), ("teacher_depth",), ("extra_layers",), ("outlier_filter",))
 
 
 _S = dict(teacher_width=384, width=384, depth=4, heads=6, tokenizer="slim", tokenizer_hidden=(32, 64, 128), token_dim=384)
@@ -153,6 +137,7 @@ def student_config_for(name: str, teacher_model: nn.Module | None = None, **over
         tc = teacher_model.config
         fields.update(num_points=tc.num_points, num_groups=tc.num_groups, group_size=tc.group_size,
                       fps_start=tc.fps_start, fps_backend=tc.fps_backend, patch_order=tc.patch_order,
+                      outlier_filter=getattr(tc, "outlier_filter", False),
                       teacher_width=teacher_model.token_dim, teacher_pooling=tc.pooling, teacher_depth=tc.depth)
         fields.update(_narrowed_to(fields, teacher_model.token_dim))
     cfg = StudentConfig(name=name, **fields)

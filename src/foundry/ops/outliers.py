@@ -12,13 +12,20 @@ threshold (k=8, ratio 4) catches 98% of the strays farther than 0.1 from the sur
 
 Two backends give the same mask: "torch" (batched, any device, via `ops.knn`) and "scipy"
 (cKDTree per cloud, CPU; faster on large clouds). "auto" takes scipy for CPU tensors when it is
-installed. Not wired into the models' tokenizers (yet): `eval.robustness` applies it as a switch.
+installed (and nothing is traced).
+
+`suppress_outliers` is the form the models' tokenizers use (config `outlier_filter`): the cloud keeps
+its shape and every flagged point is moved onto its nearest kept point, so FPS and kNN see the kept
+surface only (a duplicate is never farther than its twin, and the max-pooling tokenizers do not
+see duplicates); batched, deterministic and traceable. `eval.robustness` applies the filter as a
+switch of its own on the data (drop and refill), to measure the remedy with any model.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from .accel import accelerated_cpu_allowed, cpu_workers
 from .knn import gather_points, knn
 
 DEFAULT_K = 8
@@ -36,13 +43,13 @@ def neighbour_distance(points: torch.Tensor, k: int = DEFAULT_K, backend: str = 
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     if backend == "auto":
-        backend = "scipy" if points.device.type == "cpu" and _scipy_available() else "torch"
+        backend = "scipy" if accelerated_cpu_allowed(points) and _scipy_available() else "torch"
     if backend == "scipy":
         from scipy.spatial import cKDTree
 
         rows = []
         for cloud in points.detach().cpu().double().numpy():
-            d, _ = cKDTree(cloud).query(cloud, k=k + 1)
+            d, _ = cKDTree(cloud).query(cloud, k=k + 1, workers=cpu_workers())
             rows.append(d[:, 1:].mean(1))
         return torch.as_tensor(np.stack(rows), dtype=points.dtype, device=points.device).reshape(points.shape[:2])
     idx = knn(points, points, k + 1)[:, :, 1:]  # nearest first: drop the point itself
@@ -55,9 +62,44 @@ def outlier_mask(points: torch.Tensor, k: int = DEFAULT_K, ratio: float = DEFAUL
     """(B, N) bool, True for the points to keep: mean neighbour distance <= median + ratio *
     1.4826 * MAD of that cloud's distances."""
     d = neighbour_distance(points, k, backend).double()
-    median = d.median(1, keepdim=True).values
-    spread = 1.4826 * (d - median).abs().median(1, keepdim=True).values
+    median = _lower_median(d)
+    spread = 1.4826 * _lower_median((d - median).abs())
     return d <= median + ratio * spread
+
+
+def _lower_median(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1) median of each row of (B, N), the lower one for even N (torch.median's), also where
+    the graph is traced (ONNX has no median: the same value from a sort)."""
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return x.sort(1).values[:, (x.shape[1] - 1) // 2].unsqueeze(1)
+    return x.median(1, keepdim=True).values
+
+
+def suppress_outliers(points: torch.Tensor, k: int = DEFAULT_K, ratio: float = DEFAULT_RATIO,
+                      max_chunk_elements: int = 1 << 24) -> torch.Tensor:
+    """`points` (B, N, 3) with every point that `outlier_mask` flags replaced by its nearest kept
+    point of the same cloud; unflagged points unchanged. On CPU (no tracing) a k-d tree of the kept
+    points answers; elsewhere a chunked brute force over all points with flagged ones masked out."""
+    keep = outlier_mask(points, k, ratio)
+    if accelerated_cpu_allowed(points) and _scipy_available():
+        if bool(keep.all()):
+            return points
+        from scipy.spatial import cKDTree
+
+        out = points.detach().clone()
+        for b, (cloud, kept) in enumerate(zip(out.numpy(), keep.numpy())):
+            if kept.all():
+                continue
+            inliers = cloud[kept]
+            _, idx = cKDTree(inliers).query(cloud[~kept], k=1, workers=cpu_workers())
+            cloud[~kept] = inliers[idx]  # a view of `out`
+        return out
+    p = points.detach().float()
+    far = torch.where(keep, 0.0, float("inf")).unsqueeze(1)  # (B, 1, N): flagged points are never nearest
+    step = max(1, max_chunk_elements // max(1, points.shape[0] * points.shape[1]))
+    nearest = torch.cat([(torch.cdist(p[:, i:i + step], p) + far).argmin(-1)
+                         for i in range(0, points.shape[1], step)], dim=1)
+    return torch.where(keep.unsqueeze(-1), points, gather_points(points, nearest))
 
 
 def _scipy_available() -> bool:
