@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from ..export.host_grouping import onnx_feed, session_grouping
+from ..export.host_grouping import onnx_feed, ort_session, session_grouping
 from .hooks import GroupingRecorder
 
 
@@ -120,10 +120,7 @@ def onnx_latency(onnx_path, points, *, threads: int = 1, warmup: int = 3, runs: 
     leaves the grouping to the host, host grouping + run."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path, threads)
     pts = points.detach().cpu().float().numpy()
     spec = session_grouping(sess)
     if spec is None:

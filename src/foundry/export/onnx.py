@@ -33,7 +33,7 @@ from ..eval.svm import extract_features, linear_svm_eval
 from ..io import atomic_write
 from ..ops.grouping import provided_patches
 from ..validation import FoundryInputError, positive_int
-from .host_grouping import GROUPING_KEY, grouping_spec, host_patches, onnx_feed
+from .host_grouping import GROUPING_KEY, grouping_spec, host_patches, onnx_feed, ort_session
 
 OUTPUTS = ("features", "tokens")
 GROUPINGS = ("graph", "host")
@@ -133,15 +133,12 @@ def export_onnx(model: nn.Module, path, *, num_points: int | None = None, output
 
 
 def onnx_session(path, threads: int = 1):
-    """An onnxruntime CPU session with a fixed thread count."""
+    """An onnxruntime CPU session with a fixed thread count (`host_grouping.ort_session`)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise FoundryInputError("onnxruntime is not installed: pip install 'foundry3d[export]'") from exc
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort_session(path, threads)
 
 
 def check_onnx(model: nn.Module, path, *, num_points: int, output: str = "features", batches=(1, 3),

@@ -15,7 +15,7 @@ import os
 import tempfile
 from collections import defaultdict
 
-from .host_grouping import onnx_feed, session_grouping
+from .host_grouping import onnx_feed, ort_session, session_grouping
 
 STAGE_OF_SCOPE = {"tokenizer": "tokenizer", "patch_embed": "tokenizer", "reduce": "tokenizer", "gate": "gate",
                   "dso": "dso", "encoder": "encoder", "pos_embed": "encoder", "norm": "encoder", "cau": "cau"}
@@ -42,15 +42,8 @@ def profile_onnx(path, points, *, threads: int = 1, runs: int = 20, warmup: int 
     import time
 
     import numpy as np
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
-        opts.profile_file_prefix = os.path.join(tmp, "ort")
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(path, threads, profile_prefix=os.path.join(tmp, "ort"))
         spec = session_grouping(sess)
         feed = onnx_feed(sess, points, spec)
         host_ms = None

@@ -19,9 +19,13 @@ def comparable_frame(*clouds: torch.Tensor) -> tuple[torch.Tensor, ...]:
     their joint magnitude would overflow or underflow squared distances; others unchanged."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or clouds[0].device.type == "meta":
         return clouds  # exported graphs keep the plain arithmetic
-    amax = torch.stack([c.detach().abs().amax(dim=(1, 2)) for c in clouds]).amax(0)  # (B,)
+    per_cloud = [c.detach().abs().amax(dim=(1, 2)) for c in clouds]
+    amax = per_cloud[0] if len(per_cloud) == 1 else torch.stack(per_cloud).amax(0)  # (B,)
+    lo, hi = (float(v) for v in torch.aminmax(amax))  # one reduction, one sync: the common case
+    if _LOW <= lo and hi <= _HIGH or hi != hi or hi == float("inf"):
+        return clouds  # inside the safe range, or non-finite (left to the callers' checks)
     off = (amax > _HIGH) | ((amax < _LOW) & (amax > 0))
-    if not bool(off.any()) or not bool(torch.isfinite(amax).all()):
+    if not bool(off.any()):
         return clouds
     _, exponent = torch.frexp(amax.double())
     shift = torch.where(off, -exponent, torch.zeros_like(exponent)).view(-1, 1, 1)
