@@ -7,10 +7,12 @@
 #   bash scripts/outlier_study.sh eval MODEL          # MODEL and MODEL@outliers=1, ~10 min (s16) / ~45 min (teacher)
 #   bash scripts/outlier_study.sh compare MODEL       # filter on vs off, paired (reuses the evals)
 #   SPLIT=test bash scripts/outlier_study.sh ...      # the report, once the choice is made
+#   SEEDS="0" bash scripts/outlier_study.sh ...       # fewer seeds (the teacher: ~10 min a seed and setting)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 SPLIT=${SPLIT:-val}
+SEEDS=${SEEDS:-0 1 2}
 OUT=${OUT:-runs/outliers/$SPLIT}
 SETTINGS=(--set 'robustness.families=["add_global","add_local"]' --set 'robustness.severities=[3]'
           --set robustness.partial=false --set 'robustness.density=[]' --set robustness.seg=false)
@@ -19,13 +21,13 @@ case $step in
   eval)
     for label in $model $model-outliers; do
       spec=$model; [ $label = $model ] || spec=$model@outliers=1
-      foundry eval $spec -p robustness "${SETTINGS[@]}" --seeds 0 1 2 --split $SPLIT --threads 1 \
+      foundry eval $spec -p robustness "${SETTINGS[@]}" --seeds $SEEDS --split $SPLIT --threads 1 \
         --out $OUT/evals/$label --cache-dir $OUT/cache
     done
     ;;
   compare)
     foundry compare --teacher $model --models $model-outliers=$model@outliers=1 -p robustness "${SETTINGS[@]}" \
-      --seeds 0 1 2 --split $SPLIT --no-random --reuse $model=$OUT/evals/$model \
+      --seeds $SEEDS --split $SPLIT --no-random --reuse $model=$OUT/evals/$model \
       --reuse $model-outliers=$OUT/evals/$model-outliers --out $OUT/compare-$model
     ;;
   *) echo "unknown step '$step' (eval compare)" >&2; exit 2 ;;

@@ -170,8 +170,16 @@ def test_suppress_outliers_moves_strays_onto_the_surface_and_the_tokenizer_switc
     assert foundry.load(f"{path}@outliers=1").config.outlier_filter
     with pytest.raises(FoundryInputError, match="outliers"):
         foundry.load(f"{path}@outliers=2")
-    report = export_onnx(on, tmp_path / "f.onnx", num_points=x.shape[1])
-    assert report["check"]["passed"]
+    for grouping in ("graph", "host"):  # in the graph, or with the host's grouping (the filter there too)
+        report = export_onnx(on, tmp_path / f"f-{grouping}.onnx", num_points=x.shape[1], grouping=grouping)
+        assert report["check"]["passed"]
+    from foundry.export import onnx_feed
+    from foundry.export.onnx import onnx_session
+
+    sess = onnx_session(tmp_path / "f-host.onnx")
+    with torch.no_grad():
+        ref = on.forward_features(x).numpy()
+    assert np.abs(sess.run(None, onnx_feed(sess, x.numpy()))[0] - ref).max() < 1e-4
 
 
 def _fake_eval(scores: dict) -> dict:

@@ -23,14 +23,16 @@ GROUPING_KEY = "foundry.host_grouping"
 def grouping_spec(model) -> dict:
     """What the host needs to group clouds as `model` does (its patch config)."""
     c = model.patch_config
-    return {"num_groups": int(c.num_groups), "group_size": int(c.group_size), "fps_start": c.fps_start}
+    return {"num_groups": int(c.num_groups), "group_size": int(c.group_size), "fps_start": c.fps_start,
+            "outlier_filter": bool(getattr(c, "outlier_filter", False))}
 
 
 def host_patches(points, spec: dict) -> tuple[np.ndarray, np.ndarray]:
     """(neighborhoods (B, G, K, 3), centers (B, G, 3)) float32 arrays of clouds (B, N, 3)."""
     pts = torch.as_tensor(np.asarray(points, dtype=np.float32))
     with torch.inference_mode():
-        nbhd, centers = group_patches(pts, spec["num_groups"], spec["group_size"], fps_start=spec["fps_start"])
+        nbhd, centers = group_patches(pts, spec["num_groups"], spec["group_size"], fps_start=spec["fps_start"],
+                                      outlier_filter=spec.get("outlier_filter", False))
     return nbhd.numpy(), centers.numpy()
 
 

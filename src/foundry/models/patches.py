@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 from ..ops import group_patches
-from ..ops.outliers import suppress_outliers
 
 
 def morton_order(centers: torch.Tensor, bits: int = 10) -> torch.Tensor:
@@ -45,10 +44,9 @@ def make_patches(points: torch.Tensor, config, num_groups: int, generator=None, 
     """(neighborhoods (B, G, K, 3), centers (B, G, 3)) of already validated points, with the
     grouping fields of `config` (group_size, fps_start, fps_backend, patch_order unless `order`,
     outlier_filter: stray points moved onto the surface first, `ops.outliers.suppress_outliers`)."""
-    if getattr(config, "outlier_filter", False):
-        points = suppress_outliers(points)
     nbhd, centers = group_patches(points, num_groups, config.group_size, fps_start=config.fps_start,
-                                  fps_backend=config.fps_backend, generator=generator)
+                                  fps_backend=config.fps_backend, generator=generator,
+                                  outlier_filter=getattr(config, "outlier_filter", False))
     sort = PATCH_ORDERS[order or config.patch_order]
     if sort is not None:
         idx = sort(centers)

@@ -7,6 +7,7 @@ import torch
 
 from .fps import farthest_point_sample
 from .knn import gather_points, knn
+from .outliers import suppress_outliers
 
 _provided: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -32,11 +33,13 @@ def group_patches(
     fps_start: str = "first",
     fps_backend: str = "torch",
     generator: torch.Generator | None = None,
+    outlier_filter: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split clouds into `num_groups` patches of `group_size` points.
 
     Returns (neighborhoods, centers): (B, G, K, 3) points made relative to their centre, and
-    (B, G, 3) centres picked by FPS.
+    (B, G, 3) centres picked by FPS. outlier_filter: stray points are first moved onto the
+    surface (`outliers.suppress_outliers`), so that none becomes a centre.
     """
     if _provided:
         neighborhoods, centers = _provided[-1]
@@ -44,6 +47,8 @@ def group_patches(
             raise ValueError(f"provided patches are {tuple(neighborhoods.shape[1:3])} (G, K); the model asks for "
                              f"{(num_groups, group_size)}")
         return neighborhoods, centers
+    if outlier_filter:
+        points = suppress_outliers(points)
     center_idx = farthest_point_sample(points, num_groups, start=fps_start, backend=fps_backend, generator=generator)
     centers = gather_points(points, center_idx)
     neighbor_idx = knn(centers, points, group_size)
