@@ -28,7 +28,7 @@ class Compressor(nn.Module):
         picks centres 0, 1, ..., s-1 (each one was the farthest point of the whole cloud from the
         ones before, so also of the centres; ties go to the lower index both ways). The seeds are
         then a slice: no FPS loop (s steps of tensor ops, 4s nodes in an ONNX graph). Checked on
-        every bundled cloud (tests/test_student.py)."""
+        all 6,405 bundled clouds; tests/test_student.py checks ModelNet10's test split and random clouds."""
         if self.fps_ordered_centers:
             return torch.arange(s, device=centers.device).expand(centers.shape[0], s)
         return farthest_point_sample(centers, s)
