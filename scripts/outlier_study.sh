@@ -4,7 +4,7 @@
 # add_local) at the middle severity 3, with and without the filter, for the teacher and the s16
 # student; 3 seeds; the robustness protocol's SVM (fit on clean train, score val).
 #
-#   bash scripts/outlier_study.sh eval MODEL          # MODEL and MODEL@outliers=1, ~10 min (s16) / ~45 min (teacher)
+#   bash scripts/outlier_study.sh eval MODEL          # MODEL and MODEL@outliers=1, ~15 min (s16) / ~45 min (teacher)
 #   bash scripts/outlier_study.sh compare MODEL       # filter on vs off, paired (reuses the evals)
 #   SPLIT=test bash scripts/outlier_study.sh ...      # the report, once the choice is made
 #   SEEDS="0" bash scripts/outlier_study.sh ...       # fewer seeds (the teacher: ~10 min a seed and setting)
