@@ -7,6 +7,9 @@
 #   bash scripts/method_study.sh cache                 # teacher token cache (once, ~6 min at 2 threads)
 #   bash scripts/method_study.sh matched [NAME ...]    # 15-epoch runs (~25-35 min each, 1 thread)
 #   bash scripts/method_study.sh eval-val | eval-test  # full protocols, 3 seeds, paired with the teacher
+#   bash scripts/method_study.sh evals-val | evals-test  # the same evaluations one model at a time (teacher, floor,
+#                                                      # finished runs), for a second process: REVERSE=1 takes the
+#                                                      # runs first; a model another process holds is done last
 #   bash scripts/method_study.sh sweep                 # s = 1 2 4 8 32 with $WINNER (default foundry-s16), same budget
 #   bash scripts/method_study.sh sweep-val | sweep-test  # the s sweep scored (pareto.png: accuracy against GMACs)
 #   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe
@@ -38,6 +41,17 @@ compare_finished() {
     --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $RUNS/compare-$split
 }
 
+# evaluate_one SPLIT LABEL MODEL [--wait]: one model's full protocols into the compare folder (what
+# compare_finished reuses), under a per-model lock so that two processes never score the same model at once
+evaluate_one() {
+  local split=$1 label=$2 model=$3 wait=${4:-} dir=$RUNS/compare-$1 ref=() protos=(-p svm -p fewshot -p partseg)
+  mkdir -p $dir/evals
+  [ $label != random-init ] && { ref=(--reference teacher-vits); protos+=(-p fidelity); }
+  local how=-n; [ -n "$wait" ] && how="-w 36000"
+  flock $how $dir/evals/$label.lock foundry eval $model "${protos[@]}" --seeds 0 1 2 \
+    --split $split --threads ${THREADS:-1} "${ref[@]}" --out $dir/evals/$label --cache-dir $dir/cache
+}
+
 step=${1:-matched}; shift || true
 case $step in
   cache)
@@ -55,6 +69,25 @@ case $step in
     ;;
   eval-val|eval-test)
     compare_finished ${step#eval-} $RUNS/matched/*/
+    ;;
+  evals-val|evals-test)
+    split=${step#evals-}; dir=$RUNS/compare-$split; mkdir -p $dir/models
+    python -c "import foundry; from foundry.eval.compare import random_init_like as r; from pathlib import Path as P; \
+p = P('$dir/models/random-init.safetensors'); p.exists() or foundry.save(r(foundry.load('teacher-vits'), 0), p, \
+info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
+    runs=()
+    for d in $RUNS/matched/*/ $RUNS/sweep/*/; do
+      [ -f $d/student.safetensors ] && runs+=("$(basename $d)=$d/student.safetensors")
+    done
+    base=("teacher-vits=teacher-vits" "random-init=$dir/models/random-init.safetensors")
+    if [ -n "${REVERSE:-}" ]; then
+      order=(); for ((i=${#runs[@]}-1; i>=0; i--)); do order+=("${runs[$i]}"); done; order+=("${base[@]}")
+    else order=("${base[@]}" "${runs[@]}"); fi
+    later=()
+    for e in "${order[@]}"; do
+      evaluate_one $split ${e%%=*} ${e#*=} || later+=("$e")
+    done
+    for e in "${later[@]}"; do evaluate_one $split ${e%%=*} ${e#*=} --wait; done
     ;;
   sweep)
     for s in ${SWEEP:-1 2 4 8 32}; do
