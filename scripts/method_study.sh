@@ -125,7 +125,7 @@ print(f(foundry.load('teacher-vits'), model_macs(foundry.load('$g@r=$r')))[0])")
       data=modelnet10:train; [ $task = segmentation ] && data=kicadpart:train
       foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} --expert $task --data $data \
         --out $out --epochs $EPOCHS --batch-size 32 --lr 1e-3 --seed 0 --kd-weight 1.0 --kd-temperature 2.0 \
-        --teacher-head-epochs 5 $(resume_flag $out/training_state.pt)
+        --teacher-head-epochs 20 $(resume_flag $out/training_state.pt)
     done
     ;;
   *) echo "unknown step $step (cache matched eval-val eval-test sweep sweep-val sweep-test gate gate-val gate-test experts)" >&2

@@ -196,6 +196,33 @@ def test_classification_expert_with_the_teachers_soft_targets(teacher_path, tmp_
     assert len(history) == 2 and (tmp_path / "e" / "metrics.csv").exists()
 
 
+def test_kd_expert_runs_the_teacher_once_per_cloud(teacher_path, tmp_path):
+    """The soft targets come from one teacher pass over the clean clouds (not one per step), and they
+    are the fitted head's logits on exactly those outputs."""
+    from foundry.train import experts
+
+    teacher = foundry.load(teacher_path)
+    calls = []
+    original = teacher.forward_features
+    teacher.forward_features = lambda x: (calls.append(len(x)), original(x))[1]
+    seen = {}
+    original_targets = experts._teacher_targets
+
+    def spy(*args, **kw):
+        seen["targets"], res = original_targets(*args, **kw)
+        return seen["targets"], res
+
+    experts._teacher_targets = spy
+    try:
+        experts.train_classification_expert(make_student(teacher), data="synthetic:6", out_dir=tmp_path / "e",
+                                            epochs=3, batch_size=4, verbose=False, teacher=teacher, kd_weight=1.0,
+                                            teacher_head_epochs=2)
+    finally:
+        experts._teacher_targets = original_targets
+    assert calls == [4, 2]  # 6 clouds in batches of 4, once, whatever the epochs of head and expert
+    assert seen["targets"].shape[0] == 6 and torch.isfinite(seen["targets"]).all()
+
+
 def test_segmentation_expert(teacher_path, tmp_path):
     rc = cli(["distill", "--teacher", str(teacher_path), "--student", "foundry-tiny", "--expert", "segmentation",
               "--data", "synthetic:16", "--out", str(tmp_path / "s"), "--epochs", "4", "--batch-size", "4",

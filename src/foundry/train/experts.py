@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from ..validation import FoundryInputError
 from . import common
 from .common import parse_spec
 from .loop import STATE_FILE, LoopSpec, fit
-from .objectives.experts import BodyWithHead, ClassificationTask, SegmentationTask
+from .objectives.experts import BodyWithHead, CachedOutputsHeadTask, ClassificationTask, SegmentationTask
 from .students import check_compatible
 
 RUN_PRODUCTS = ("student.safetensors", "summary.json")
@@ -35,7 +36,7 @@ def _fit_expert(model, task, *, epochs, lr, weight_decay, out_dir, run_config, r
     fabric = common.make_fabric(devices=1, precision="32-true")
     fabric.launch()
     spec = LoopSpec(epochs=epochs, steps_per_epoch=task.steps_per_epoch, lr=lr, weight_decay=weight_decay,
-                    warmup_steps=task.steps_per_epoch // 10, log_every=max(1, task.steps_per_epoch))
+                    warmup_steps=task.steps_per_epoch // 10, log_every=max(1, min(50, task.steps_per_epoch // 4)))
     state = Path(out_dir) / STATE_FILE if out_dir is not None and resume else None
     log_what = (lambda msg: log(f"{what}: {msg}"))
     _, res = fit(fabric, model, task, spec, out_dir=out_dir, run_config=run_config, resume_from=state, log=log_what)
@@ -44,16 +45,39 @@ def _fit_expert(model, task, *, epochs, lr, weight_decay, out_dir, run_config, r
     return res
 
 
-def _teacher_with_head(teacher, student, head, task_cls, arrays, *, epochs, batch_size, lr, weight_decay, seed,
-                       device, log, what):
-    """The frozen teacher with `head` fitted on its outputs (in memory): the soft targets of KD."""
+@torch.no_grad()
+def _frozen_outputs(teacher, points: torch.Tensor, task: str, *, batch_size: int, device, log) -> tuple:
+    """The frozen teacher's outputs on each clean cloud, once: (features,) or (tokens, centres)."""
+    teacher.eval()
+    outs, n, t0, shown = [], len(points), time.time(), 0
+    for b0 in range(0, n, batch_size):
+        x = points[b0:b0 + batch_size].to(device)
+        outs.append((teacher.forward_features(x),) if task == "classification"
+                    else tuple(t.float() for t in teacher.forward_tokens(x)))
+        done = min(n, b0 + batch_size)
+        if done * 10 // n > shown or done == n:
+            shown = done * 10 // n
+            log(f"teacher outputs: {done}/{n} clouds ({done / (time.time() - t0):.1f} clouds/s)")
+    return tuple(torch.cat([o[i] for o in outs]).cpu() for i in range(len(outs[0])))
+
+
+def _teacher_targets(teacher, student, head, task: str, points, labels, *, epochs, batch_size, lr, weight_decay,
+                     seed, device, log, mask=None, categories=None):
+    """The experts' soft targets: `head` fitted (in memory) on the frozen teacher's outputs of the clean
+    clouds, then run on them: (M, C) logits per cloud or (M, N, P) per point. Returns (targets, fit result)."""
     check_compatible(teacher, student)
-    task = "classification" if task_cls is ClassificationTask else "segmentation"
-    model = BodyWithHead(teacher.eval(), head.to(device), task, frozen_body=True)
-    res = _fit_expert(model, task_cls(arrays, batch_size=batch_size, seed=seed + 1, device=device), epochs=epochs,
-                      lr=lr, weight_decay=weight_decay, out_dir=None, run_config=None, resume=False, log=log,
-                      what=what)
-    return model.eval(), res
+    cached = _frozen_outputs(teacher, points, task, batch_size=batch_size, device=device, log=log)
+    inputs = cached if task == "classification" else (*cached, points, categories)
+    head = head.to(device)
+    res = _fit_expert(head, CachedOutputsHeadTask(inputs, labels, batch_size=batch_size, seed=seed + 1, device=device,
+                                                  mask=mask, categories=categories),
+                      epochs=epochs, lr=lr, weight_decay=weight_decay, out_dir=None, run_config=None, resume=False,
+                      log=log, what="teacher head")
+    head.eval()
+    with torch.no_grad():
+        targets = torch.cat([head(*(x[b0:b0 + batch_size].to(device) for x in inputs)).float().cpu()
+                             for b0 in range(0, len(labels), batch_size)])
+    return targets, res
 
 
 def _train_expert(name: str, student, model, task, *, data, epochs, batch_size, lr, weight_decay, seed, kd,
@@ -79,7 +103,7 @@ def _check_run(task: str, out_dir, epochs: int, resume: bool, teacher, kd_weight
 
 def _kd_text(kd_weight, temperature, epochs, what) -> str:
     return (f" + {kd_weight} x T^2 x KL at T={temperature} to the frozen teacher's {what} "
-            f"(the same head fitted {epochs} epochs on the teacher's outputs)")
+            f"(a head of the same shape fitted {epochs} epochs on the teacher's outputs, run once per clean cloud)")
 
 
 def _finish(student, out_dir, info: dict, history: list, teacher_res, kd: dict | None, accuracy: str) -> dict:
@@ -116,11 +140,11 @@ def train_classification_expert(student, *, data: str = "modelnet10:train", out_
     log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
     kd, teacher_res = {}, None
     if use_kd:
-        teacher_model, teacher_res = _teacher_with_head(
-            teacher, student, torch.nn.Linear(teacher.feature_dim, num_classes), ClassificationTask, (points, labels),
+        targets, teacher_res = _teacher_targets(
+            teacher, student, torch.nn.Linear(teacher.feature_dim, num_classes), "classification", points, labels,
             epochs=teacher_head_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-            device=device, log=log, what="teacher head")
-        kd = dict(teacher_logits=teacher_model, kd_weight=kd_weight, temperature=temperature)
+            device=device, log=log)
+        kd = dict(teacher_targets=targets, kd_weight=kd_weight, temperature=temperature)
     model = BodyWithHead(student, torch.nn.Linear(student.feature_dim, num_classes), "classification")
     task = ClassificationTask((points, labels), batch_size=batch_size, seed=seed, device=device, **kd)
     kd_run = {"weight": kd_weight, "temperature": temperature, "teacher_head_epochs": teacher_head_epochs} \
@@ -174,11 +198,12 @@ def train_segmentation_expert(student, *, data: str = "kicadpart:train", out_dir
     torch.manual_seed(seed)
     kd, teacher_res = {}, None
     if use_kd:
-        teacher_model, teacher_res = _teacher_with_head(
-            teacher, student, PartSegHead(teacher.token_dim, n_cat, n_parts, **hp), SegmentationTask, arrays,
-            epochs=teacher_head_epochs, batch_size=batch_size, lr=SEG["lr"], weight_decay=SEG["weight_decay"],
-            seed=seed, device=device, log=log, what="teacher head")
-        kd = dict(teacher_logits=teacher_model, kd_weight=kd_weight, temperature=temperature)
+        targets, teacher_res = _teacher_targets(
+            teacher, student, PartSegHead(teacher.token_dim, n_cat, n_parts, **hp), "segmentation", arrays[0],
+            arrays[1].long(), epochs=teacher_head_epochs, batch_size=batch_size, lr=SEG["lr"],
+            weight_decay=SEG["weight_decay"], seed=seed, device=device, log=log, mask=mask,
+            categories=arrays[2].long())
+        kd = dict(teacher_targets=targets.half(), kd_weight=kd_weight, temperature=temperature)
     model = BodyWithHead(student, PartSegHead(student.token_dim, n_cat, n_parts, **hp).to(device), "segmentation")
     task = SegmentationTask(arrays, batch_size=batch_size, seed=seed, device=device, **kd)
     kd_run = {"weight": kd_weight, "temperature": temperature, "teacher_head_epochs": teacher_head_epochs} \
