@@ -13,7 +13,7 @@
 #   bash scripts/method_study.sh sweep                 # s = 1 2 4 8 32 with $WINNER (default foundry-s16), same budget
 #   bash scripts/method_study.sh sweep-val | sweep-test  # the s sweep scored (pareto.png: accuracy against GMACs)
 #   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe
-#   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside ToMe at matched MACs
+#   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside the teacher with ToMe (MACs axis)
 #   bash scripts/method_study.sh experts               # fair KD experts: same preset, seed and epochs as the student,
 #                                                      # labels + the teacher's soft targets (a head fitted on it first)
 #
@@ -29,16 +29,20 @@ RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature
 ALL=(foundry-s16 fps-s16 foundry-s16-learned kmeans-s16 tome-s16)
 
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
-# compare_finished SPLIT RUN_FOLDER...: the finished runs among the folders (labelled by folder name),
-# full protocols, 3 seeds, paired with the teacher; evaluations already in the output are reused
+# compare_finished NAME SPLIT RUN_FOLDER...: the finished runs among the folders (labelled by folder
+# name), full protocols, 3 seeds, paired with the teacher, into $RUNS/NAME-SPLIT; evaluations of the
+# same label already in $RUNS/compare-SPLIT/evals (the matched study's, evals-SPLIT's) are reused
 compare_finished() {
-  local split=$1; shift
-  local models=() d
+  local name=$1 split=$2; shift 2
+  local models=() reuse=() d label
   for d in "$@"; do
     [ -f $d/student.safetensors ] && models+=("$(basename $d)=$d/student.safetensors")
   done
+  for label in teacher-vits random-init "${models[@]%%=*}"; do
+    [ $name != compare ] && [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
+  done
   foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg -p fidelity \
-    --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $RUNS/compare-$split
+    --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/$name-$split
 }
 
 # evaluate_one SPLIT LABEL MODEL [--wait]: one model's full protocols into the compare folder (what
@@ -68,7 +72,7 @@ case $step in
     done
     ;;
   eval-val|eval-test)
-    compare_finished ${step#eval-} $RUNS/matched/*/
+    compare_finished compare ${step#eval-} $RUNS/matched/*/
     ;;
   evals-val|evals-test)
     split=${step#evals-}; dir=$RUNS/compare-$split; mkdir -p $dir/models
@@ -98,7 +102,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     ;;
   sweep-val|sweep-test)
-    compare_finished ${step#sweep-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/sweep/*/
+    compare_finished sweep ${step#sweep-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/sweep/*/
     ;;
   gate)
     out=$RUNS/gate/foundry-s16-gate-seed0
@@ -108,15 +112,16 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
   gate-val|gate-test)
     split=${step#gate-}; g=$RUNS/gate/foundry-s16-gate-seed0/student.safetensors
     models=()
-    for r in ${BUDGETS:-0 8 16 24 32 40 48}; do
-      models+=("gate-r$r=$g@r=$r")
-      # ToMe on the teacher at the same MACs as the gated student at this budget
-      t=$(python -c "import foundry; from foundry.bench.flops import model_macs, tome_r_for_macs as f; \
-print(f(foundry.load('teacher-vits'), model_macs(foundry.load('$g@r=$r')))[0])")
-      models+=("tome-r$t=teacher-vits@tome=$t")
+    # the gate's budget r = tokens merged into the 16 SuperTokens (0: a plain transformer over all 64
+    # tokens, 64: the s16 student); ToMe on the teacher cannot go below about half the teacher's MACs
+    # (its tokenizer and 12 blocks stay), so the two curves are swept apart and drawn on one MACs axis
+    for r in ${BUDGETS:-0 16 32 40 48 56 64}; do models+=("gate-r$r=$g@r=$r"); done
+    for t in ${TOME_BUDGETS:-8 16 24 40 63}; do models+=("tome-r$t=teacher-vits@tome=$t"); done
+    reuse=(); for label in teacher-vits random-init; do
+      [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
     done
-    foundry compare --teacher teacher-vits --models $(printf '%s\n' "${models[@]}" | awk '!seen[$0]++') -p svm \
-      -p fewshot -p partseg --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $RUNS/gate-$split
+    foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg --seeds 0 1 2 \
+      --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/gate-$split
     ;;
   experts)
     for task in classification segmentation; do

@@ -55,6 +55,10 @@ def test_compare_table_retention_and_resume(teacher_file, tmp_path, capsys):
     assert "| stu | Foundry student |" in md and "gain" in md
     assert res["mismatches"] == [] and "same protocol settings and the same data" in md
     assert "acc_3w2s" in rows["stu"]["fewshot_paired"]
+    from foundry.eval.compare import compare_markdown
+    assert res["split"] == "test" and md.startswith("# foundry compare (teacher: teach, test split)")
+    val_md = compare_markdown({**res, "split": "val"})  # a validation run says so, also where it resamples
+    assert "validation split" in val_md.splitlines()[0] and "test" not in val_md.split("## Paired")[-1].split("\n\n")[1]
 
     # rerun: every (protocol, seed) comes from the saved eval results, also from a folder given by --reuse
     (out / "evals" / "stu").rename(tmp_path / "stu-eval")

@@ -170,8 +170,9 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
     for m in mismatches:
         log(f"WARNING: {m}")
     rows.sort(key=lambda r: (GROUP_ORDER.index(r["group"]) if r["group"] in GROUP_ORDER else 99, r["gmacs"]))
-    result = {"format": "foundry-compare", "teacher": tlabel, "seeds": list(seeds), "protocols": list(protocols),
-              "quick": bool(quick), "columns": [f"{p}/{m}" for p, m in cols], "rows": rows,
+    result = {"format": "foundry-compare", "teacher": tlabel, "split": split, "seeds": list(seeds),
+              "protocols": list(protocols), "quick": bool(quick), "columns": [f"{p}/{m}" for p, m in cols],
+              "rows": rows,
               "settings": {p: teacher_res["protocols"][p]["settings"] for p in teacher_res["protocols"]},
               "versions": teacher_res["versions"], "git": teacher_res["git"], "device": teacher_res["device"],
               "random_init_seed": random_seed if include_random else None, "mismatches": mismatches,
@@ -226,7 +227,9 @@ def compare_markdown(result: dict) -> str:
     cols = result["columns"]
     fid = [f"fidelity/{m}" for m in FIDELITY_METRICS if any(f"fidelity/{m}" in r["scores"] for r in result["rows"])]
     head = ["model", "group", "params (M)", f"GMACs @{result['rows'][0]['macs_points']} pts"] + cols + fid
-    lines = [f"# foundry compare (teacher: {result['teacher']})", "",
+    split = result.get("split", "test")
+    scored = ("validation" if split == "val" else split) + " split"
+    lines = [f"# foundry compare (teacher: {result['teacher']}, {scored})", "",
              f"Mean ± std (sample std, ddof=1) over seeds {result['seeds']}"
              f"{' (quick settings)' if result['quick'] else ''}. "
              "Accuracy / mIoU in percent; fidelity against the teacher "
@@ -258,8 +261,8 @@ def compare_markdown(result: dict) -> str:
     if with_ci:
         lines += ["", "## Paired with the teacher: 95% bootstrap intervals",
                   "", "Model - teacher in points, raw retention and gain share in %, each `estimate [2.5%, 97.5%]`; "
-                  "resampled over test clouds (SVM), shapes (part segmentation) or folds (few-shot), the same "
-                  "resample for every model and seed. *Within noise*: the interval of the difference holds zero.",
+                  f"resampled over the {scored}'s clouds (SVM), shapes (part segmentation) or folds (few-shot), the "
+                  "same resample for every model and seed. *Within noise*: the interval of the difference holds zero.",
                   "", "| model | metric | difference | raw % | gain % | verdict |", "|---|---|---|---|---|---|"]
         for r in with_ci:
             for c, iv in r["paired"].items():
@@ -274,7 +277,7 @@ def compare_markdown(result: dict) -> str:
         for r in result["rows"]:
             lines.append("| " + r["label"] + " | " + " | ".join(fmt(r["fewshot_paired"].get(k)) for k in keys) + " |")
     if result.get("robustness"):
-        lines += robustness_markdown(result["robustness"], result["teacher"])
+        lines += robustness_markdown(result["robustness"], result["teacher"], split)
     lines += ["", "Per-model results, settings, data checksums and versions: `evals/<model>/results.json`. "
               "Plot: `pareto.png`" + (", `robustness.png`." if result.get("robustness") else ".")]
     return "\n".join(lines) + "\n"

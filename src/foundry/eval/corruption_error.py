@@ -96,10 +96,11 @@ def _stat(row, name) -> str:
     return "-" if s is None or not s.get("n") else f"{s['mean']:.1f} ± {s['std']:.1f}"
 
 
-def robustness_markdown(summary: dict, teacher_label: str) -> list[str]:
-    """Lines of the robustness section of compare.md."""
+def robustness_markdown(summary: dict, teacher_label: str, split: str = "test") -> list[str]:
+    """Lines of the robustness section of compare.md (split: the one scored, "test" or "val")."""
     fams, models = summary["families"], summary["models"]
-    note = (f"Linear SVM fitted on clean train clouds, scored on corrupted test clouds (the same clouds for every "
+    scored = "validation" if split == "val" else split
+    note = (f"Linear SVM fitted on clean train clouds, scored on corrupted {scored} clouds (the same clouds for every "
             f"model); severities {summary['severities']}; outlier filter "
             f"{'on' if summary['outlier_filter'] else 'off'}. mCE / RmCE (over the families run) relative to the teacher "
             f"({teacher_label} = 1.00; lower is better); retention = accuracy / the teacher's accuracy, %.")
