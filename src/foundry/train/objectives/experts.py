@@ -42,7 +42,26 @@ class BodyWithHead(nn.Module):
         return self.head(tokens.float(), centers, points, category)
 
 
-class _LabelledTask:
+class _EpochBatches:
+    """Batches of cloud indices from a permutation seeded by (seed, epoch), starting at batch `first`
+    (a resumed epoch); subclasses set `self.batch_size`, `self.seed` and `num_clouds`."""
+
+    num_clouds: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.num_clouds // self.batch_size)
+
+    def batches(self, epoch: int, first: int):
+        order = torch.randperm(self.num_clouds, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+        for b0 in range(first * self.batch_size, len(order), self.batch_size):
+            yield order[b0:b0 + self.batch_size]
+
+    def batch_clouds(self, idx) -> int:
+        return len(idx)
+
+
+class _LabelledTask(_EpochBatches):
     """Labelled clouds in batches; with `teacher_targets` (the teacher's logits per cloud, (M, C), or
     per point, (M, N, P): a head fitted on its frozen outputs, run on the clean clouds), the loss adds
     kd_weight * T^2 * KL(teacher || model) at temperature T.
@@ -55,6 +74,7 @@ class _LabelledTask:
                  kd_weight: float = 0.0, temperature: float = 1.0):
         self.arrays, self.batch_size, self.seed, self.device = arrays, batch_size, seed, device
         self.teacher_targets, self.kd_weight, self.temperature = teacher_targets, kd_weight, temperature
+        self.num_clouds = len(arrays[0])
 
     def with_kd(self, loss, logits, idx, allowed=None) -> tuple[torch.Tensor, dict]:
         if self.teacher_targets is None:
@@ -67,20 +87,8 @@ class _LabelledTask:
                       reduction="none").sum(-1).mean()
         return loss + self.kd_weight * t ** 2 * kl, {"kl": float(kl.detach())}
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return -(-len(self.arrays[0]) // self.batch_size)
-
-    def batches(self, epoch: int, first: int):
-        order = torch.randperm(len(self.arrays[0]), generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-        for b0 in range(first * self.batch_size, len(order), self.batch_size):
-            yield order[b0:b0 + self.batch_size]
-
     def augmented(self, idx, step: int) -> torch.Tensor:
         return augment_batch(self.arrays[0][idx], generator=step_generator(self.seed, step), **AUGMENT).to(self.device)
-
-    def batch_clouds(self, idx) -> int:
-        return len(idx)
 
 
 class ClassificationTask(_LabelledTask):
@@ -114,7 +122,7 @@ class SegmentationTask(_LabelledTask):
         return loss, metrics
 
 
-class CachedOutputsHeadTask:
+class CachedOutputsHeadTask(_EpochBatches):
     """A task head fitted on a frozen body's outputs computed once per clean cloud (the teacher's head
     behind the experts' soft targets): `inputs` are the head's inputs per cloud (a tuple of (M, ...)
     tensors), `targets` its labels ((M,) classes or (M, N) parts), `mask` the (C, P) category-parts
@@ -124,18 +132,7 @@ class CachedOutputsHeadTask:
                  mask: torch.Tensor | None = None, categories: torch.Tensor | None = None):
         self.inputs, self.targets, self.mask, self.categories = inputs, targets, mask, categories
         self.batch_size, self.seed, self.device = batch_size, seed, device
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return -(-len(self.targets) // self.batch_size)
-
-    def batch_clouds(self, idx) -> int:
-        return len(idx)
-
-    def batches(self, epoch: int, first: int):
-        order = torch.randperm(len(self.targets), generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-        for b0 in range(first * self.batch_size, len(order), self.batch_size):
-            yield order[b0:b0 + self.batch_size]
+        self.num_clouds = len(targets)
 
     def loss(self, model, idx, step: int, total_steps: int):
         logits = model(*(x[idx].to(self.device) for x in self.inputs))
