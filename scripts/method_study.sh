@@ -14,6 +14,13 @@
 #   bash scripts/method_study.sh sweep-val | sweep-test  # the s sweep scored (pareto.png: accuracy against GMACs)
 #   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe
 #   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside the teacher with ToMe (MACs axis)
+#   bash scripts/method_study.sh robust                # foundry-s16 with corrupted views (issue "Real sensor data"'s
+#                                                      # train-time help), the same recipe, init and seed as matched
+#   bash scripts/method_study.sh robust-val | robust-test  # it against matched foundry-s16 and the teacher: the
+#                                                      # robustness protocol (clean, seen and unseen families, sev. 3)
+#   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
+#                                                      # docs/results/DATE-study-NAME-SPLIT: tables, plots and each
+#                                                      # model's results.json (what `foundry compare --reuse` reads)
 #   bash scripts/method_study.sh experts               # fair KD experts: same preset, seed and epochs as the student,
 #                                                      # labels + the teacher's soft targets (a head fitted on it first)
 #
@@ -133,6 +140,32 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
         --teacher-head-epochs 20 $(resume_flag $out/training_state.pt)
     done
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test sweep sweep-val sweep-test gate gate-val gate-test experts)" >&2
+  robust)
+    out=$RUNS/robust/foundry-s16-corrupted-seed0
+    [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student foundry-s16 --cache $CACHE \
+      --out $out $RECIPE --seed 0 --corrupted-views ${CORRUPTED:-default} $(resume_flag $out/training_state.pt)
+    ;;
+  robust-val|robust-test)
+    # seen in training (default): jitter, drop_local, add_local, partial; unseen: drop_global, add_global, scale, rotate
+    split=${step#robust-}; d=$RUNS/robust-$split
+    foundry compare --teacher teacher-vits --no-random -p robustness \
+      --models foundry-s16=$RUNS/matched/foundry-s16-seed0/student.safetensors \
+               foundry-s16-corrupted=$RUNS/robust/foundry-s16-corrupted-seed0/student.safetensors \
+      --set 'robustness.families=["jitter","drop_local","add_local","drop_global","add_global","scale","rotate"]' \
+      --set 'robustness.severities=[3]' --set 'robustness.density=[]' --set robustness.seg=false \
+      --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $d
+    ;;
+  publish)
+    src=$RUNS/$1; dest=docs/results/${DATE:-$(date +%F)}-study-$1
+    [ -f $src/compare.json ] || { echo "no finished compare in $src" >&2; exit 1; }
+    [ -e $dest ] && { echo "$dest exists: not overwritten (DATE=YYYY-MM-DD to publish under another date)" >&2; exit 1; }
+    mkdir -p $dest.tmp
+    cp $src/compare.md $src/compare.json $dest.tmp/; cp $src/*.png $dest.tmp/ 2>/dev/null || true
+    for e in $src/evals/*/; do
+      [ -f $e/results.json ] && { mkdir -p $dest.tmp/evals/$(basename $e); cp $e/results.json $dest.tmp/evals/$(basename $e)/; }
+    done
+    mv $dest.tmp $dest && echo "[study] published $dest"
+    ;;
+  *) echo "unknown step $step (cache matched eval-val eval-test evals-val evals-test sweep sweep-val sweep-test gate gate-val gate-test robust robust-val robust-test publish experts)" >&2
      exit 2 ;;
 esac

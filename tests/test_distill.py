@@ -15,14 +15,6 @@ from foundry.validation import FoundryInputError
 DATA = ["synthetic:6"]
 
 
-@pytest.fixture(scope="module")
-def teacher_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("teacher") / "tiny.safetensors"
-    foundry.save(foundry.create_model("tiny"), path)
-    return path
-
-
 def make_student(teacher, **kw):
     torch.manual_seed(1)
     return FoundryStudent(student_config_for("foundry-tiny", teacher, teacher="tiny", **kw))

@@ -9,6 +9,7 @@ import torch
 
 from ..api import load, save
 from ..train.common import check_run_folder
+from ..train.corrupted_views import DEFAULT_FAMILIES
 from ..train.distill import RUN_PRODUCTS, STATE_FILE, build_caches, distill
 from ..train.experts import train_classification_expert, train_segmentation_expert
 from ..train.students import check_teacher, student_for_run
@@ -55,6 +56,12 @@ def register(p):
     p.add_argument("--no-cache", action="store_true", help="run the teacher online every step instead")
     p.add_argument("--rebuild-cache", action="store_true", help="rebuild the token cache even if one exists")
     p.add_argument("--cache-only", action="store_true", help="build (or check) the token cache, then stop")
+    p.add_argument("--corrupted-views", nargs="+", default=None, metavar="FAMILY",
+                   help="robustness training: a share of each batch reaches the student corrupted with one of these "
+                        "families (jitter drop_global drop_local add_global add_local partial; 'default' = jitter "
+                        "drop_local add_local partial, leaving the global ones unseen), severity 1-5 at random, "
+                        "against the clean cloud's teacher tokens (nearest clean patch) and pooled feature")
+    p.add_argument("--corrupted-share", type=float, default=0.5, help="--corrupted-views: share of clouds corrupted")
     p.add_argument("--tau", type=float, nargs=2, default=(1.0, 0.1), metavar=("START", "END"),
                    help="Gumbel-Softmax temperature, annealed geometrically over the run")
     p.add_argument("--gate-lambda", type=float, default=1e-3, help="weight of the gate's -sum(p) regulariser")
@@ -132,7 +139,8 @@ def main(args):
                       cache_seed=args.cache_seed, limit=args.limit, devices=args.devices, precision=args.precision,
                       strategy=args.strategy, resume=args.resume, command=command,
                       extra_info=getattr(student, "continued_from", None), train_only=args.train_only,
-                      overwrite=args.overwrite, max_minutes=args.max_minutes)
+                      overwrite=args.overwrite, max_minutes=args.max_minutes,
+                      corrupted_views=_corrupted_views(args))
     info = summary["info"]
     if not summary["finished"]:
         print(f"stopped after {info['steps']} steps ({info['epochs']} of {args.epochs} epochs done); continue with "
@@ -144,3 +152,10 @@ def main(args):
         save(load(Path(args.out) / "student.safetensors"), args.fp16_copy, info=info, dtype=torch.float16)
         print(f"fp16 copy: {args.fp16_copy}")
     return 0
+
+
+def _corrupted_views(args) -> dict | None:
+    if not args.corrupted_views:
+        return None
+    fams = list(DEFAULT_FAMILIES) if args.corrupted_views == ["default"] else args.corrupted_views
+    return {"families": fams, "share": args.corrupted_share}

@@ -27,6 +27,7 @@ from ..io import atomic_write, device_name
 from ..models.checkpoint import save_checkpoint
 from ..validation import FoundryInputError
 from . import common
+from .corrupted_views import CorruptedViews
 from .loop import STATE_FILE, LoopSpec, fit
 from .students import check_compatible
 from .objectives.fmd import FMDObjective, token_metrics
@@ -144,7 +145,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
             strategy: str = "auto", resume: bool = False, stop_after_epoch: int | None = None,
             log_every: int = 10, command: str | None = None, extra_info: dict | None = None,
             verbose: bool = True, train_only: str | None = None, overwrite: bool = False,
-            max_minutes: float | None = None) -> dict:
+            max_minutes: float | None = None, corrupted_views: dict | None = None) -> dict:
     """Distil `teacher` into `student`; returns a summary dict (also written to out_dir/summary.json).
 
     The student's `config.extra_layers` (teacher blocks it reproduces besides `layer`) are
@@ -153,6 +154,8 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     mode (adds layers to a trained student without changing its other outputs).
     stop_after_epoch: end this process after that many epochs; max_minutes: after this much wall
     time, at a step boundary (the run stays resumable either way; the student is written when done).
+    corrupted_views: {"families": [...], "share": p} gives a share p of each batch's clouds to the
+    student corrupted, against the clean cloud's targets (`train.corrupted_views`).
     A folder that already holds a run is refused unless `resume` or `overwrite`."""
     out_dir = Path(out_dir)
     common.check_run_folder(out_dir, STATE_FILE, resume=resume, overwrite=overwrite, products=RUN_PRODUCTS)
@@ -223,6 +226,10 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                   "seed": seed, "cache_seed": cache_seed,
                   **({"extra_layers": extra_layers} if extra_layers else {}),
                   **({"train_only": train_only} if train_only else {})}
+    views_of_corruption = None
+    if corrupted_views:
+        views_of_corruption = CorruptedViews(**corrupted_views, seed=seed)
+        run_config["corrupted_views"] = views_of_corruption.describe()
     world, rank = fabric.world_size, fabric.global_rank
     per_rank = -(-m // world)
     steps_per_epoch = max(1, -(-per_rank // batch_size))
@@ -233,7 +240,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                        rank=rank, batch_size=batch_size, seed=seed, device=fabric.device, cache=cache,
                        layer_caches=layer_caches, extra_layers=extra_layers, dataset=dataset, teacher=teacher,
                        layer=layer, num_points=num_points, fabric=fabric, tau=(tau_start, tau_end),
-                       body_frozen=train_only is not None)
+                       body_frozen=train_only is not None, corrupted_views=views_of_corruption)
     spec = LoopSpec(epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, weight_decay=weight_decay,
                     warmup_steps=int(warmup_epochs * steps_per_epoch), log_every=log_every,
                     stop_after_epoch=stop_after_epoch, max_minutes=max_minutes, epoch_keys=("loss", "cosine"))
@@ -251,6 +258,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         "teacher": teacher_name, "teacher_fingerprint": tid["fingerprint"], "data": list(data), "limit": limit,
         "epochs": len(history), "epochs_planned": epochs, "steps": step, "batch_size": batch_size, "lr": lr,
         "views": views, "token_cache": cache_info, "seed": seed, "cache_seed": cache_seed,
+        **({"corrupted_views": run_config["corrupted_views"]} if corrupted_views else {}),
         "wall_time_s": round(res.wall_seconds, 1),
         "device": device_name(fabric.device), "precision": str(fabric.strategy.precision.__class__.__name__),
         "final_loss": history[-1]["loss"] if history else None,
@@ -277,12 +285,13 @@ class DistillTask:
     per cloud; the teacher's tokens come from the token caches (or from the teacher online)."""
 
     def __init__(self, objective, *, pool, rows, views, total_clouds, world, rank, batch_size, seed, device, cache,
-                 layer_caches, extra_layers, dataset, teacher, layer, num_points, fabric, tau, body_frozen):
+                 layer_caches, extra_layers, dataset, teacher, layer, num_points, fabric, tau, body_frozen,
+                 corrupted_views=None):
         self.objective, self.pool, self.rows, self.views = objective, pool, rows, views
         self.total_clouds, self.world, self.rank, self.batch_size, self.seed = total_clouds, world, rank, batch_size, seed
         self.device, self.cache, self.layer_caches, self.extra_layers = device, cache, layer_caches, extra_layers
         self.dataset, self.teacher, self.layer, self.num_points, self.fabric = dataset, teacher, layer, num_points, fabric
-        self.tau = tau
+        self.tau, self.corrupted_views = tau, corrupted_views
         self.train_mode = not body_frozen  # heads alone: the frozen body runs as at inference
         self.view_of, self.aug_gen = None, None
 
@@ -311,11 +320,21 @@ class DistillTask:
             with torch.no_grad(), self.fabric.autocast():
                 (target,), _ = self.teacher.forward_layers(pts, [self.layer])
             target = target.float()
+        corrupted = None
+        if self.corrupted_views is not None:
+            student = common.unwrap(model)
+            corrupted = self.corrupted_views.corrupt_batch(pts, step, student.config, student.config.num_groups)
+            pts = corrupted.points
         with self.fabric.autocast():
             out = model.forward_supertokens(pts, None, self.extra_layers)  # through the Fabric/DDP wrapper
         layer_targets = {x: lc.get(self.view_of[idx], self.rows[at])[1].to(self.device)
                          for x, lc in self.layer_caches.items()}
-        return self.objective(out, target, layer_targets)
+        if corrupted is None:
+            return self.objective(out, target, layer_targets)
+        target, layer_targets, pooled = self.corrupted_views.targets(corrupted, out["centers"], target, layer_targets,
+                                                                     self.objective.pooling)
+        loss, metrics = self.objective(out, target, layer_targets, pooled)
+        return loss, {**metrics, "corrupted_share": corrupted.rows.numel() / len(pts)}
 
     def batch_clouds(self, at) -> int:
         return len(at)

@@ -45,8 +45,11 @@ class FMDObjective:
                 + (f" + {self.feature_weight} x SmoothL1 on pooled features" if self.feature_weight else "")
                 + (f" + {self.balance_weight} x KL(SuperToken usage || uniform)" if self.balance_weight else ""))
 
-    def __call__(self, out: dict, target: torch.Tensor, layer_targets: dict) -> tuple[torch.Tensor, dict]:
-        """(total loss, metrics) from the student's `forward_supertokens` output and the teacher's tokens."""
+    def __call__(self, out: dict, target: torch.Tensor, layer_targets: dict,
+                 pooled_target: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """(total loss, metrics) from the student's `forward_supertokens` output and the teacher's tokens.
+        pooled_target: the teacher's pooled feature when it is not the pooling of `target` (corrupted
+        views: the clean cloud's)."""
         loss, cos = token_metrics(out["tokens"], target, self.beta)
         total = loss if not self.layer_heads_only else 0.0
         metrics = {"loss": float(loss.detach()), "cosine": float(cos)}
@@ -56,7 +59,8 @@ class FMDObjective:
             metrics[f"loss_layer{x}"] = float(loss_x.detach())
         if self.feature_weight and not self.layer_heads_only:
             feat_loss = F.smooth_l1_loss(pool_tokens(out["tokens"].float(), self.pooling),
-                                         pool_tokens(target.float(), self.pooling), beta=self.beta)
+                                         pool_tokens(target.float(), self.pooling) if pooled_target is None
+                                         else pooled_target.float(), beta=self.beta)
             total = total + self.feature_weight * feat_loss
             metrics["feature_loss"] = float(feat_loss.detach())
         if self.balance_weight and "usage" in out:
