@@ -24,6 +24,9 @@
 #   bash scripts/method_study.sh experts               # fair KD experts: same preset, seed and epochs as the student,
 #                                                      # labels + the teacher's soft targets (a head fitted on it first)
 #
+# FLOOR=0: leave the random-init floor out (evals-*, eval-*, sweep-*): the choice between compressions
+# needs only the paired differences, the gain share of the report needs the floor (~40 min per split).
+#
 # Resumable: rerun after an interruption; finished runs are skipped, unfinished ones resume from
 # their last saved epoch. Two `matched` invocations with different NAME lists use both cores.
 set -euo pipefail
@@ -48,6 +51,7 @@ compare_finished() {
   for label in teacher-vits random-init "${models[@]%%=*}"; do
     [ $name != compare ] && [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
   done
+  [ "${FLOOR:-1}" = 0 ] && reuse+=(--no-random)
   foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg -p fidelity \
     --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/$name-$split
 }
@@ -90,7 +94,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     for d in $RUNS/matched/*/ $RUNS/sweep/*/; do
       [ -f $d/student.safetensors ] && runs+=("$(basename $d)=$d/student.safetensors")
     done
-    base=("teacher-vits=teacher-vits" "random-init=$dir/models/random-init.safetensors")
+    base=("teacher-vits=teacher-vits"); [ "${FLOOR:-1}" = 0 ] || base+=("random-init=$dir/models/random-init.safetensors")
     if [ -n "${REVERSE:-}" ]; then
       order=(); for ((i=${#runs[@]}-1; i>=0; i--)); do order+=("${runs[$i]}"); done; order+=("${base[@]}")
     else order=("${base[@]}" "${runs[@]}"); fi
