@@ -100,3 +100,14 @@ def test_eval_into_a_compare_run_shares_its_cache(teacher_file, tmp_path, capsys
                  "--out", str(out)] + QUICK) == 0
     log = capsys.readouterr().out
     assert log.count("done before, skipped") == 3 and log.count("running on stu") == 0
+
+
+def test_reuse_labels_may_be_run_time_specs():
+    from foundry.commands.compare import _label_pairs
+    from foundry.validation import FoundryInputError
+
+    assert _label_pairs(["foundry-vits-s16@outliers=1=/runs/e"], "--reuse", "DIR") == {
+        "foundry-vits-s16@outliers=1": "/runs/e"}
+    assert _label_pairs(["gate-r8=/runs/g"], "--reuse", "DIR") == {"gate-r8": "/runs/g"}
+    with pytest.raises(FoundryInputError, match="LABEL=DIR"):
+        _label_pairs(["/runs/e"], "--reuse", "DIR")

@@ -90,11 +90,13 @@ def main(args):
 
 
 def _label_pairs(items, flag: str, what: str) -> dict:
-    """["LABEL=VALUE", ...] -> {LABEL: VALUE}, refusing items without a label."""
+    """["LABEL=VALUE", ...] -> {LABEL: VALUE}, refusing items without a label. Split at the last '=':
+    the label of an unlabelled run-time spec is the spec itself (`MODEL@outliers=1`), while the value
+    (a folder, a group name) holds no '='."""
     out = {}
     for item in items:
-        label, value = _split_label(item)
-        if not label:
+        label, _, value = item.rpartition("=")
+        if not label or not value:
             raise FoundryInputError(f"{flag} expects LABEL={what}, got {item!r}")
         out[label] = value
     return out
