@@ -18,6 +18,10 @@
 #                                                      # train-time help), the same recipe, init and seed as matched
 #   bash scripts/method_study.sh robust-val | robust-test  # it against matched foundry-s16 and the teacher: the
 #                                                      # robustness protocol (clean, seen and unseen families, sev. 3)
+#   bash scripts/method_study.sh reship                # the final recipe's s16 (matched $WINNER), s4 and s1 (sweep)
+#                                                      # learn the teacher's blocks 3 and 7 (the part head's; only
+#                                                      # those output MLPs train), into $RUNS/reship; SHIP=1 copies
+#                                                      # them into the package as foundry-vits-sN (cards by hand)
 #   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
 #                                                      # docs/results/DATE-study-NAME-SPLIT: tables, plots and each
 #                                                      # model's results.json (what `foundry compare --reuse` reads)
@@ -159,6 +163,19 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       --set 'robustness.severities=[3]' --set 'robustness.density=[]' --set robustness.seg=false \
       --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $d
     ;;
+  reship)
+    foundry distill --teacher teacher-vits --student foundry-s16 --extra-layers 3 7 --cache $CACHE \
+      --out $RUNS/cache-run --views 1 --cache-only
+    for s in 16 4 1; do
+      src=$RUNS/sweep/s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/matched/${WINNER:-foundry-s16}-seed0/student.safetensors
+      [ -f $src ] || { echo "[study] $src not trained yet (matched / sweep first)" >&2; exit 1; }
+      out=$RUNS/reship/foundry-vits-s$s
+      [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student $src --extra-layers 3 7 \
+        --train-only layer-heads --cache $CACHE --out $out --epochs 3 --batch-size 32 --lr 1e-3 --warmup-epochs 0.2 \
+        --views 1 --precision bf16-mixed --seed 0 $(resume_flag $out/training_state.pt)
+      [ "${SHIP:-0}" = 1 ] && python scripts/ship_weights.py $out/student.safetensors foundry-vits-s$s
+    done
+    ;;
   publish)
     src=$RUNS/$1; dest=docs/results/${DATE:-$(date +%F)}-study-$1
     [ -f $src/compare.json ] || { echo "no finished compare in $src" >&2; exit 1; }
@@ -170,6 +187,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test evals-val evals-test sweep sweep-val sweep-test gate gate-val gate-test robust robust-val robust-test publish experts)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test evals-val evals-test sweep sweep-val sweep-test gate gate-val gate-test robust robust-val robust-test reship publish experts)" >&2
      exit 2 ;;
 esac
