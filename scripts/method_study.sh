@@ -7,6 +7,8 @@
 #   bash scripts/method_study.sh cache                 # teacher token cache (once, ~6 min at 2 threads)
 #   bash scripts/method_study.sh matched [NAME ...]    # 15-epoch runs (~25-35 min each, 1 thread)
 #   bash scripts/method_study.sh eval-val | eval-test  # full protocols, 3 seeds, paired with the teacher
+#   bash scripts/method_study.sh vs-winner-val | vs-winner-test  # eval-SPLIT again (evaluations reused) with every
+#                                                      # run also paired with $WINNER (compare --pair-with)
 #   bash scripts/method_study.sh evals-val | evals-test  # the same evaluations one model at a time (teacher, floor,
 #                                                      # finished runs), for a second process: REVERSE=1 takes the
 #                                                      # runs first; a model another process holds is done last
@@ -56,6 +58,7 @@ compare_finished() {
     [ $name != compare ] && [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
   done
   [ "${FLOOR:-1}" = 0 ] && reuse+=(--no-random)
+  [ -n "${PAIR_WITH:-}" ] && reuse+=(--pair-with $PAIR_WITH)
   foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg -p fidelity \
     --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/$name-$split
 }
@@ -88,6 +91,10 @@ case $step in
     ;;
   eval-val|eval-test)
     compare_finished compare ${step#eval-} $RUNS/matched/*/
+    ;;
+  vs-winner-val|vs-winner-test)
+    # eval-SPLIT again (every evaluation reused: seconds) with a second set of intervals against the winner
+    PAIR_WITH=${WINNER:-foundry-s16}-seed0 compare_finished compare ${step#vs-winner-} $RUNS/matched/*/
     ;;
   evals-val|evals-test)
     split=${step#evals-}; dir=$RUNS/compare-$split; mkdir -p $dir/models
@@ -187,6 +194,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test evals-val evals-test sweep sweep-val sweep-test gate gate-val gate-test robust robust-val robust-test reship publish experts)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test gate gate-val gate-test robust robust-val robust-test reship publish experts)" >&2
      exit 2 ;;
 esac

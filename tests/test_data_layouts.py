@@ -1,7 +1,6 @@
 """Every supported layout, written tiny into tmp_path, loads with the right shapes, labels, parts
 and unit-sphere normalisation."""
 import numpy as np
-import pytest
 import torch
 
 from foundry.data import detect_layout, load_arrays, open_dataset

@@ -8,6 +8,7 @@ import torch
 import foundry
 from foundry.cli import main
 from foundry.eval.compare import random_init_like
+from foundry.validation import FoundryInputError
 
 QUICK = ["--data", "synthetic:32", "--seg-data", "synthetic:32", "--quick", "--seeds", "0", "1", "2",
          "--set", "svm.num_points=256", "--set", "svm.train_per_class=null", "--set", "svm.test_per_class=null",
@@ -66,6 +67,17 @@ def test_compare_table_retention_and_resume(teacher_file, tmp_path, capsys):
     assert main(args + ["--reuse", f"stu={tmp_path / 'stu-eval'}"]) == 0
     log = capsys.readouterr().out
     assert "running" not in log and log.count("skipped") == 3 * 2 * 3
+    # --pair-with: every model also paired with one of them (the best student of a study), from the saved results
+    assert main(args + ["--reuse", f"stu={tmp_path / 'stu-eval'}", "--pair-with", "stu"]) == 0
+    res = json.loads((out / "compare.json").read_text())
+    rows = {r["label"]: r for r in res["rows"]}
+    assert res["pair_with"] == "stu" and "paired_with" not in rows["stu"]
+    assert set(rows["teach"]["paired_with"]) >= {"svm/accuracy", "fewshot/acc_3w2s"}
+    assert "## Paired with stu" in (out / "compare.md").read_text()
+    with pytest.raises(FoundryInputError, match="pair-with"):
+        from foundry.eval.compare import run_compare
+        run_compare(teacher_file, [], tmp_path / "x", protocols=("svm",), quick=True, include_random=False,
+                    pair_with="nobody", overrides={"svm": {"data": "synthetic:32"}}, log=lambda *a: None)
 
 
 def test_compare_skips_fidelity_for_the_random_floor(teacher_file, tmp_path):
@@ -104,7 +116,6 @@ def test_eval_into_a_compare_run_shares_its_cache(teacher_file, tmp_path, capsys
 
 def test_reuse_labels_may_be_run_time_specs():
     from foundry.commands.compare import _label_pairs
-    from foundry.validation import FoundryInputError
 
     assert _label_pairs(["foundry-vits-s16@outliers=1=/runs/e"], "--reuse", "DIR") == {
         "foundry-vits-s16@outliers=1": "/runs/e"}

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import foundry
-from foundry.models import BackboneConfig, PointTransformer, preset_config
+from foundry.models import BackboneConfig, preset_config
 from foundry.models.patches import morton_order
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import foundry
-from foundry.models.official import detect_layout, load_official, convert_official, official_to_foundry
+from foundry.models.official import load_official, convert_official, official_to_foundry
 from foundry.validation import FoundryInputError
 
 W, DEPTH, HEADS = 32, 2, 2

@@ -45,6 +45,8 @@ def register(p):
     p.add_argument("--group", action="append", default=[], metavar="LABEL=GROUP", help="set a model's group")
     p.add_argument("--reuse", action="append", default=[], metavar="LABEL=DIR",
                    help="use an earlier `foundry eval --out DIR` of that model (finished seeds are reused)")
+    p.add_argument("--pair-with", default=None, metavar="LABEL",
+                   help="also pair every model with this one (e.g. the best student), besides the teacher")
     p.add_argument("--no-random", action="store_true", help="leave out the random-init floor (no gain share)")
     p.add_argument("--random-seed", type=int, default=0, help="seed of the random-init network (default 0)")
     p.add_argument("--device", default="cpu")
@@ -81,7 +83,7 @@ def main(args):
                       split=args.split,
                       overrides=overrides_from_args(args), device=args.device, batch_size=args.batch_size,
                       labels=labels, groups=groups, random_seed=args.random_seed, include_random=not args.no_random,
-                      overwrite=args.overwrite, eval_dirs=eval_dirs)
+                      overwrite=args.overwrite, eval_dirs=eval_dirs, pair_with=args.pair_with)
     page = write_compare_page(args.out, res)
     print((Path(args.out) / "compare.md").read_text())
     print(f"wrote {Path(args.out) / 'compare.json'}, compare.md, pareto.png" + (", report.html" if page else "")

@@ -85,7 +85,7 @@ def _task_columns(evals: dict) -> list[tuple[str, str]]:
 def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "partseg", "fidelity"), seeds=(0, 1, 2),
                 quick=False, overrides=None, device="cpu", batch_size=32, labels=None, groups=None,
                 random_seed=0, include_random=True, macs_points=None, overwrite=False, eval_dirs=None,
-                log=print, split: str = "test") -> dict:
+                log=print, split: str = "test", pair_with: str | None = None) -> dict:
     """Evaluate teacher, random floor and `models`; write the comparison to `out_dir`.
 
     eval_dirs: {label: folder} of earlier `foundry eval` runs to use (and complete) instead of
@@ -117,6 +117,8 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         seen.add(label)
         m, _ = load_model(spec)
         entries.append((label, m, str(spec)))
+    if pair_with is not None and pair_with not in seen:
+        raise FoundryInputError(f"--pair-with {pair_with!r} is not one of the compared labels: {', '.join(seen)}")
     evals, rows = {}, []
     # the floor last: the models' evaluations come first; it is scored without the teacher as reference
     # (nothing of it is paired with the teacher), so it can also be run apart (`foundry eval`) and reused
@@ -166,6 +168,11 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         pooled = res["protocols"].get("fewshot", {}).get("pooled", {})
         row["fewshot_paired"] = {k: v["paired_difference_all_folds"] for k, v in pooled.items()
                                  if "paired_difference_all_folds" in v}
+    if pair_with is not None:
+        for row in rows:
+            if row["label"] != pair_with:
+                row["paired_with"] = {f"{p}/{m}": iv for p, m in cols
+                                      if (iv := _paired(evals[row["label"]], evals[pair_with], None, p, m)) is not None}
     mismatches = _mismatches(evals, tlabel)
     for m in mismatches:
         log(f"WARNING: {m}")
@@ -176,7 +183,7 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
               "settings": {p: teacher_res["protocols"][p]["settings"] for p in teacher_res["protocols"]},
               "versions": teacher_res["versions"], "git": teacher_res["git"], "device": teacher_res["device"],
               "random_init_seed": random_seed if include_random else None, "mismatches": mismatches,
-              "robustness": robustness_summary(evals, tlabel), "wall_time_s": time.time() - t0}
+              "robustness": robustness_summary(evals, tlabel), "pair_with": pair_with, "wall_time_s": time.time() - t0}
     write_json(out / "compare.json", result)
 
     text = compare_markdown(result)
@@ -269,6 +276,17 @@ def compare_markdown(result: dict) -> str:
                 gain = fmt_interval(iv["gain"]) if "gain" in iv else "-"
                 lines.append(f"| {r['label']} | {c} | {fmt_interval(iv['difference'], 2)} | {fmt_interval(iv['raw'])} "
                              f"| {gain} | {verdict(iv)} |")
+    against = [r for r in result["rows"] if r.get("paired_with")]
+    if against:
+        ref = result["pair_with"]
+        lines += ["", f"## Paired with {ref}: 95% bootstrap intervals",
+                  "", f"Model - {ref} in points, and the model's score as % of {ref}'s, resampled as above. "
+                  "*Within noise*: the interval of the difference holds zero.",
+                  "", "| model | metric | difference | % of " + ref + " | verdict |", "|---|---|---|---|---|"]
+        for r in against:
+            for c, iv in r["paired_with"].items():
+                lines.append(f"| {r['label']} | {c} | {fmt_interval(iv['difference'], 2)} | {fmt_interval(iv['raw'])} "
+                             f"| {verdict(iv, ref)} |")
     paired = [k for r in result["rows"] for k in r.get("fewshot_paired", {})]
     if paired:
         keys = list(dict.fromkeys(paired))

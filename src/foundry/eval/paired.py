@@ -104,11 +104,11 @@ def paired_interval(model, teacher, floor=None, n_boot: int = N_BOOT, seed: int 
     return out
 
 
-def verdict(interval: dict) -> str:
+def verdict(interval: dict, reference: str = "the teacher") -> str:
     """'within noise' when the paired interval of the difference holds zero, else above / below."""
     if interval["within_noise"]:
         return "within noise"
-    return "above the teacher" if interval["difference"]["estimate"] > 0 else "below the teacher"
+    return f"{'above' if interval['difference']['estimate'] > 0 else 'below'} {reference}"
 
 
 GOAL_VERDICTS = ("missed", "within noise of the goal", "met")  # worst first
