@@ -26,7 +26,8 @@
 #                                                      # them into the package as foundry-vits-sN (cards by hand)
 #   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
 #                                                      # docs/results/DATE-study-NAME-SPLIT: tables, plots and each
-#                                                      # model's results.json (what `foundry compare --reuse` reads)
+#                                                      # model's results.json and per-seed runs/ (what `foundry
+#                                                      # compare --reuse LABEL=DIR` reads: no evaluation is repeated)
 #   bash scripts/method_study.sh experts               # fair KD experts: same preset, seed and epochs as the student,
 #                                                      # labels + the teacher's soft targets (a head fitted on it first)
 #
@@ -190,7 +191,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     mkdir -p $dest.tmp
     cp $src/compare.md $src/compare.json $dest.tmp/; cp $src/*.png $dest.tmp/ 2>/dev/null || true
     for e in $src/evals/*/; do
-      [ -f $e/results.json ] && { mkdir -p $dest.tmp/evals/$(basename $e); cp $e/results.json $dest.tmp/evals/$(basename $e)/; }
+      [ -f $e/results.json ] && { mkdir -p $dest.tmp/evals/$(basename $e); cp -r $e/results.json $e/runs $dest.tmp/evals/$(basename $e)/; }
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
