@@ -51,9 +51,11 @@ class CorruptedViews:
     def describe(self) -> dict:
         return {"families": list(self.families), "share": self.share}
 
-    def corrupt_batch(self, points: torch.Tensor, step: int, config, num_groups: int) -> CorruptedBatch:
-        """The batch with its chosen clouds corrupted, and the clean patch centres of those clouds
-        (the grouping of `config`, the student's = the teacher's)."""
+    def corrupt_batch(self, points: torch.Tensor, step: int, config, num_groups: int,
+                      centers: torch.Tensor | None = None) -> CorruptedBatch:
+        """The batch with its chosen clouds corrupted, and the clean patch centres of those clouds:
+        `centers` (B, G, 3) when the teacher's are at hand (the token cache holds them), else the
+        grouping of `config` (the student's = the teacher's)."""
         rng = np.random.default_rng([self.seed, int(step), 0xC0])
         b = points.shape[0]
         rows = np.flatnonzero(rng.random(b) < self.share)
@@ -66,8 +68,11 @@ class CorruptedViews:
             severity = 1 if family == PARTIAL else int(rng.integers(1, len(SEVERITIES) + 1))
             out[j], _ = corrupt(cloud, family, severity, seed=int(rng.integers(2**31)))
         rows_t = torch.as_tensor(rows, dtype=torch.long, device=points.device)
-        with torch.no_grad():
-            _, clean_centers = make_patches(points[rows_t].float(), config, num_groups)
+        if centers is not None:
+            clean_centers = centers[rows_t]
+        else:
+            with torch.no_grad():
+                _, clean_centers = make_patches(points[rows_t].float(), config, num_groups)
         mixed = points.clone()
         mixed[rows_t] = torch.as_tensor(out, device=points.device, dtype=points.dtype)
         return CorruptedBatch(mixed, rows_t, clean_centers)

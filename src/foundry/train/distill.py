@@ -310,9 +310,10 @@ class DistillTask:
         tau_start, tau_end = self.tau
         common.unwrap(model).set_temperature(tau_start * (tau_end / tau_start) ** (step / max(1, total_steps - 1)))
         idx = self.pool[at]
+        centers = None  # the teacher's patch centres, where the token cache has them
         if self.cache is not None:
-            pts, target, _ = self.cache.get(self.view_of[idx], self.rows[at])
-            pts, target = pts.to(self.device), target.to(self.device)
+            pts, target, centers = self.cache.get(self.view_of[idx], self.rows[at])
+            pts, target, centers = pts.to(self.device), target.to(self.device), centers.to(self.device)
         else:
             pts = draw_points(torch.stack([self.dataset[int(i)]["points"] for i in idx]).float(), self.num_points,
                               self.aug_gen)
@@ -323,7 +324,8 @@ class DistillTask:
         corrupted = None
         if self.corrupted_views is not None:
             student = common.unwrap(model)
-            corrupted = self.corrupted_views.corrupt_batch(pts, step, student.config, student.config.num_groups)
+            corrupted = self.corrupted_views.corrupt_batch(pts, step, student.config, student.config.num_groups,
+                                                           centers)
             pts = corrupted.points
         with self.fabric.autocast():
             out = model.forward_supertokens(pts, None, self.extra_layers)  # through the Fabric/DDP wrapper
