@@ -14,6 +14,9 @@
 #                                                      # runs first; a model another process holds is done last
 #   bash scripts/method_study.sh sweep                 # s = 1 2 4 8 32 with $WINNER (default foundry-s16), same budget
 #   bash scripts/method_study.sh sweep-val | sweep-test  # the s sweep scored (pareto.png: accuracy against GMACs)
+#   bash scripts/method_study.sh narrow                # foundry-s16 with a narrower encoder (width 192 / 256, 64-d
+#                                                      # heads), same recipe: what batch-1 latency is bound by (the
+#                                                      # encoder's weights, read once per call over 16 SuperTokens)
 #   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe
 #   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside the teacher with ToMe (MACs axis)
 #   bash scripts/method_study.sh robust                # foundry-s16 with corrupted views (issue "Real sensor data"'s
@@ -103,7 +106,7 @@ case $step in
 p = P('$dir/models/random-init.safetensors'); p.exists() or foundry.save(r(foundry.load('teacher-vits'), 0), p, \
 info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     runs=()
-    for d in $RUNS/matched/*/ $RUNS/sweep/*/; do
+    for d in $RUNS/matched/*/ $RUNS/sweep/*/ $RUNS/narrow/*/; do
       [ -f $d/student.safetensors ] && runs+=("$(basename $d)=$d/student.safetensors")
     done
     base=("teacher-vits=teacher-vits"); [ "${FLOOR:-1}" = 0 ] || base+=("random-init=$dir/models/random-init.safetensors")
@@ -126,6 +129,17 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     ;;
   sweep-val|sweep-test)
     compare_finished sweep ${step#sweep-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/sweep/*/
+    ;;
+  narrow)
+    for w in ${WIDTHS:-192 256}; do
+      seed=${SEED:-0}; out=$RUNS/narrow/w$w-seed$seed
+      [ -f $out/student.safetensors ] && { echo "[study] $out done"; continue; }
+      foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} --set width=$w --set heads=$((w / 64)) \
+        --cache $CACHE --out $out $RECIPE --seed $seed $(resume_flag $out/training_state.pt)
+    done
+    ;;
+  narrow-val|narrow-test)
+    compare_finished narrow ${step#narrow-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/narrow/*/
     ;;
   gate)
     out=$RUNS/gate/foundry-s16-gate-seed0
@@ -195,6 +209,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test gate gate-val gate-test robust robust-val robust-test reship publish experts)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship publish experts)" >&2
      exit 2 ;;
 esac
