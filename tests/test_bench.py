@@ -195,3 +195,16 @@ def test_stage_timer_splits_a_forward_call_into_stages():
         assert expected <= set(sec) and all(sec[s] >= 0 for s in expected)
         assert abs(sum(v for k, v in sec.items() if k != "total") - sec["total"]) < 1e-9
         assert name[:4] in format_stages([{"model": name, "points": 256, "stages": {"seconds": sec}}])
+
+
+def test_retain_freed_memory_takes_on_glibc_and_can_be_switched_off(monkeypatch):
+    import sys
+
+    from foundry.runtime import retain_freed_memory
+    monkeypatch.setenv("FOUNDRY_MALLOC", "default")
+    assert retain_freed_memory() is False
+    monkeypatch.delenv("FOUNDRY_MALLOC")
+    if sys.platform.startswith("linux"):
+        import platform
+        if platform.libc_ver()[0] == "glibc":
+            assert retain_freed_memory() is True

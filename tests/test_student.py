@@ -326,3 +326,27 @@ def test_seeds_of_fps_ordered_centres_are_their_first_s_as_fps_would_pick(compre
         looped = m.forward_supertokens(x)
     assert torch.equal(fast["assignment"], looped["assignment"]) and torch.equal(fast["tokens"], looped["tokens"])
     assert not tiny(compression=compression, patch_order="morton").dso.fps_ordered_centers
+
+
+def test_gate_training_draws_a_budget_per_cloud_and_merges_the_most_mergeable():
+    """Sampled budgets (the default): each cloud merges r tokens, r uniform over 0..G, and exactly its r
+    tokens of highest merge probability, so every run-time budget is seen in training; gradients reach the
+    gate through the distillation loss alone (no -sum(p) reward)."""
+    torch.manual_seed(0)
+    m = tiny(gate=True).train()
+    x = clouds()
+    counts = set()
+    for _ in range(40):
+        out = m.forward_supertokens(x)
+        hard = out["merge"].detach() > 0.5
+        counts.update(hard.sum(1).tolist())
+        for b in range(x.shape[0]):
+            r = int(hard[b].sum())
+            top = out["gate_prob"][b].detach().argsort(descending=True)[:r]
+            assert hard[b, top].all()
+    g = m.config.num_groups
+    assert min(counts) <= 2 and max(counts) >= g - 2 and len(counts) > g // 2
+    m.zero_grad()
+    m.forward_supertokens(x)["tokens"].square().mean().backward()
+    assert m.gate.mlp.fc1.weight.grad.abs().sum() > 0
+    assert tiny(gate=True, gate_training="bernoulli").config.gate_training == "bernoulli"

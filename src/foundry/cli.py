@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from .runtime import retain_freed_memory
 from .validation import FoundryInputError
 from .version import __version__
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 1
+    retain_freed_memory()  # batch-1 calls stop paying page faults (foundry.runtime; FOUNDRY_MALLOC=default: off)
     try:
         return int(args._main(args) or 0)
     except FoundryInputError as exc:

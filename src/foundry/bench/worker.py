@@ -22,6 +22,7 @@ import traceback
 
 from ..api import resolve_model
 from ..ops.accel import preload
+from ..runtime import retain_freed_memory
 from .flops import _accepts, patch_count, random_cloud
 from .hooks import GroupingRecorder
 from .latency import device_sync
@@ -209,6 +210,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     req = json.loads(argv[0])
     _set_memory_cap(req.get("max_memory_gb"))
+    retain_freed_memory()  # as the `foundry` command does
     try:
         out = run(req)
     except (MemoryError, RuntimeError) as exc:  # torch raises RuntimeError for failed allocations

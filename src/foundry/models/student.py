@@ -139,13 +139,21 @@ class FoundryStudent(FoundryModel):
             self.dso.tau = float(tau)
 
     # -- forward ---------------------------------------------------------------------------------
+    @staticmethod
+    def _merge_rank(p: torch.Tensor) -> torch.Tensor:
+        """Each token's place in its cloud by merge probability (0: the most mergeable)."""
+        return p.argsort(-1, descending=True).argsort(-1)
+
     def _merge_decision(self, p: torch.Tensor) -> torch.Tensor:
         if self.training:
-            hard = torch.bernoulli(p.detach())
+            if self.config.gate_training == "bernoulli":
+                hard = torch.bernoulli(p.detach())
+            else:  # a budget per cloud, uniform over 0..G: every run-time budget is trained
+                budget = torch.randint(0, p.shape[1] + 1, (p.shape[0], 1), device=p.device)
+                hard = (self._merge_rank(p.detach()) < budget).to(p.dtype)
             return hard + p - p.detach()  # straight-through
         if self.merge_count is not None:
-            rank = p.argsort(-1, descending=True).argsort(-1)
-            return (rank < self.merge_count).to(p.dtype)
+            return (self._merge_rank(p) < self.merge_count).to(p.dtype)
         return (p > self.merge_threshold).to(p.dtype)
 
     def check_num_groups(self, num_groups: int | None = None) -> int:

@@ -65,6 +65,10 @@ class StudentConfig(ConfigFields):
     gate_hidden: int = 64
     merge_threshold: float = 0.5  # inference: merge tokens with p > threshold ...
     merge_count: int | None = None  # ... or, when set, the `merge_count` tokens with the highest p
+    # training: "budget" draws a merge count r uniformly from 0..G per cloud and merges the r tokens of
+    # highest p (straight-through), so one file serves every run-time budget; "bernoulli" merges each
+    # token with its probability p (the paper's form: training then sees only the budgets p happens to give)
+    gate_training: str = "budget"
     # provenance of the initialisation (informational)
     tokenizer_init: str = "random"
     encoder_init: str = "random"
@@ -86,6 +90,8 @@ class StudentConfig(ConfigFields):
             raise ValueError(f"num_supertokens must be in 1..num_groups ({self.num_groups}), got {self.num_supertokens}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
+        if self.gate_training not in ("budget", "bernoulli"):
+            raise ValueError(f"gate_training must be 'budget' or 'bernoulli', got {self.gate_training!r}")
         if self.gate and self.compression != "dso":
             raise ValueError("the Foundry-Gate works with compression='dso' only")
         if self.teacher_pooling.startswith("cls"):
@@ -97,7 +103,7 @@ class StudentConfig(ConfigFields):
         return self.teacher_width if self.teacher_pooling in ("max", "mean") else 2 * self.teacher_width
 
     # fields added later are left out at their defaults (ConfigFields.to_dict)
-    LATER_FIELDS = (("dso_seeding", "dso_spatial_init"), ("teacher_depth",), ("extra_layers",), ("outlier_filter",))
+    LATER_FIELDS = (("dso_seeding", "dso_spatial_init"), ("teacher_depth",), ("extra_layers",), ("outlier_filter",), ("gate_training",))
 
 
 _S = dict(teacher_width=384, width=384, depth=4, heads=6, tokenizer="slim", tokenizer_hidden=(32, 64, 128), token_dim=384)

@@ -140,7 +140,7 @@ def build_caches(teacher, student, *, teacher_name: str, data: list[str], cache_
 def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, epochs: int = 10,
             batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.05, warmup_epochs: float = 1.0,
             beta: float = 1.0, layer: int = -1, feature_weight: float = 0.0, balance_weight: float = 0.0, views: int = 2, use_cache: bool = True, cache_dir=None,
-            rebuild_cache: bool = False, tau_start: float = 1.0, tau_end: float = 0.1, gate_lambda: float = 1e-3,
+            rebuild_cache: bool = False, tau_start: float = 1.0, tau_end: float = 0.1, gate_lambda: float | None = None,
             seed: int = 0, cache_seed: int = 0, limit: int | None = None, devices="auto", precision: str | None = None,
             strategy: str = "auto", resume: bool = False, stop_after_epoch: int | None = None,
             log_every: int = 10, command: str | None = None, extra_info: dict | None = None,
@@ -218,6 +218,9 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         student.requires_grad_(False)
         student.cau.layer_mlps.requires_grad_(True)
 
+    if gate_lambda is None:  # no -sum(p) reward where sampled budgets, not p, set the compute (1e-3: unused
+        budgets = getattr(student.config, "gate", False) and student.config.gate_training == "budget"
+        gate_lambda = 0.0 if budgets else 1e-3  # without a gate, kept as runs before it recorded it)
     run_config = {"student": student.config.to_dict(), "teacher": {k: tid[k] for k in ("name", "fingerprint")},
                   "data": list(data), "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                   "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "beta": beta, "layer": layer,
