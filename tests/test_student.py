@@ -329,11 +329,11 @@ def test_seeds_of_fps_ordered_centres_are_their_first_s_as_fps_would_pick(compre
 
 
 def test_gate_training_draws_a_budget_per_cloud_and_merges_the_most_mergeable():
-    """Sampled budgets (the default): each cloud merges r tokens, r uniform over 0..G, and exactly its r
+    """Sampled budgets (foundry-s16-gate's setting): each cloud merges r tokens, r uniform over 0..G, and exactly its r
     tokens of highest merge probability, so every run-time budget is seen in training; gradients reach the
     gate through the distillation loss alone (no -sum(p) reward)."""
     torch.manual_seed(0)
-    m = tiny(gate=True).train()
+    m = tiny(gate=True, gate_training="budget").train()
     x = clouds()
     counts = set()
     for _ in range(40):

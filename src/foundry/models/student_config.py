@@ -66,9 +66,10 @@ class StudentConfig(ConfigFields):
     merge_threshold: float = 0.5  # inference: merge tokens with p > threshold ...
     merge_count: int | None = None  # ... or, when set, the `merge_count` tokens with the highest p
     # training: "budget" draws a merge count r uniformly from 0..G per cloud and merges the r tokens of
-    # highest p (straight-through), so one file serves every run-time budget; "bernoulli" merges each
-    # token with its probability p (the paper's form: training then sees only the budgets p happens to give)
-    gate_training: str = "budget"
+    # highest p (straight-through), so one file serves every run-time budget (foundry-s16-gate's setting);
+    # "bernoulli" merges each token with its probability p (the paper's form: training then sees only the
+    # budgets p happens to give; the default, so that gated runs from before this field resume as they were)
+    gate_training: str = "bernoulli"
     # provenance of the initialisation (informational)
     tokenizer_init: str = "random"
     encoder_init: str = "random"
@@ -112,7 +113,7 @@ STUDENT_PRESETS: dict[str, dict] = {
     "foundry-s16": dict(_S, num_supertokens=16, dso_seeding="fps"),
     "foundry-s4": dict(_S, num_supertokens=4, dso_seeding="fps"),
     "foundry-s1": dict(_S, num_supertokens=1),  # one SuperToken: every token joins it, queries do not matter
-    "foundry-s16-gate": dict(_S, num_supertokens=16, gate=True, dso_seeding="fps"),
+    "foundry-s16-gate": dict(_S, num_supertokens=16, gate=True, dso_seeding="fps", gate_training="budget"),
     # the paper's DSO: free learned queries (most SuperTokens end up empty; kept for comparison)
     "foundry-s16-learned": dict(_S, num_supertokens=16),
     "foundry-s4-learned": dict(_S, num_supertokens=4),

@@ -219,7 +219,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         student.cau.layer_mlps.requires_grad_(True)
 
     if gate_lambda is None:  # no -sum(p) reward where sampled budgets, not p, set the compute (1e-3: unused
-        budgets = getattr(student.config, "gate", False) and student.config.gate_training == "budget"
+        budgets = getattr(student.config, "gate", False) and getattr(student.config, "gate_training", "") == "budget"
         gate_lambda = 0.0 if budgets else 1e-3  # without a gate, kept as runs before it recorded it)
     run_config = {"student": student.config.to_dict(), "teacher": {k: tid[k] for k in ("name", "fingerprint")},
                   "data": list(data), "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
