@@ -198,13 +198,11 @@ def test_stage_timer_splits_a_forward_call_into_stages():
 
 
 def test_retain_freed_memory_takes_on_glibc_and_can_be_switched_off(monkeypatch):
-    import sys
+    import platform
 
     from foundry.runtime import retain_freed_memory
     monkeypatch.setenv("FOUNDRY_MALLOC", "default")
     assert retain_freed_memory() is False
     monkeypatch.delenv("FOUNDRY_MALLOC")
-    if sys.platform.startswith("linux"):
-        import platform
-        if platform.libc_ver()[0] == "glibc":
-            assert retain_freed_memory() is True
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert retain_freed_memory() is True

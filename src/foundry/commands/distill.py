@@ -65,8 +65,8 @@ def register(p):
     p.add_argument("--tau", type=float, nargs=2, default=(1.0, 0.1), metavar=("START", "END"),
                    help="Gumbel-Softmax temperature, annealed geometrically over the run")
     p.add_argument("--gate-lambda", type=float, default=None,
-                   help="weight of the gate's -sum(p) reward for merging (default 1e-3 with gate_training=bernoulli, "
-                        "0 with the default sampled budgets, where the run-time budget sets the compute)")
+                   help="weight of the gate's -sum(p) reward for merging (default 1e-3; 0 for a student trained on "
+                        "sampled budgets, gate_training=budget as in foundry-s16-gate, where the budget sets the compute)")
     p.add_argument("--init-encoder", choices=["none", "first", "spread"], default="none",
                    help="initialise the student's blocks from the teacher's (needs the teacher's width)")
     p.add_argument("--freeze-encoder", action="store_true", help="keep the (teacher-initialised) blocks frozen")

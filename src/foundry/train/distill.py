@@ -218,9 +218,10 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         student.requires_grad_(False)
         student.cau.layer_mlps.requires_grad_(True)
 
-    if gate_lambda is None:  # no -sum(p) reward where sampled budgets, not p, set the compute (1e-3: unused
-        budgets = getattr(student.config, "gate", False) and getattr(student.config, "gate_training", "") == "budget"
-        gate_lambda = 0.0 if budgets else 1e-3  # without a gate, kept as runs before it recorded it)
+    if gate_lambda is None:
+        # no -sum(p) reward where sampled budgets, not p, set the compute; elsewhere 1e-3 as before (it is
+        # recorded in the run config, so runs without a gate keep resuming)
+        gate_lambda = 0.0 if student.config.gate and student.config.gate_training == "budget" else 1e-3
     run_config = {"student": student.config.to_dict(), "teacher": {k: tid[k] for k in ("name", "fingerprint")},
                   "data": list(data), "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                   "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "beta": beta, "layer": layer,
@@ -316,7 +317,7 @@ class DistillTask:
         centers = None  # the teacher's patch centres, where the token cache has them
         if self.cache is not None:
             pts, target, centers = self.cache.get(self.view_of[idx], self.rows[at])
-            pts, target, centers = pts.to(self.device), target.to(self.device), centers.to(self.device)
+            pts, target = pts.to(self.device), target.to(self.device)
         else:
             pts = draw_points(torch.stack([self.dataset[int(i)]["points"] for i in idx]).float(), self.num_points,
                               self.aug_gen)
@@ -328,7 +329,7 @@ class DistillTask:
         if self.corrupted_views is not None:
             student = common.unwrap(model)
             corrupted = self.corrupted_views.corrupt_batch(pts, step, student.config, student.config.num_groups,
-                                                           centers)
+                                                           None if centers is None else centers.to(self.device))
             pts = corrupted.points
         with self.fabric.autocast():
             out = model.forward_supertokens(pts, None, self.extra_layers)  # through the Fabric/DDP wrapper
