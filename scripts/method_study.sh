@@ -16,7 +16,8 @@
 #   bash scripts/method_study.sh sweep-val | sweep-test  # the s sweep scored (pareto.png: accuracy against GMACs)
 #   bash scripts/method_study.sh narrow                # foundry-s16 with a narrower encoder (width 192 / 256, 64-d
 #                                                      # heads), same recipe: what batch-1 latency is bound by (the
-#                                                      # encoder's weights, read once per call over 16 SuperTokens)
+#                                                      # encoder's weights, read once per call over 16 SuperTokens);
+#                                                      # NARROW_S="16 4 1" WIDTHS=192: the narrow recipe at s 4 and 1 too
 #   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe
 #   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside the teacher with ToMe (MACs axis)
 #   bash scripts/method_study.sh robust                # foundry-s16 with corrupted views (issue "Real sensor data"'s
@@ -26,7 +27,8 @@
 #   bash scripts/method_study.sh reship                # the final recipe's s16 (matched $WINNER), s4 and s1 (sweep)
 #                                                      # learn the teacher's blocks 3 and 7 (the part head's; only
 #                                                      # those output MLPs train), into $RUNS/reship; SHIP=1 copies
-#                                                      # them into the package as foundry-vits-sN (cards by hand)
+#                                                      # them into the package as foundry-vits-sN (cards by hand);
+#                                                      # FINAL_WIDTH=192: from the narrow runs instead
 #   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
 #                                                      # docs/results/DATE-study-NAME-SPLIT: tables, plots and each
 #                                                      # model's results.json and per-seed runs/ (what `foundry
@@ -131,12 +133,12 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     compare_finished sweep ${step#sweep-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/sweep/*/
     ;;
   narrow)
-    for w in ${WIDTHS:-192 256}; do
-      seed=${SEED:-0}; out=$RUNS/narrow/w$w-seed$seed
+    for w in ${WIDTHS:-192 256}; do for s in ${NARROW_S:-16}; do
+      seed=${SEED:-0}; out=$RUNS/narrow/w$w-seed$seed; [ $s = 16 ] || out=$RUNS/narrow/w$w-s$s-seed$seed
       [ -f $out/student.safetensors ] && { echo "[study] $out done"; continue; }
       foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} --set width=$w --set heads=$((w / 64)) \
-        --cache $CACHE --out $out $RECIPE --seed $seed $(resume_flag $out/training_state.pt)
-    done
+        --set num_supertokens=$s --cache $CACHE --out $out $RECIPE --seed $seed $(resume_flag $out/training_state.pt)
+    done; done
     ;;
   narrow-val|narrow-test)
     compare_finished narrow ${step#narrow-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/narrow/*/
@@ -190,6 +192,10 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       --out $RUNS/cache-run --views 1 --cache-only
     for s in 16 4 1; do
       src=$RUNS/sweep/s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/matched/${WINNER:-foundry-s16}-seed0/student.safetensors
+      # FINAL_WIDTH=W: the final recipe is the W-wide encoder (narrow NARROW_S="16 4 1" trains its three s)
+      if [ -n "${FINAL_WIDTH:-}" ]; then
+        src=$RUNS/narrow/w$FINAL_WIDTH-s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/narrow/w$FINAL_WIDTH-seed0/student.safetensors
+      fi
       [ -f $src ] || { echo "[study] $src not trained yet (matched / sweep first)" >&2; exit 1; }
       out=$RUNS/reship/foundry-vits-s$s
       [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student $src --extra-layers 3 7 \
