@@ -17,7 +17,8 @@
 #   bash scripts/method_study.sh narrow                # foundry-s16 with a narrower encoder (width 192 / 256, 64-d
 #                                                      # heads), same recipe: what batch-1 latency is bound by (the
 #                                                      # encoder's weights, read once per call over 16 SuperTokens);
-#                                                      # NARROW_S="16 4 1" WIDTHS=192: the narrow recipe at s 4 and 1 too
+#                                                      # NARROW_S="16 4 1" WIDTHS=192: the narrow recipe at s 4 and 1 too;
+#                                                      # TOKEN_DIM=192: the tokenizer's tokens that wide as well
 #   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe
 #   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside the teacher with ToMe (MACs axis)
 #   bash scripts/method_study.sh robust                # foundry-s16 with corrupted views (issue "Real sensor data"'s
@@ -28,7 +29,7 @@
 #                                                      # learn the teacher's blocks 3 and 7 (the part head's; only
 #                                                      # those output MLPs train), into $RUNS/reship; SHIP=1 copies
 #                                                      # them into the package as foundry-vits-sN (cards by hand);
-#                                                      # FINAL_WIDTH=192: from the narrow runs instead
+#                                                      # FINAL=narrow/w192: from those narrow runs instead
 #   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
 #                                                      # docs/results/DATE-study-NAME-SPLIT: tables, plots and each
 #                                                      # model's results.json and per-seed runs/ (what `foundry
@@ -133,11 +134,16 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     compare_finished sweep ${step#sweep-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/sweep/*/
     ;;
   narrow)
+    # TOKEN_DIM=D: the tokenizer's tokens D wide too (default 384: its last layer, 128 -> 384 over every point,
+    # is most of the student's MACs); runs are named narrow/wW[-tD][-sS]-seedN (no -sS for s = 16)
+    t=${TOKEN_DIM:-384}
     for w in ${WIDTHS:-192 256}; do for s in ${NARROW_S:-16}; do
-      seed=${SEED:-0}; out=$RUNS/narrow/w$w-seed$seed; [ $s = 16 ] || out=$RUNS/narrow/w$w-s$s-seed$seed
+      seed=${SEED:-0}; name=w$w; [ $t = 384 ] || name=$name-t$t; [ $s = 16 ] || name=$name-s$s
+      out=$RUNS/narrow/$name-seed$seed
       [ -f $out/student.safetensors ] && { echo "[study] $out done"; continue; }
       foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} --set width=$w --set heads=$((w / 64)) \
-        --set num_supertokens=$s --cache $CACHE --out $out $RECIPE --seed $seed $(resume_flag $out/training_state.pt)
+        --set token_dim=$t --set num_supertokens=$s --cache $CACHE --out $out $RECIPE --seed $seed \
+        $(resume_flag $out/training_state.pt)
     done; done
     ;;
   narrow-val|narrow-test)
@@ -192,9 +198,9 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       --out $RUNS/cache-run --views 1 --cache-only
     for s in 16 4 1; do
       src=$RUNS/sweep/s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/matched/${WINNER:-foundry-s16}-seed0/student.safetensors
-      # FINAL_WIDTH=W: the final recipe is the W-wide encoder (narrow NARROW_S="16 4 1" trains its three s)
-      if [ -n "${FINAL_WIDTH:-}" ]; then
-        src=$RUNS/narrow/w$FINAL_WIDTH-s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/narrow/w$FINAL_WIDTH-seed0/student.safetensors
+      # FINAL=narrow/w192[-tD]: the final recipe is that narrow run (narrow NARROW_S="16 4 1" trains its three s)
+      if [ -n "${FINAL:-}" ]; then
+        src=$RUNS/$FINAL-s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/$FINAL-seed0/student.safetensors
       fi
       [ -f $src ] || { echo "[study] $src not trained yet (matched / sweep first)" >&2; exit 1; }
       out=$RUNS/reship/foundry-vits-s$s
