@@ -350,3 +350,15 @@ def test_gate_training_draws_a_budget_per_cloud_and_merges_the_most_mergeable():
     m.forward_supertokens(x)["tokens"].square().mean().backward()
     assert m.gate.mlp.fc1.weight.grad.abs().sum() > 0
     assert tiny(gate=True, gate_training="bernoulli").config.gate_training == "bernoulli"
+
+
+def test_narrow_presets_are_the_method_study_recipe():
+    """foundry-sN-narrow is what scripts/method_study.sh narrow (TOKEN_DIM=192) trained and validation chose."""
+    for s in (16, 4, 1):
+        preset = student_config_for(f"foundry-s{s}-narrow")
+        trained = student_config_for("foundry-s16", width=192, heads=3, token_dim=192, num_supertokens=s)
+        assert preset.replace(name=trained.name) == trained
+    m = FoundryStudent(student_config_for("foundry-s16-narrow")).eval()
+    assert sum(p.numel() for p in m.parameters()) < 2.2e6
+    with torch.no_grad():
+        assert m(torch.rand(1, 1024, 3)).shape == (1, 768)
