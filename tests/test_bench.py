@@ -164,6 +164,14 @@ def test_bench_refuses_without_models(capsys):
     assert "name at least one model" in capsys.readouterr().err
 
 
+def test_bench_checks_every_model_name_before_timing_any(tmp_path, capsys):
+    from foundry.cli import main
+
+    assert main(["bench", "tiny", "no-such-model", "--fast", "--no-memory", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "no-such-model" in captured.err and "[tiny]" not in captured.out
+
+
 def test_merge_scaling_runs(tmp_path, capsys):
     from foundry.cli import main
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..bench.grouping import format_grouping, grouping_times
+from ..bench.worker import build_model
 from ..bench.report import bench_models, format_report, machine_info
 from ..bench.scaling import format_ratios, format_scaling, merge_scaling_runs, plot_scaling, run_scaling
 from ..bench.stages import format_stages
@@ -98,6 +99,8 @@ def main(args):
         return _merge_scaling(args, out_dir)
     if not args.models:
         raise FoundryInputError("name at least one model, e.g. `foundry bench vit-s small` (or use --grouping)")
+    for spec in args.models:  # every name checked before the first model is timed (bench runs for minutes)
+        build_model(spec)
     if args.scaling:
         return _scaling(args, out_dir, device)
 
