@@ -214,3 +214,14 @@ def test_retain_freed_memory_takes_on_glibc_and_can_be_switched_off(monkeypatch)
     monkeypatch.delenv("FOUNDRY_MALLOC")
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert retain_freed_memory() is True
+
+
+def test_scaling_ratios_without_a_teacher_use_the_first_model():
+    from foundry.bench.scaling import format_ratios
+
+    def rec(model, t):
+        return {"model": model, "kind": "student", "points": 1000, "status": "ok", "time_s": t,
+                "peak_extra_mb": 10.0, "macs": {"total": 1e6}}
+
+    text = format_ratios([rec("a", 2.0), rec("b", 1.0)])
+    assert "ratios to a" in text and "50.0%" in text

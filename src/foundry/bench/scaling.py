@@ -143,7 +143,8 @@ def format_ratios(records: list[dict]) -> str:
     if len(models) < 2:
         return ""
     teachers = [r["model"] for r in records if r.get("kind") == "backbone"]
-    models.sort(key=lambda m: m != (teachers[0] if teachers else models[0]))
+    first = teachers[0] if teachers else models[0]  # (not inside the key: list.sort empties the list meanwhile)
+    models.sort(key=lambda m: m != first)
     ref = {r["points"]: r for r in records if r["model"] == models[0] and r.get("status") == "ok"}
     lines = [f"ratios to {models[0]} (time, peak extra RAM, GMACs)",
              f"{'model':<18} {'points':>9} {'time':>8} {'memory':>8} {'MACs':>8}"]
