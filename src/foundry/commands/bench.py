@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from ..bench.grouping import format_grouping, grouping_times
-from ..bench.worker import build_model
 from ..bench.report import bench_models, format_report, machine_info
 from ..bench.scaling import format_ratios, format_scaling, merge_scaling_runs, plot_scaling, run_scaling
 from ..bench.stages import format_stages
+from ..bench.worker import build_model
 from ..io import write_json
 from ..validation import FoundryInputError, check_output, positive_int
 

@@ -109,9 +109,9 @@ class StudentConfig(ConfigFields):
 
 _S = dict(teacher_width=384, width=384, depth=4, heads=6, tokenizer="slim", tokenizer_hidden=(32, 64, 128), token_dim=384)
 # the method study's final recipe (chosen on validation, scripts/method_study.sh narrow with TOKEN_DIM=192): the
-# encoder and the tokenizer's tokens 192 wide (3 heads of 64), the CAU still 384 hidden: within noise of the 384-wide
-# student on every task score with 28% of its parameters and 48% of its MACs (the tokenizer's last layer over every
-# point, 128 -> 384, was most of them)
+# encoder and the tokenizer's tokens 192 wide (3 heads of 64), the CAU still 384 hidden: within noise of the teacher
+# on every validation task score, as the 384-wide student, with 28% of its parameters and 48% of its MACs (the
+# tokenizer's last layer over every point, 128 -> 384, was most of them)
 _N = dict(_S, width=192, heads=3, token_dim=192)
 STUDENT_PRESETS: dict[str, dict] = {
     "foundry-s16-narrow": dict(_N, num_supertokens=16, dso_seeding="fps"),
