@@ -30,6 +30,8 @@
 #                                                      # those output MLPs train), into $RUNS/reship; SHIP=1 copies
 #                                                      # them into the package as foundry-vits-sN (cards by hand);
 #                                                      # FINAL=narrow/w192: from those narrow runs instead
+#   bash scripts/method_study.sh reship-val | reship-test  # their full-protocol table (SETS=reship evals-SPLIT scores
+#                                                      # them one at a time, for two processes)
 #   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
 #                                                      # docs/results/DATE-study-NAME-SPLIT: tables, plots and each
 #                                                      # model's results.json and per-seed runs/ (what `foundry
@@ -109,9 +111,10 @@ case $step in
 p = P('$dir/models/random-init.safetensors'); p.exists() or foundry.save(r(foundry.load('teacher-vits'), 0), p, \
 info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     runs=()
-    for d in $RUNS/matched/*/ $RUNS/sweep/*/ $RUNS/narrow/*/; do
+    # SETS: which run folders to score besides the teacher and the floor (SETS=none: those two only)
+    for set in ${SETS:-matched sweep narrow}; do for d in $RUNS/$set/*/; do
       [ -f $d/student.safetensors ] && runs+=("$(basename $d)=$d/student.safetensors")
-    done
+    done; done
     base=("teacher-vits=teacher-vits"); [ "${FLOOR:-1}" = 0 ] || base+=("random-init=$dir/models/random-init.safetensors")
     if [ -n "${REVERSE:-}" ]; then
       order=(); for ((i=${#runs[@]}-1; i>=0; i--)); do order+=("${runs[$i]}"); done; order+=("${base[@]}")
@@ -210,6 +213,11 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       [ "${SHIP:-0}" = 1 ] && python scripts/ship_weights.py $out/student.safetensors foundry-vits-s$s
     done
     ;;
+  reship-val|reship-test)
+    # the re-shipped students' full-protocol table against the teacher and the floor (evaluations of
+    # SETS=reship evals-SPLIT reused)
+    compare_finished reship ${step#reship-} $RUNS/reship/*/
+    ;;
   publish)
     src=$RUNS/$1; dest=docs/results/${DATE:-$(date +%F)}-study-$1
     [ -f $src/compare.json ] || { echo "no finished compare in $src" >&2; exit 1; }
@@ -221,6 +229,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship publish experts)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship reship-val reship-test publish experts)" >&2
      exit 2 ;;
 esac
