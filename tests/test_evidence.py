@@ -141,9 +141,9 @@ GOLDEN_TEACHERS = {  # mean |pooled feature|, mean token norm; the blocks a part
     "teacher-small-jepa": (0.864972, 13.753675, [1, 3, 5]),
 }
 GOLDEN_STUDENTS = {  # teacher, final-token cosine to it, cosine to its earlier part-head blocks
-    "foundry-vits-s16": ("teacher-vits", 0.98758, (0.96152, 0.97729)),
-    "foundry-vits-s4": ("teacher-vits", 0.87779, (0.83845, 0.85593)),
-    "foundry-vits-s1": ("teacher-vits", 0.91977, (0.89868, 0.90345)),
+    "foundry-vits-s16": ("teacher-vits", 0.98041, (0.95091, 0.96811)),
+    "foundry-vits-s4": ("teacher-vits", 0.96428, (0.93397, 0.94943)),
+    "foundry-vits-s1": ("teacher-vits", 0.91526, (0.89351, 0.89930)),
     "foundry-small-s16": ("teacher-small", 0.99124, (0.99185, 0.99196)),
     "foundry-small-jepa-s16": ("teacher-small-jepa", 0.98740, (0.99423, 0.99162)),
 }

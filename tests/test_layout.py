@@ -30,8 +30,11 @@ def assert_figures(got: dict, want: dict, rel=1e-6, what=""):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_models_give_the_recorded_outputs(name):
+    # sums over every token of four clouds: float32 sums in another order (another CPU, another thread
+    # count) move them by up to ~1e-5 relative (measured: Intel Xeon vs the AMD EPYC that recorded them);
+    # a changed behaviour (another block, another grouping) moves them by whole percents
     with torch.no_grad():
-        assert_figures(figures(foundry.load(name), golden_clouds()), FIGURES["shipped"][name], what=name)
+        assert_figures(figures(foundry.load(name), golden_clouds()), FIGURES["shipped"][name], rel=1e-4, what=name)
 
 
 def test_legacy_student_checkpoint_loads_with_its_outputs():
