@@ -32,6 +32,8 @@
 #                                                      # FINAL=narrow/w192: from those narrow runs instead
 #   bash scripts/method_study.sh reship-val | reship-test  # their full-protocol table (SETS=reship evals-SPLIT scores
 #                                                      # them one at a time, for two processes)
+#   bash scripts/method_study.sh shipped-val | shipped-test  # the shipped students' full-protocol table (SETS=shipped
+#                                                      # evals-SPLIT scores them one at a time first, for two processes)
 #   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
 #                                                      # docs/results/DATE-study-NAME-SPLIT: tables, plots and each
 #                                                      # model's results.json and per-seed runs/ (what `foundry
@@ -52,6 +54,7 @@ CACHE=$RUNS/cache/teacher-vits-train
 EPOCHS=${EPOCHS:-15}
 RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision bf16-mixed --views 1"
 ALL=(foundry-s16 fps-s16 foundry-s16-learned kmeans-s16 tome-s16)
+SHIPPED="foundry-vits-s16 foundry-vits-s4 foundry-vits-s1"
 
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
 # compare_finished NAME SPLIT RUN_FOLDER...: the finished runs among the folders (labelled by folder
@@ -112,9 +115,13 @@ p = P('$dir/models/random-init.safetensors'); p.exists() or foundry.save(r(found
 info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     runs=()
     # SETS: which run folders to score besides the teacher and the floor (SETS=none: those two only)
-    for set in ${SETS:-matched sweep narrow}; do for d in $RUNS/$set/*/; do
-      [ -f $d/student.safetensors ] && runs+=("$(basename $d)=$d/student.safetensors")
-    done; done
+    # (SETS=shipped: the package's foundry-vits-s16/s4/s1 by name)
+    for set in ${SETS:-matched sweep narrow}; do
+      [ $set = shipped ] && { for s in $SHIPPED; do runs+=("$s=$s"); done; continue; }
+      for d in $RUNS/$set/*/; do
+        [ -f $d/student.safetensors ] && runs+=("$(basename $d)=$d/student.safetensors")
+      done
+    done
     base=("teacher-vits=teacher-vits"); [ "${FLOOR:-1}" = 0 ] || base+=("random-init=$dir/models/random-init.safetensors")
     if [ -n "${REVERSE:-}" ]; then
       order=(); for ((i=${#runs[@]}-1; i>=0; i--)); do order+=("${runs[$i]}"); done; order+=("${base[@]}")
@@ -213,6 +220,16 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       [ "${SHIP:-0}" = 1 ] && python scripts/ship_weights.py $out/student.safetensors foundry-vits-s$s
     done
     ;;
+  shipped-val|shipped-test)
+    # the shipped students' full-protocol table (README "Teacher vs the shipped students"): every evaluation of
+    # evals-SPLIT and SETS=shipped evals-SPLIT reused; transfer (the teacher's own heads) computed here
+    split=${step#shipped-}; reuse=()
+    for label in teacher-vits random-init $SHIPPED; do
+      [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
+    done
+    foundry compare --teacher teacher-vits --models $SHIPPED -p svm -p fewshot -p partseg -p transfer -p fidelity \
+      --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/shipped-$split
+    ;;
   reship-val|reship-test)
     # the re-shipped students' full-protocol table against the teacher and the floor (evaluations of
     # SETS=reship evals-SPLIT reused)
@@ -229,6 +246,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship reship-val reship-test publish experts)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship reship-val reship-test shipped-val shipped-test publish experts)" >&2
      exit 2 ;;
 esac
