@@ -24,25 +24,12 @@ for step in "${steps[@]}"; do
       --threads 1 --seed 0 --val-every 5 --out $RUNS/teacher-small --resume
     foundry eval $RUNS/teacher-small/encoder.safetensors -p svm --seeds 0 1 2 --threads 1 --out $RUNS/teacher-small-svm
     ;;
-  students)  # the shipped s16: 23 epochs with the paper's learned queries, then 28 with FPS-seeded DSO queries
-    foundry distill --teacher teacher-vits --student foundry-s16-learned --views 1 --cache $CACHE \
-      --out $RUNS/s16-a --epochs 1 --batch-size 32 --lr 1e-3 --warmup-epochs 0.1 $(resume_flag $RUNS/s16-a/training_state.pt)
-    foundry distill --teacher teacher-vits --student $RUNS/s16-a/student.safetensors --views 1 --cache $CACHE \
-      --out $RUNS/s16-b --epochs 2 --batch-size 32 --lr 5e-4 --warmup-epochs 0.05 $(resume_flag $RUNS/s16-b/training_state.pt)
-    foundry distill --teacher teacher-vits --student $RUNS/s16-b/student.safetensors --views 1 --cache $CACHE \
-      --out $RUNS/s16-c --epochs 20 --batch-size 32 --lr 5e-4 --warmup-epochs 0.5 --feature-weight 0.5 \
-      --precision bf16-mixed $(resume_flag $RUNS/s16-c/training_state.pt)
-    foundry distill --teacher teacher-vits --student $RUNS/s16-c/student.safetensors --set dso_seeding=fps \
-      --views 1 --cache $CACHE --out $RUNS/s16-d --epochs 28 --batch-size 32 --lr 5e-4 --warmup-epochs 0.5 \
-      --feature-weight 0.5 --precision bf16-mixed --seed 0 $(resume_flag $RUNS/s16-d/training_state.pt)
-    # s1: 3 epochs (as s16-a/b), then 18 more with the pooled-feature term
-    foundry distill --teacher teacher-vits --student foundry-s1 --views 1 --cache $CACHE \
-      --out $RUNS/s1-a --epochs 1 --batch-size 32 --lr 1e-3 --warmup-epochs 0.1 $(resume_flag $RUNS/s1-a/training_state.pt)
-    foundry distill --teacher teacher-vits --student $RUNS/s1-a/student.safetensors --views 1 --cache $CACHE \
-      --out $RUNS/s1-b --epochs 2 --batch-size 32 --lr 5e-4 --warmup-epochs 0.05 $(resume_flag $RUNS/s1-b/training_state.pt)
-    foundry distill --teacher teacher-vits --student $RUNS/s1-b/student.safetensors --views 1 --cache $CACHE \
-      --out $RUNS/s1-c --epochs 18 --batch-size 32 --lr 5e-4 --warmup-epochs 0.5 --feature-weight 0.5 \
-      --precision bf16-mixed --seed 0 $(resume_flag $RUNS/s1-c/training_state.pt)
+  students)  # the shipped foundry-vits-s16/s4/s1 (since 2026-12-04): the method study's final recipe, foundry-s16-narrow
+    # at s 16 / 4 / 1 (15 epochs on the 5,073 training clouds), then the teacher's blocks 3 and 7; ~55 min on one core.
+    # (The 384-wide students shipped before came from a 4-stage chain of 51 epochs: see the git history of this step.)
+    RUNS=$RUNS/study bash scripts/method_study.sh cache
+    RUNS=$RUNS/study NARROW_S="16 4 1" WIDTHS=192 TOKEN_DIM=192 bash scripts/method_study.sh narrow
+    RUNS=$RUNS/study FINAL=narrow/w192-t192 bash scripts/method_study.sh reship
     ;;
   experts)  # task-specific baselines, labels only, the same student body from random init
     [ -f $RUNS/expert-seg/student.safetensors ] || foundry distill --teacher teacher-vits --student foundry-s16-learned \
