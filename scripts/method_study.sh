@@ -25,6 +25,8 @@
 #                                                      # train-time help), the same recipe, init and seed as matched
 #   bash scripts/method_study.sh robust-val | robust-test  # it against matched foundry-s16 and the teacher: the
 #                                                      # robustness protocol (clean, seen and unseen families, sev. 3)
+#   bash scripts/method_study.sh robust-shipped-val | robust-shipped-test  # the robustness protocol (severity 3) on the
+#                                                      # teacher and the shipped students, then their compare
 #   bash scripts/method_study.sh reship                # the final recipe's s16 (matched $WINNER), s4 and s1 (sweep)
 #                                                      # learn the teacher's blocks 3 and 7 (the part head's; only
 #                                                      # those output MLPs train), into $RUNS/reship; SHIP=1 copies
@@ -203,6 +205,23 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       --set 'robustness.severities=[3]' --set 'robustness.density=[]' --set robustness.seg=false \
       --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $d
     ;;
+  robust-shipped-val|robust-shipped-test)
+    # the robustness protocol (the seven ModelNet-C families at severity 3, single-view partial scans) on the teacher
+    # and the shipped students, one model at a time under per-model locks (two processes: run it twice), then the
+    # compare (mCE relative to the teacher, paired intervals) with every evaluation reused
+    split=${step#robust-shipped-}; d=$RUNS/robust-shipped-$split; mkdir -p $d/evals
+    settings=(--set 'robustness.families=["jitter","drop_local","add_local","drop_global","add_global","scale","rotate"]'
+              --set 'robustness.severities=[3]' --set 'robustness.density=[]' --set robustness.seg=false)
+    for label in teacher-vits $SHIPPED; do
+      ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
+      flock -n $d/evals/$label.lock foundry eval $label -p robustness "${ref[@]}" "${settings[@]}" --seeds 0 1 2 \
+        --split $split --threads ${THREADS:-1} --out $d/evals/$label --cache-dir $d/cache || true
+    done
+    reuse=(); for label in teacher-vits $SHIPPED; do reuse+=(--reuse $label=$d/evals/$label); done
+    flock -w 36000 $d/evals/teacher-vits.lock true
+    foundry compare --teacher teacher-vits --no-random -p robustness --models $SHIPPED "${settings[@]}" --seeds 0 1 2 \
+      --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
+    ;;
   reship)
     foundry distill --teacher teacher-vits --student foundry-s16 --extra-layers 3 7 --cache $CACHE \
       --out $RUNS/cache-run --views 1 --cache-only
@@ -246,6 +265,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship reship-val reship-test shipped-val shipped-test publish experts)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship reship-val reship-test shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts)" >&2
      exit 2 ;;
 esac
