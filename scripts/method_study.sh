@@ -32,8 +32,6 @@
 #                                                      # those output MLPs train), into $RUNS/reship; SHIP=1 copies
 #                                                      # them into the package as foundry-vits-sN (cards by hand);
 #                                                      # FINAL=narrow/w192: from those narrow runs instead
-#   bash scripts/method_study.sh reship-val | reship-test  # their full-protocol table (SETS=reship evals-SPLIT scores
-#                                                      # them one at a time, for two processes)
 #   bash scripts/method_study.sh shipped-val | shipped-test  # the shipped students' full-protocol table (SETS=shipped
 #                                                      # evals-SPLIT scores them one at a time first, for two processes)
 #   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
@@ -57,6 +55,9 @@ EPOCHS=${EPOCHS:-15}
 RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision bf16-mixed --views 1"
 ALL=(foundry-s16 fps-s16 foundry-s16-learned kmeans-s16 tome-s16)
 SHIPPED="foundry-vits-s16 foundry-vits-s4 foundry-vits-s1"
+# the robustness protocol of the study: the seven ModelNet-C families at severity 3 (and the partial view, on by default)
+ROBUST_SEV3=(--set 'robustness.families=["jitter","drop_local","add_local","drop_global","add_global","scale","rotate"]'
+             --set 'robustness.severities=[3]' --set 'robustness.density=[]' --set robustness.seg=false)
 
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
 # compare_finished NAME SPLIT RUN_FOLDER...: the finished runs among the folders (labelled by folder
@@ -201,25 +202,21 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     foundry compare --teacher teacher-vits --no-random -p robustness \
       --models foundry-s16=$RUNS/matched/foundry-s16-seed0/student.safetensors \
                foundry-s16-corrupted=$RUNS/robust/foundry-s16-corrupted-seed0/student.safetensors \
-      --set 'robustness.families=["jitter","drop_local","add_local","drop_global","add_global","scale","rotate"]' \
-      --set 'robustness.severities=[3]' --set 'robustness.density=[]' --set robustness.seg=false \
-      --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $d
+      "${ROBUST_SEV3[@]}" --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $d
     ;;
   robust-shipped-val|robust-shipped-test)
     # the robustness protocol (the seven ModelNet-C families at severity 3, single-view partial scans) on the teacher
     # and the shipped students, one model at a time under per-model locks (two processes: run it twice), then the
     # compare (mCE relative to the teacher, paired intervals) with every evaluation reused
     split=${step#robust-shipped-}; d=$RUNS/robust-shipped-$split; mkdir -p $d/evals
-    settings=(--set 'robustness.families=["jitter","drop_local","add_local","drop_global","add_global","scale","rotate"]'
-              --set 'robustness.severities=[3]' --set 'robustness.density=[]' --set robustness.seg=false)
     for label in teacher-vits $SHIPPED; do
       ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
-      flock -n $d/evals/$label.lock foundry eval $label -p robustness "${ref[@]}" "${settings[@]}" --seeds 0 1 2 \
+      flock -n $d/evals/$label.lock foundry eval $label -p robustness "${ref[@]}" "${ROBUST_SEV3[@]}" --seeds 0 1 2 \
         --split $split --threads ${THREADS:-1} --out $d/evals/$label --cache-dir $d/cache || true
     done
     reuse=(); for label in teacher-vits $SHIPPED; do reuse+=(--reuse $label=$d/evals/$label); done
     flock -w 36000 $d/evals/teacher-vits.lock true
-    foundry compare --teacher teacher-vits --no-random -p robustness --models $SHIPPED "${settings[@]}" --seeds 0 1 2 \
+    foundry compare --teacher teacher-vits --no-random -p robustness --models $SHIPPED "${ROBUST_SEV3[@]}" --seeds 0 1 2 \
       --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
     ;;
   reship)
@@ -249,11 +246,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     foundry compare --teacher teacher-vits --models $SHIPPED -p svm -p fewshot -p partseg -p transfer -p fidelity \
       --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/shipped-$split
     ;;
-  reship-val|reship-test)
-    # the re-shipped students' full-protocol table against the teacher and the floor (evaluations of
-    # SETS=reship evals-SPLIT reused)
-    compare_finished reship ${step#reship-} $RUNS/reship/*/
-    ;;
   publish)
     src=$RUNS/$1; dest=docs/results/${DATE:-$(date +%F)}-study-$1
     [ -f $src/compare.json ] || { echo "no finished compare in $src" >&2; exit 1; }
@@ -265,6 +257,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship reship-val reship-test shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts)" >&2
      exit 2 ;;
 esac

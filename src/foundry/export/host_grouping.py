@@ -47,20 +47,20 @@ def ort_session(path, threads: int = 1, profile_prefix: str | None = None):
     Graphs that group themselves run as fast or faster spinning throughout, and keep it."""
     import onnxruntime as ort
 
-    def build(spin: bool):
+    def build(stop_spinning_after_calls: bool):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        if not spin:
+        if stop_spinning_after_calls:
             opts.add_session_config_entry("session.force_spinning_stop", "1")
         if profile_prefix is not None:
             opts.enable_profiling = True
             opts.profile_file_prefix = profile_prefix
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
-    session = build(spin=True)
+    session = build(stop_spinning_after_calls=False)
     if threads > 1 and session_grouping(session) is not None:
-        session = build(spin=False)
+        session = build(stop_spinning_after_calls=True)
     return session
 
 
