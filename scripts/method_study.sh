@@ -19,7 +19,8 @@
 #                                                      # encoder's weights, read once per call over 16 SuperTokens);
 #                                                      # NARROW_S="16 4 1" WIDTHS=192: the narrow recipe at s 4 and 1 too;
 #                                                      # TOKEN_DIM=192: the tokenizer's tokens that wide as well
-#   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe
+#   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe (GATE=foundry-s16-narrow-gate:
+#                                                      # the final recipe's width with the gate)
 #   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside the teacher with ToMe (MACs axis)
 #   bash scripts/method_study.sh robust                # foundry-s16 with corrupted views (issue "Real sensor data"'s
 #                                                      # train-time help), the same recipe, init and seed as matched
@@ -32,6 +33,8 @@
 #                                                      # those output MLPs train), into $RUNS/reship; SHIP=1 copies
 #                                                      # them into the package as foundry-vits-sN (cards by hand);
 #                                                      # FINAL=narrow/w192: from those narrow runs instead
+#                                                      # RESHIP_S="2 8 32": those s of the sweep too; RESHIP_S=gate:
+#                                                      # the gated run (GATE) into foundry-vits-s16-gate
 #   bash scripts/method_study.sh shipped-val | shipped-test  # the shipped students' full-protocol table (SETS=shipped
 #                                                      # evals-SPLIT scores them one at a time first, for two processes)
 #   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
@@ -163,12 +166,12 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     compare_finished narrow ${step#narrow-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/narrow/*/
     ;;
   gate)
-    out=$RUNS/gate/foundry-s16-gate-seed0
-    [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student foundry-s16-gate --cache $CACHE \
+    out=$RUNS/gate/${GATE:-foundry-s16-gate}-seed0
+    [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student ${GATE:-foundry-s16-gate} --cache $CACHE \
       --out $out $RECIPE --seed 0 $(resume_flag $out/training_state.pt)
     ;;
   gate-val|gate-test)
-    split=${step#gate-}; g=$RUNS/gate/foundry-s16-gate-seed0/student.safetensors
+    split=${step#gate-}; g=${GATE_FILE:-$RUNS/gate/${GATE:-foundry-s16-gate}-seed0/student.safetensors}
     models=()
     # the gate's budget r = tokens merged into the 16 SuperTokens (0: a plain transformer over all 64
     # tokens, 64: the s16 student); ToMe on the teacher cannot go below about half the teacher's MACs
@@ -178,8 +181,13 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     reuse=(); for label in teacher-vits random-init; do
       [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
     done
+    # REUSE_FROM=DIR: the ToMe budgets' evaluations already in DIR/evals (a copy of a published gate-SPLIT:
+    # ToMe runs on the teacher, so a new gated student does not change them)
+    for t in ${TOME_BUDGETS:-8 16 24 40 63}; do
+      [ -n "${REUSE_FROM:-}" ] && [ -d $REUSE_FROM/evals/tome-r$t ] && reuse+=(--reuse tome-r$t=$REUSE_FROM/evals/tome-r$t)
+    done
     foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg --seeds 0 1 2 \
-      --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/gate-$split
+      --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/${GATE_OUT:-gate}-$split
     ;;
   experts)
     for task in classification segmentation; do
@@ -220,9 +228,21 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
     ;;
   reship)
-    foundry distill --teacher teacher-vits --student foundry-s16 --extra-layers 3 7 --cache $CACHE \
-      --out $RUNS/cache-run --views 1 --cache-only
-    for s in 16 4 1; do
+    # the blocks' caches under a lock: two processes (the s sweep's, the gate's) may want them at once
+    flock $RUNS/cache/.extra-layers.lock foundry distill --teacher teacher-vits --student foundry-s16 --extra-layers 3 7 \
+      --cache $CACHE --out $RUNS/cache-run --views 1 --cache-only
+    # RESHIP_S="2 8 32": the s sweep's other runs learn the blocks too, as the shipped ones (SHIP=0 for them);
+    # RESHIP_S=gate: the gated run ($RUNS/gate/$GATE-seed0) into $RUNS/reship/foundry-vits-s16-gate
+    for s in ${RESHIP_S:-16 4 1}; do
+      if [ $s = gate ]; then
+        src=$RUNS/gate/${GATE:-foundry-s16-narrow-gate}-seed0/student.safetensors; out=$RUNS/reship/foundry-vits-s16-gate
+        [ -f $src ] || { echo "[study] $src not trained yet (gate first)" >&2; exit 1; }
+        [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student $src --extra-layers 3 7 \
+          --train-only layer-heads --cache $CACHE --out $out --epochs 3 --batch-size 32 --lr 1e-3 --warmup-epochs 0.2 \
+          --views 1 --precision bf16-mixed --seed 0 $(resume_flag $out/training_state.pt)
+        [ "${SHIP:-0}" = 1 ] && python scripts/ship_weights.py $out/student.safetensors foundry-vits-s16-gate
+        continue
+      fi
       src=$RUNS/sweep/s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/matched/${WINNER:-foundry-s16}-seed0/student.safetensors
       # FINAL=narrow/w192[-tD]: the final recipe is that narrow run (narrow NARROW_S="16 4 1" trains its three s)
       if [ -n "${FINAL:-}" ]; then

@@ -311,3 +311,25 @@ def test_extra_layers_are_distilled_and_heads_only_training_keeps_other_outputs(
     assert not torch.equal(grown.forward_layers(x, [0])[0][0], before)
     chain = foundry.load(tmp_path / "heads" / "student.safetensors").checkpoint_info["command_chain"]
     assert len(chain) == 1 and chain[0]["epochs"] == 1
+
+
+def test_a_gated_student_learns_extra_layers_and_keeps_every_budget(teacher_path, tmp_path):
+    """foundry-vits-s16-gate's last step: block heads trained on a gated student; every run-time
+    budget r still runs, on the extra layer too, and the heads-only step leaves the final tokens alone."""
+    from foundry.api import with_budget
+    from foundry.models.surgery import add_extra_layers
+
+    teacher = foundry.load(teacher_path)
+    _, gated = run(teacher_path, tmp_path / "gate", student_kw={"gate": True, "gate_training": "budget"}, epochs=1)
+    grown = add_extra_layers(foundry.load(tmp_path / "gate" / "student.safetensors"), [0])
+    x = torch.rand(2, 256, 3)
+    before = grown.eval().forward_tokens(x)[0]
+    distill(teacher, grown.train(), teacher_name="tiny", data=DATA, out_dir=tmp_path / "heads", epochs=1,
+            batch_size=3, views=1, verbose=False, train_only="layer-heads")
+    model = foundry.load(tmp_path / "heads" / "student.safetensors")
+    assert model.reproduced_layers() == [0, 1]
+    torch.testing.assert_close(model.forward_tokens(x)[0], before)
+    groups = model.config.num_groups
+    for r in (0, groups // 2, groups):
+        (l0, l1), _ = with_budget(model, "r", str(r)).forward_layers(x, [0, -1])
+        assert l0.shape == l1.shape == before.shape and torch.isfinite(l0).all()

@@ -158,8 +158,20 @@ def test_all_protocols_run_and_resume(tmp_path):
                      log=logs.append, name="tiny-a")
     assert not any("running" in m for m in logs)
     assert again["protocols"]["svm"]["per_seed"] == res["protocols"]["svm"]["per_seed"]
-    # a lost seed result is recomputed, alone
+    # a published folder that kept results.json but not runs/: every seed is restored from it, none rerun
+    import shutil
+    shutil.rmtree(tmp_path / "runs")
+    logs.clear()
+    restored = run_eval(tiny(0), protos, seeds=[0, 1, 2], out_dir=tmp_path, overrides=TINY, reference=tiny(1),
+                        log=logs.append, name="tiny-a")
+    assert not any("running" in m for m in logs)
+    assert restored["protocols"]["svm"]["details"] == res["protocols"]["svm"]["details"]
+    assert json.loads((tmp_path / "runs" / "svm" / "seed_2.json").read_text())["restored_from"] == "results.json"
+    # a lost seed result (in neither place) is recomputed, alone
     (tmp_path / "runs" / "probe" / "seed_1.json").unlink()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    del saved["protocols"]["probe"]["per_seed"]["1"]
+    (tmp_path / "results.json").write_text(json.dumps(saved))
     logs.clear()
     run_eval(tiny(0), ["probe"], seeds=[0, 1, 2], out_dir=tmp_path, overrides=TINY, log=logs.append, name="tiny-a")
     assert [m for m in logs if "running" in m] == ["[probe seed 1] running on tiny-a ..."]

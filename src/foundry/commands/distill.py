@@ -23,7 +23,7 @@ def register(p):
     p.add_argument("--student", default="foundry-s16-narrow",
                    help="student preset (foundry-s16-narrow, -s4-narrow, -s1-narrow: the method study's final recipe, a "
                         "192-wide encoder and tokens; foundry-s16, foundry-s4, foundry-s1: 384 wide; foundry-s16-gate, "
-                        "foundry-s16-learned (the paper's free DSO queries), fps-s16, kmeans-s16, tome-s16, ...) or a "
+                        "foundry-s16-narrow-gate (one file, a run-time budget r), foundry-s16-learned (the paper's free DSO queries), fps-s16, kmeans-s16, tome-s16, ...) or a "
                         "student checkpoint to continue from (default: foundry-s16-narrow)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a student config field, e.g. --set depth=2 --set cau_position=true (JSON values); "

@@ -171,8 +171,10 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
         "git": git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocols": {},
     }
+    before = {}
     if out is not None:
         _check_same_model(out, ctx.fingerprint, ctx.name, overwrite)
+        before = {} if overwrite else _read_results(out)
     for proto_name in protocols:
         proto = get_protocol(proto_name)
         settings = all_settings[proto_name]
@@ -187,6 +189,10 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
         for seed in seeds:
             path = out / "runs" / proto_name / f"seed_{seed}.json" if out is not None else None
             rec = _load_done(path, chash, overwrite)
+            if rec is None:
+                rec = _from_results(before, proto_name, chash, seed, config)
+                if rec is not None and path is not None:
+                    write_json(path, rec)  # the per-seed record again, as a run would have written it
             if rec is not None:
                 entry["resumed"].append(seed)
                 log(f"[{proto_name} seed {seed}] done before, skipped ({path})")
@@ -214,6 +220,19 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
     if out is not None:
         _write_results(out, results, protocols, markdown=True)
     return results
+
+
+def _from_results(before: dict, proto_name: str, chash: str, seed: int, config: dict) -> dict | None:
+    """One seed's finished record from a results.json alone (a published folder keeps results.json
+    but not always its runs/): the same configuration hash, so the same protocol, settings and models."""
+    entry = (before.get("protocols") or {}).get(proto_name) or {}
+    key = str(seed)
+    if entry.get("config_hash") != chash or key not in (entry.get("per_seed") or {}):
+        return None
+    return {"config": config, "config_hash": chash, "seed": seed, "metrics": entry["per_seed"][key],
+            "details": (entry.get("details") or {}).get(key, {}), "data": (entry.get("data") or {}).get(key, {}),
+            "wall_time_s": (entry.get("wall_time_s") or {}).get(key), "finished": before.get("finished"),
+            "restored_from": "results.json"}
 
 
 def _read_results(out: Path) -> dict:

@@ -122,6 +122,7 @@ STUDENT_PRESETS: dict[str, dict] = {
     "foundry-s4": dict(_S, num_supertokens=4, dso_seeding="fps"),
     "foundry-s1": dict(_S, num_supertokens=1),  # one SuperToken: every token joins it, queries do not matter
     "foundry-s16-gate": dict(_S, num_supertokens=16, gate=True, dso_seeding="fps", gate_training="budget"),
+    "foundry-s16-narrow-gate": dict(_N, num_supertokens=16, gate=True, dso_seeding="fps", gate_training="budget"),
     # the paper's DSO: free learned queries (most SuperTokens end up empty; kept for comparison)
     "foundry-s16-learned": dict(_S, num_supertokens=16),
     "foundry-s4-learned": dict(_S, num_supertokens=4),
