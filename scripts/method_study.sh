@@ -14,6 +14,8 @@
 #                                                      # runs first; a model another process holds is done last
 #   bash scripts/method_study.sh sweep                 # s = 1 2 4 8 32 with $WINNER (default foundry-s16), same budget
 #   bash scripts/method_study.sh sweep-val | sweep-test  # the s sweep scored (pareto.png: accuracy against GMACs)
+#   bash scripts/method_study.sh sweep-final-val | sweep-final-test  # the final recipe's s sweep (SWEEP_S, default
+#                                                      # 1 2 4 8 16 32; see the step) scored, pareto.png
 #   bash scripts/method_study.sh narrow                # foundry-s16 with a narrower encoder (width 192 / 256, 64-d
 #                                                      # heads), same recipe: what batch-1 latency is bound by (the
 #                                                      # encoder's weights, read once per call over 16 SuperTokens);
@@ -162,6 +164,26 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
         $(resume_flag $out/training_state.pt)
     done; done
     ;;
+  sweep-final-val|sweep-final-test)
+    # the final recipe's s sweep: on val the narrow runs as trained (NARROW_S="1 2 4 8 16 32" WIDTHS=192
+    # TOKEN_DIM=192 narrow), on test the files that learned the teacher's blocks 3/7 (the package's s 16/4/1,
+    # RESHIP_S="2 8 32" FINAL=narrow/w192-t192 reship for the others); each scored alone (evaluate_one), then one compare
+    split=${step#sweep-final-}; models=()
+    for s in ${SWEEP_S:-1 2 4 8 16 32}; do
+      if [ $split = val ]; then
+        name=w192-t192-s$s-seed0; [ $s = 16 ] && name=w192-t192-seed0; models+=("$name=$RUNS/narrow/$name/student.safetensors")
+      else
+        case $s in 16|4|1) models+=("foundry-vits-s$s=foundry-vits-s$s");;
+          *) models+=("foundry-vits-s$s=$RUNS/reship/foundry-vits-s$s/student.safetensors");; esac
+      fi
+    done
+    for e in "${models[@]}"; do evaluate_one $split ${e%%=*} ${e#*=} --wait; done
+    reuse=(); for label in teacher-vits random-init "${models[@]%%=*}"; do
+      [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
+    done
+    foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg -p fidelity \
+      --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/sweep-final-$split
+    ;;
   narrow-val|narrow-test)
     compare_finished narrow ${step#narrow-} $RUNS/matched/${WINNER:-foundry-s16}-seed0/ $RUNS/narrow/*/
     ;;
@@ -277,6 +299,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts)" >&2
      exit 2 ;;
 esac

@@ -195,7 +195,8 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
                     write_json(path, rec)  # the per-seed record again, as a run would have written it
             if rec is not None:
                 entry["resumed"].append(seed)
-                log(f"[{proto_name} seed {seed}] done before, skipped ({path})")
+                log(f"[{proto_name} seed {seed}] done before, skipped ({path}"
+                    + (", restored from results.json)" if rec.get("restored_from") else ")"))
             else:
                 log(f"[{proto_name} seed {seed}] running on {ctx.name} ...")
                 t0 = time.time()
