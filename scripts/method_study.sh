@@ -216,7 +216,8 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       out=$RUNS/experts/$task-seed0
       [ -f $out/student.safetensors ] && { echo "[study] $out done"; continue; }
       data=modelnet10:train; [ $task = segmentation ] && data=kicadpart:train
-      foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} --expert $task --data $data \
+      # the final recipe's body (EXPERT_STUDENT=foundry-s16: the 384-wide one of the matched study)
+      foundry distill --teacher teacher-vits --student ${EXPERT_STUDENT:-foundry-s16-narrow} --expert $task --data $data \
         --out $out --epochs $EPOCHS --batch-size 32 --lr 1e-3 --seed 0 --kd-weight 1.0 --kd-temperature 2.0 \
         --teacher-head-epochs 20 $(resume_flag $out/training_state.pt)
     done
