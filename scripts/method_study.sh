@@ -263,7 +263,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
         [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student $src --extra-layers 3 7 \
           --train-only layer-heads --cache $CACHE --out $out --epochs 3 --batch-size 32 --lr 1e-3 --warmup-epochs 0.2 \
           --views 1 --precision bf16-mixed --seed 0 $(resume_flag $out/training_state.pt)
-        [ "${SHIP:-0}" = 1 ] && python scripts/ship_weights.py $out/student.safetensors foundry-vits-s16-gate
+        if [ "${SHIP:-0}" = 1 ]; then python scripts/ship_weights.py $out/student.safetensors foundry-vits-s16-gate --budget 64; fi
         continue
       fi
       src=$RUNS/sweep/s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/matched/${WINNER:-foundry-s16}-seed0/student.safetensors
@@ -276,7 +276,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student $src --extra-layers 3 7 \
         --train-only layer-heads --cache $CACHE --out $out --epochs 3 --batch-size 32 --lr 1e-3 --warmup-epochs 0.2 \
         --views 1 --precision bf16-mixed --seed 0 $(resume_flag $out/training_state.pt)
-      [ "${SHIP:-0}" = 1 ] && python scripts/ship_weights.py $out/student.safetensors foundry-vits-s$s
+      if [ "${SHIP:-0}" = 1 ]; then python scripts/ship_weights.py $out/student.safetensors foundry-vits-s$s; fi
     done
     ;;
   shipped-val|shipped-test)

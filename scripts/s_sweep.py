@@ -6,10 +6,11 @@
 Reads `foundry compare` results; a row is a sweep point when its label ends in `-s<N>` or `-s<N>-seed<K>`
 (foundry-vits-s8, w192-t192-s2-seed0; a label without it, such as w192-t192-seed0, is s = 16 when
 --default-s says so). Several files may be given (e.g. a published compare of some s and a new one of the
-others, on the same split); the teacher and the random floor come from the first. Prints one table (s,
-GMACs, each score mean +- std, its paired difference with the teacher and verdict) and, when the compare
-was run with `--pair-with` the largest s, where the curve flattens: the smallest s whose every task score
-is within noise of (or above) the largest s's. Draws one panel per score: mean +- std over seeds against s
+others, on the same split); the teacher and the random floor come from the first file that has them. Prints one table (s,
+GMACs, each score mean +- std, its paired difference with the teacher), each s paired with the
+largest s (from the item scores in the models' results.json: the eval folder a row names, or the published
+copy beside compare.json), and where the curve flattens: the smallest s whose every task score is within
+noise of (or above) the largest s's. Draws one panel per score: mean +- std over seeds against s
 (log scale), the teacher's and the floor's means as lines, GMACs on the top axis.
 """
 from __future__ import annotations
@@ -20,15 +21,18 @@ import re
 from pathlib import Path
 
 SCORES = ("svm/accuracy", "fewshot/acc_5w10s", "fewshot/acc_10w10s", "partseg/instance_miou", "fidelity/cosine")
+TASKS = ("svm/accuracy", "fewshot/acc_5w10s", "fewshot/acc_5w20s", "fewshot/acc_10w10s", "fewshot/acc_10w20s",
+         "partseg/class_miou", "partseg/instance_miou")  # every task score: what "flattens" asks of an s
 S_IN_LABEL = re.compile(r"-s(\d+)(?:-seed\d+)?$")
 
 
-def sweep_rows(compares: list[dict], default_s: int | None) -> dict[int, dict]:
-    """{s: row} over the files (a later file's row of the same s replaces an earlier one's)."""
+def sweep_rows(compares: list[dict], default_s: int | None, only: str | None = None) -> dict[int, dict]:
+    """{s: row} over the files (a later file's row of the same s replaces an earlier one's); only: a regular
+    expression the labels must match (the recipe's runs among others in one compare)."""
     rows = {}
     for comp in compares:
         for row in comp["rows"]:
-            if row["group"] in ("teacher", "random init"):
+            if row["group"] in ("teacher", "random init") or (only and not re.search(only, row["label"])):
                 continue
             m = S_IN_LABEL.search(row["label"])
             s = int(m.group(1)) if m else default_s
@@ -37,23 +41,56 @@ def sweep_rows(compares: list[dict], default_s: int | None) -> dict[int, dict]:
     return dict(sorted(rows.items()))
 
 
-def reference_means(compare: dict) -> tuple[dict, dict]:
-    teacher = next(r for r in compare["rows"] if r["group"] == "teacher")
-    floor = next((r for r in compare["rows"] if r["group"] == "random init"), None)
-    return ({k: v["mean"] for k, v in teacher["scores"].items()},
-            {k: v["mean"] for k, v in (floor or {"scores": {}})["scores"].items()})
+def reference_means(compares: list[dict]) -> tuple[dict, dict]:
+    """The teacher's and the random floor's mean scores, from the first file that has each."""
+    rows = [r for comp in compares for r in comp["rows"]]
+    teacher = next(r for r in rows if r["group"] == "teacher")
+    floor = next((r for r in rows if r["group"] == "random init"), {"scores": {}})
+    return ({k: v["mean"] for k, v in teacher["scores"].items()}, {k: v["mean"] for k, v in floor["scores"].items()})
 
 
-def flattens_at(rows: dict[int, dict], largest: int) -> int | None:
-    """The smallest s whose every task score's paired difference with the largest s holds zero or is above it."""
-    for s, row in rows.items():
-        against = row.get("paired_with") or {}
-        if s == largest:
-            return s
-        tasks = [k for k in against if not k.startswith("fidelity/")]
-        if tasks and all(against[k]["difference"]["high"] >= 0 for k in tasks):
+def results_of(row: dict, compare_path: Path) -> dict | None:
+    """The row's results.json: in its recorded eval folder, or in the published copy beside compare.json."""
+    for folder in (Path(row.get("eval_dir") or "/nonexistent"), compare_path.parent / "evals" / row["label"]):
+        if (folder / "results.json").is_file():
+            return json.loads((folder / "results.json").read_text())
+    return None
+
+
+def paired_with_largest(results: dict[int, dict | None], scores) -> dict[int, dict]:
+    """{s: {score: paired interval of s - the largest s}} from the item scores both recorded
+    (eval.paired: the same resample of clouds / shapes / folds for both)."""
+    from foundry.eval.paired import item_scores, paired_interval
+
+    largest = results[max(results)]
+    out = {}
+    for s, res in results.items():
+        out[s] = {}
+        for key in scores:
+            proto, metric = key.split("/")
+            if res is None or largest is None or proto == "fidelity":
+                continue
+            a = item_scores(res["protocols"].get(proto, {}), metric)
+            b = item_scores(largest["protocols"].get(proto, {}), metric)
+            if a is not None and b is not None and a[0].shape == b[0].shape:
+                out[s][key] = paired_interval(a, b)
+    return out
+
+
+def flattens_at(against: dict[int, dict]) -> int | None:
+    """The smallest s below the largest whose every task score's paired difference with the largest s
+    holds zero or is above it (None: every smaller s is below the largest on some task score)."""
+    largest = max(against)
+    for s in sorted(against):
+        tasks = against[s]
+        if s != largest and tasks and all(iv["difference"]["high"] >= 0 for iv in tasks.values()):
             return s
     return None
+
+
+def below_count(intervals: dict) -> tuple[int, int]:
+    """(task scores below the largest s, task scores paired)."""
+    return sum(iv["difference"]["high"] < 0 for iv in intervals.values()), len(intervals)
 
 
 def table(rows: dict[int, dict], scores) -> str:
@@ -117,21 +154,35 @@ def main() -> int:
     p.add_argument("compares", nargs="+", type=Path, help="compare.json files of one split")
     p.add_argument("--out", type=Path, help="the PNG to write (none: the table only)")
     p.add_argument("--default-s", type=int, default=16, help="s of a row whose label names none (default 16)")
+    p.add_argument("--only", help="a regular expression the sweep's labels match (e.g. '^w192-t192')")
     p.add_argument("--title", default="")
     args = p.parse_args()
     compares = [json.loads(f.read_text()) for f in args.compares]
     splits = {c["split"] for c in compares}
     if len(splits) > 1:
         raise SystemExit(f"the files mix splits {sorted(splits)}: give one split's compares")
-    rows = sweep_rows(compares, args.default_s)
+    rows, source = {}, {}
+    for path, comp in zip(args.compares, compares):  # which file each s came from (a later file wins)
+        for sv, row in sweep_rows([comp], args.default_s, args.only).items():
+            rows[sv], source[sv] = row, path
+    rows = dict(sorted(rows.items()))
     if not rows:
         raise SystemExit("no sweep rows (labels ending in -s<N>) in these files")
-    teacher, floor = reference_means(compares[0])
+    teacher, floor = reference_means(compares)
     print(table(rows, SCORES))
-    if any(r.get("paired_with") for r in rows.values()):
-        s = flattens_at(rows, max(rows))
-        print(f"\nflattens at s = {s}: the smallest s within noise of (or above) s = {max(rows)} on every task score"
-              if s is not None else "\nno s is within noise of the largest on every task score")
+    against = paired_with_largest({sv: results_of(row, source[sv]) for sv, row in rows.items()}, TASKS)
+    largest = max(rows)
+    print(f"\npaired with s = {largest} (s - s{largest}, points, 95% bootstrap):")
+    for sv, ivs in against.items():
+        if sv != largest:
+            print(f"  s = {sv}: " + "; ".join(
+                f"{k} {iv['difference']['estimate']:+.2f} [{iv['difference']['low']:+.2f}, {iv['difference']['high']:+.2f}]"
+                for k, iv in ivs.items()))
+    flat = flattens_at(against)
+    counts = ", ".join(f"s{sv} {b}/{n}" for sv, ivs in against.items() if sv != largest for b, n in [below_count(ivs)])
+    print(f"task scores below s = {largest}: {counts}")
+    print(f"flattens at s = {flat}: the smallest s within noise of (or above) s = {largest} on every task score"
+          if flat is not None else f"every smaller s is below s = {largest} on at least one task score")
     if args.out is not None:
         plot(rows, teacher, floor, SCORES, args.out, args.title or f"s sweep ({splits.pop()} split, 3 seeds)")
         print(f"wrote {args.out}")

@@ -1,6 +1,7 @@
 """Copy a finished run's model into the package as a compact shipped checkpoint.
 
     python scripts/ship_weights.py runs/ts2/run/encoder.safetensors teacher-small [--set key=value ...]
+    python scripts/ship_weights.py runs/study/reship/foundry-vits-s16-gate/student.safetensors foundry-vits-s16-gate --budget 64
 
 Writes src/foundry/assets/weights/<name>.safetensors in float16 with the run's provenance
 (the checkpoint's own info, plus the run's summary.json when it sits beside it, plus --set
@@ -28,10 +29,17 @@ def main() -> int:
     p.add_argument("name", help="shipped name (file stem under assets/weights)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra provenance entries; VALUE @FILE reads a JSON file (e.g. command_chain=@chain.json)")
+    p.add_argument("--budget", type=int, default=None,
+                   help="a gated student's default merge budget r in the shipped file (its config's merge_count; "
+                        "MODEL@r=N still sets another at run time)")
     args = p.parse_args()
 
     src = Path(args.checkpoint)
     model = load_checkpoint(src)
+    if args.budget is not None:
+        from foundry.api import with_budget
+
+        model = with_budget(model, "r", str(args.budget))
     info = dict(getattr(model, "checkpoint_info", {}) or {})
     summary_path = src.parent / "summary.json"
     if summary_path.exists():
@@ -40,6 +48,9 @@ def main() -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         info[key] = json.loads(Path(value[1:]).read_text()) if value.startswith("@") else value
+    if args.budget is not None:
+        info.pop("runtime_budget", None)
+        info["default_merge_budget"] = args.budget
     info["name"] = args.name
     info["dtype"] = "float16 (trained with fp32 master weights)"
     dst = WEIGHTS / f"{args.name}.safetensors"

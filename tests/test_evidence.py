@@ -144,6 +144,7 @@ GOLDEN_STUDENTS = {  # teacher, final-token cosine to it, cosine to its earlier 
     "foundry-vits-s16": ("teacher-vits", 0.98041, (0.95091, 0.96811)),
     "foundry-vits-s4": ("teacher-vits", 0.96428, (0.93397, 0.94943)),
     "foundry-vits-s1": ("teacher-vits", 0.91526, (0.89351, 0.89930)),
+    "foundry-vits-s16-gate": ("teacher-vits", 0.97862, (0.94183, 0.96264)),  # at its shipped default budget r = 64
     "foundry-small-s16": ("teacher-small", 0.99124, (0.99185, 0.99196)),
     "foundry-small-jepa-s16": ("teacher-small-jepa", 0.98740, (0.99423, 0.99162)),
 }

@@ -8,20 +8,26 @@ s_sweep = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(s_sweep)
 
 
-def _row(label, group="Foundry student", high=None):
-    row = {"label": label, "group": group, "gmacs": 0.1, "scores": {"svm/accuracy": {"mean": 90.0, "std": 0.1}}}
-    if high is not None:
-        row["paired_with"] = {"svm/accuracy": {"difference": {"estimate": 0.0, "low": -1.0, "high": high}},
-                              "fidelity/cosine": {"difference": {"estimate": -0.1, "low": -0.2, "high": -0.1}}}
-    return row
+def _row(label, group="Foundry student"):
+    return {"label": label, "group": group, "gmacs": 0.1, "scores": {"svm/accuracy": {"mean": 90.0, "std": 0.1}}}
+
+
+def _iv(high):
+    return {"difference": {"estimate": high - 0.5, "low": high - 1.0, "high": high}}
 
 
 def test_sweep_rows_and_where_the_curve_flattens():
     compare = {"rows": [_row("teacher-vits", "teacher"), _row("random-init", "random init"),
-                        _row("w192-t192-s2-seed0", high=-0.5), _row("foundry-vits-s8", high=0.3),
-                        _row("w192-t192-seed0", high=0.2), _row("foundry-vits-s32", high=0.0)]}
-    rows = s_sweep.sweep_rows([compare], default_s=16)
-    assert list(rows) == [2, 8, 16, 32]
-    # s = 2 is below s = 32 on a task; s = 8 is within noise on every task (fidelity does not count)
-    assert s_sweep.flattens_at(rows, 32) == 8
+                        _row("w192-t192-s2-seed0"), _row("foundry-vits-s8"), _row("w192-t192-seed0"),
+                        _row("w192-s4-seed0"), _row("foundry-vits-s32")]}
+    rows = s_sweep.sweep_rows([compare], default_s=16, only="^(w192-t192|foundry-vits)")
+    assert list(rows) == [2, 8, 16, 32]  # w192-s4 is another recipe
+    # s = 2 is below s = 32 on a task; s = 8 within noise on every task
+    against = {2: {"svm/accuracy": _iv(-0.5), "fewshot/acc_5w10s": _iv(0.2)}, 8: {"svm/accuracy": _iv(0.3)},
+               16: {"svm/accuracy": _iv(0.2)}, 32: {}}
+    assert s_sweep.flattens_at(against) == 8
+    assert s_sweep.below_count(against[2]) == (1, 2)
+    against[8] = {"svm/accuracy": _iv(-0.1)}
+    assert s_sweep.flattens_at(against) == 16
+    assert s_sweep.flattens_at({2: {"svm/accuracy": _iv(-1)}, 32: {}}) is None
     assert "| 8 | 0.100 |" in s_sweep.table(rows, ["svm/accuracy"])
