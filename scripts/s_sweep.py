@@ -49,9 +49,11 @@ def reference_means(compares: list[dict]) -> tuple[dict, dict]:
     return ({k: v["mean"] for k, v in teacher["scores"].items()}, {k: v["mean"] for k, v in floor["scores"].items()})
 
 
-def results_of(row: dict, compare_path: Path) -> dict | None:
-    """The row's results.json: in its recorded eval folder, or in the published copy beside compare.json."""
-    for folder in (Path(row.get("eval_dir") or "/nonexistent"), compare_path.parent / "evals" / row["label"]):
+def results_of(row: dict, compare_path: Path, extra=()) -> dict | None:
+    """The row's results.json: in its recorded eval folder, in the published copy beside compare.json, or
+    in LABEL/ under one of the `extra` folders (--evals)."""
+    folders = [Path(row.get("eval_dir") or "/nonexistent"), compare_path.parent / "evals" / row["label"]]
+    for folder in folders + [Path(e) / row["label"] for e in extra]:
         if (folder / "results.json").is_file():
             return json.loads((folder / "results.json").read_text())
     return None
@@ -155,6 +157,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="the PNG to write (none: the table only)")
     p.add_argument("--default-s", type=int, default=16, help="s of a row whose label names none (default 16)")
     p.add_argument("--only", help="a regular expression the sweep's labels match (e.g. '^w192-t192')")
+    p.add_argument("--evals", nargs="*", default=[], help="more folders of LABEL/results.json (published evaluations)")
     p.add_argument("--title", default="")
     args = p.parse_args()
     compares = [json.loads(f.read_text()) for f in args.compares]
@@ -170,7 +173,7 @@ def main() -> int:
         raise SystemExit("no sweep rows (labels ending in -s<N>) in these files")
     teacher, floor = reference_means(compares)
     print(table(rows, SCORES))
-    against = paired_with_largest({sv: results_of(row, source[sv]) for sv, row in rows.items()}, TASKS)
+    against = paired_with_largest({sv: results_of(row, source[sv], args.evals) for sv, row in rows.items()}, TASKS)
     largest = max(rows)
     print(f"\npaired with s = {largest} (s - s{largest}, points, 95% bootstrap):")
     for sv, ivs in against.items():
