@@ -65,6 +65,15 @@ ROBUST_SEV3=(--set 'robustness.families=["jitter","drop_local","add_local","drop
              --set 'robustness.severities=[3]' --set 'robustness.density=[]' --set robustness.seg=false)
 
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
+# reuse_scored SPLIT LABEL...: appends to the caller's `reuse` array a --reuse for each label already scored in
+# $RUNS/compare-SPLIT/evals (by evals-SPLIT, evaluate_one or the matched study)
+reuse_scored() {
+  local split=$1 label; shift
+  for label in "$@"; do
+    [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
+  done
+  return 0
+}
 # compare_finished NAME SPLIT RUN_FOLDER...: the finished runs among the folders (labelled by folder
 # name), full protocols, 3 seeds, paired with the teacher, into $RUNS/NAME-SPLIT; evaluations of the
 # same label already in $RUNS/compare-SPLIT/evals (the matched study's, evals-SPLIT's) are reused
@@ -74,9 +83,7 @@ compare_finished() {
   for d in "$@"; do
     [ -f $d/student.safetensors ] && models+=("$(basename $d)=$d/student.safetensors")
   done
-  for label in teacher-vits random-init "${models[@]%%=*}"; do
-    [ $name != compare ] && [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
-  done
+  [ $name != compare ] && reuse_scored $split teacher-vits random-init "${models[@]%%=*}"
   [ "${FLOOR:-1}" = 0 ] && reuse+=(--no-random)
   [ -n "${PAIR_WITH:-}" ] && reuse+=(--pair-with $PAIR_WITH)
   foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg -p fidelity \
@@ -178,9 +185,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       fi
     done
     for e in "${models[@]}"; do evaluate_one $split ${e%%=*} ${e#*=} --wait; done
-    reuse=(); for label in teacher-vits random-init "${models[@]%%=*}"; do
-      [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
-    done
+    reuse=(); reuse_scored $split teacher-vits random-init "${models[@]%%=*}"
     foundry compare --teacher teacher-vits --models "${models[@]}" -p svm -p fewshot -p partseg -p fidelity \
       --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/sweep-final-$split
     ;;
@@ -200,9 +205,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     # (its tokenizer and 12 blocks stay), so the two curves are swept apart and drawn on one MACs axis
     for r in ${BUDGETS:-0 16 32 40 48 56 64}; do models+=("gate-r$r=$g@r=$r"); done
     for t in ${TOME_BUDGETS:-8 16 24 40 63}; do models+=("tome-r$t=teacher-vits@tome=$t"); done
-    reuse=(); for label in teacher-vits random-init; do
-      [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
-    done
+    reuse=(); reuse_scored $split teacher-vits random-init
     # REUSE_FROM=DIR: the ToMe budgets' evaluations already in DIR/evals (a copy of a published gate-SPLIT:
     # ToMe runs on the teacher, so a new gated student does not change them)
     for t in ${TOME_BUDGETS:-8 16 24 40 63}; do
@@ -257,35 +260,27 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     # RESHIP_S="2 8 32": the s sweep's other runs learn the blocks too, as the shipped ones (SHIP=0 for them);
     # RESHIP_S=gate: the gated run ($RUNS/gate/$GATE-seed0) into $RUNS/reship/foundry-vits-s16-gate
     for s in ${RESHIP_S:-16 4 1}; do
+      name=foundry-vits-s$s; ship=()
       if [ $s = gate ]; then
-        src=$RUNS/gate/${GATE:-foundry-s16-narrow-gate}-seed0/student.safetensors; out=$RUNS/reship/foundry-vits-s16-gate
-        [ -f $src ] || { echo "[study] $src not trained yet (gate first)" >&2; exit 1; }
-        [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student $src --extra-layers 3 7 \
-          --train-only layer-heads --cache $CACHE --out $out --epochs 3 --batch-size 32 --lr 1e-3 --warmup-epochs 0.2 \
-          --views 1 --precision bf16-mixed --seed 0 $(resume_flag $out/training_state.pt)
-        if [ "${SHIP:-0}" = 1 ]; then python scripts/ship_weights.py $out/student.safetensors foundry-vits-s16-gate --budget 64; fi
-        continue
-      fi
-      src=$RUNS/sweep/s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/matched/${WINNER:-foundry-s16}-seed0/student.safetensors
-      # FINAL=narrow/w192[-tD]: the final recipe is that narrow run (narrow NARROW_S="16 4 1" trains its three s)
-      if [ -n "${FINAL:-}" ]; then
+        src=$RUNS/gate/${GATE:-foundry-s16-narrow-gate}-seed0/student.safetensors; name=foundry-vits-s16-gate; ship=(--budget 64)
+      elif [ -n "${FINAL:-}" ]; then
+        # FINAL=narrow/w192[-tD]: the final recipe is that narrow run (narrow NARROW_S="16 4 1" trains its three s)
         src=$RUNS/$FINAL-s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/$FINAL-seed0/student.safetensors
+      else
+        src=$RUNS/sweep/s$s-seed0/student.safetensors; [ $s = 16 ] && src=$RUNS/matched/${WINNER:-foundry-s16}-seed0/student.safetensors
       fi
-      [ -f $src ] || { echo "[study] $src not trained yet (matched / sweep first)" >&2; exit 1; }
-      out=$RUNS/reship/foundry-vits-s$s
+      [ -f $src ] || { echo "[study] $src not trained yet (matched / sweep / narrow / gate first)" >&2; exit 1; }
+      out=$RUNS/reship/$name
       [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student $src --extra-layers 3 7 \
         --train-only layer-heads --cache $CACHE --out $out --epochs 3 --batch-size 32 --lr 1e-3 --warmup-epochs 0.2 \
         --views 1 --precision bf16-mixed --seed 0 $(resume_flag $out/training_state.pt)
-      if [ "${SHIP:-0}" = 1 ]; then python scripts/ship_weights.py $out/student.safetensors foundry-vits-s$s; fi
+      if [ "${SHIP:-0}" = 1 ]; then python scripts/ship_weights.py $out/student.safetensors $name "${ship[@]}"; fi
     done
     ;;
   shipped-val|shipped-test)
     # the shipped students' full-protocol table (README "Teacher vs the shipped students"): every evaluation of
     # evals-SPLIT and SETS=shipped evals-SPLIT reused; transfer (the teacher's own heads) computed here
-    split=${step#shipped-}; reuse=()
-    for label in teacher-vits random-init $SHIPPED; do
-      [ -d $RUNS/compare-$split/evals/$label ] && reuse+=(--reuse $label=$RUNS/compare-$split/evals/$label)
-    done
+    split=${step#shipped-}; reuse=(); reuse_scored $split teacher-vits random-init $SHIPPED
     foundry compare --teacher teacher-vits --models $SHIPPED -p svm -p fewshot -p partseg -p transfer -p fidelity \
       --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/shipped-$split
     ;;

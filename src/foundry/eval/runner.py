@@ -171,10 +171,11 @@ def run_eval(model, protocols, seeds=(0, 1, 2), out_dir=None, *, quick=False, ov
         "git": git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocols": {},
     }
-    before = {}
+    before = _read_results(out) if out is not None else {}  # what an earlier run wrote (its seeds can be restored)
     if out is not None:
-        _check_same_model(out, ctx.fingerprint, ctx.name, overwrite)
-        before = {} if overwrite else _read_results(out)
+        _check_same_model(out, before, ctx.fingerprint, ctx.name, overwrite)
+    if overwrite:
+        before = {}
     for proto_name in protocols:
         proto = get_protocol(proto_name)
         settings = all_settings[proto_name]
@@ -244,9 +245,8 @@ def _read_results(out: Path) -> dict:
     return before if isinstance(before, dict) else {}
 
 
-def _check_same_model(out: Path, fingerprint: str, name: str, overwrite: bool) -> None:
-    """Refuse an --out folder whose results.json belongs to another model (unless overwrite)."""
-    before = _read_results(out)
+def _check_same_model(out: Path, before: dict, fingerprint: str, name: str, overwrite: bool) -> None:
+    """Refuse an --out folder whose results.json (`before`, as read) belongs to another model (unless overwrite)."""
     theirs = (before.get("model") or {}).get("fingerprint")
     if theirs and theirs != fingerprint and not overwrite:
         raise FoundryInputError(
