@@ -45,6 +45,8 @@
 #                                                      # compare --reuse LABEL=DIR` reads: no evaluation is repeated)
 #   bash scripts/method_study.sh experts               # fair KD experts: same preset, seed and epochs as the student,
 #                                                      # labels + the teacher's soft targets (a head fitted on it first)
+#   bash scripts/method_study.sh experts-val | experts-test  # the experts scored (full protocols), compared with the
+#                                                      # teacher, the floor and foundry-vits-s16 into $RUNS/experts-SPLIT
 #
 # FLOOR=0: leave the random-init floor out (evals-*, eval-*, sweep-*): the choice between compressions
 # needs only the paired differences, the gain share of the report needs the floor (~40 min per split).
@@ -225,6 +227,20 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
         --teacher-head-epochs 20 $(resume_flag $out/training_state.pt)
     done
     ;;
+  experts-val|experts-test)
+    # the fair experts beside the teacher, its random floor and the shipped s16 student (same body and recipe),
+    # full protocols: each expert's own task (SVM for classification, part seg for segmentation) against the
+    # teacher's, and what it loses on the others
+    split=${step#experts-}; models=()
+    for task in classification segmentation; do
+      d=$RUNS/experts/$task-seed0; [ -f $d/student.safetensors ] || continue
+      models+=("expert-$task=$d/student.safetensors")
+      evaluate_one $split expert-$task $d/student.safetensors --wait
+    done
+    reuse=(); reuse_scored $split teacher-vits random-init foundry-vits-s16 "${models[@]%%=*}"
+    foundry compare --teacher teacher-vits --models foundry-vits-s16 "${models[@]}" -p svm -p fewshot -p partseg \
+      -p fidelity --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/experts-$split
+    ;;
   robust)
     out=$RUNS/robust/foundry-s16-corrupted-seed0
     [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student foundry-s16 --cache $CACHE \
@@ -295,6 +311,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts experts-val experts-test)" >&2
      exit 2 ;;
 esac
