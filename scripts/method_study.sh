@@ -45,6 +45,8 @@
 #                                                      # compare --reuse LABEL=DIR` reads: no evaluation is repeated)
 #   bash scripts/method_study.sh experts               # fair KD experts: same preset, seed and epochs as the student,
 #                                                      # labels + the teacher's soft targets (a head fitted on it first)
+#   bash scripts/method_study.sh seed                  # the final recipe's s16 at a second training seed (SEED=1)
+#   bash scripts/method_study.sh seed-val | seed-test  # both seeds against the teacher and each other, into $RUNS/seed-SPLIT
 #   bash scripts/method_study.sh experts-val | experts-test  # the experts scored (full protocols), compared with the
 #                                                      # teacher, the floor and foundry-vits-s16 into $RUNS/experts-SPLIT
 #
@@ -227,6 +229,34 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
         --teacher-head-epochs 20 $(resume_flag $out/training_state.pt)
     done
     ;;
+  seed)
+    # a second training seed of the final recipe (SEED, default 1): narrow/w192-t192-seedN as the s16 run was
+    # trained, then its blocks 3/7 learned as the shipped file's were (reship/foundry-vits-s16-seedN)
+    seed=${SEED:-1}; src=$RUNS/narrow/w192-t192-seed$seed/student.safetensors
+    SEED=$seed NARROW_S=16 WIDTHS=192 TOKEN_DIM=192 bash "$0" narrow
+    out=$RUNS/reship/foundry-vits-s16-seed$seed
+    [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student $src --extra-layers 3 7 \
+      --train-only layer-heads --cache $CACHE --out $out --epochs 3 --batch-size 32 --lr 1e-3 --warmup-epochs 0.2 \
+      --views 1 --precision bf16-mixed --seed 0 $(resume_flag $out/training_state.pt)
+    ;;
+  seed-val|seed-test)
+    # the two training seeds side by side, each paired with the teacher and the second with the first: on val
+    # the runs as trained (seed 0's evaluation: docs/results/2026-12-03-study-narrow-val/evals/w192-t192-seed0,
+    # copied into compare-val/evals), on test the files with blocks 3/7 (seed 0: the shipped foundry-vits-s16)
+    split=${step#seed-}; seed=${SEED:-1}
+    if [ $split = val ]; then
+      first=w192-t192-seed0=$RUNS/narrow/w192-t192-seed0/student.safetensors
+      second=w192-t192-seed$seed=$RUNS/narrow/w192-t192-seed$seed/student.safetensors
+    else
+      first=foundry-vits-s16=foundry-vits-s16
+      second=foundry-vits-s16-seed$seed=$RUNS/reship/foundry-vits-s16-seed$seed/student.safetensors
+    fi
+    for e in $first $second; do evaluate_one $split ${e%%=*} ${e#*=} --wait; done
+    reuse=(); reuse_scored $split teacher-vits random-init ${first%%=*} ${second%%=*}
+    foundry compare --teacher teacher-vits --models $first $second -p svm -p fewshot -p partseg -p fidelity \
+      --pair-with ${first%%=*} --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" \
+      --out $RUNS/seed-$split
+    ;;
   experts-val|experts-test)
     # the fair experts beside the teacher, its random floor and the shipped s16 student (same body and recipe),
     # full protocols: each expert's own task (SVM for classification, part seg for segmentation) against the
@@ -311,6 +341,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts experts-val experts-test)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
      exit 2 ;;
 esac
