@@ -58,6 +58,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# every figure of this script was measured with the grouping's outlier filter off (the default until
+# 2026-12-05): kept off here so that runs resume and evaluations are reused; FOUNDRY_OUTLIER_FILTER=1 for today's default
+export FOUNDRY_OUTLIER_FILTER=${FOUNDRY_OUTLIER_FILTER:-0}
 RUNS=${RUNS:-runs/study}
 CACHE=$RUNS/cache/teacher-vits-train
 EPOCHS=${EPOCHS:-15}
@@ -241,8 +244,8 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     ;;
   seed-val|seed-test)
     # the two training seeds side by side, each paired with the teacher and the second with the first: on val
-    # the runs as trained (seed 0's evaluation: docs/results/2026-12-03-study-narrow-val/evals/w192-t192-seed0,
-    # copied into compare-val/evals), on test the files with blocks 3/7 (seed 0: the shipped foundry-vits-s16)
+    # the runs as trained (runs/study/narrow/w192-t192-seed0 is a rerun of the published 2026-12-03 run, not
+    # bit-identical, so it is scored again), on test the files with blocks 3/7 (seed 0: the shipped foundry-vits-s16)
     split=${step#seed-}; seed=${SEED:-1}
     if [ $split = val ]; then
       first=w192-t192-seed0=$RUNS/narrow/w192-t192-seed0/student.safetensors

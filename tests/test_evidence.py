@@ -134,19 +134,20 @@ def test_pretraining_validates_on_the_validation_split(monkeypatch, tmp_path):
     assert asked == ["train", "val"] and (pt.SvmValidator.FIT_SPLIT, pt.SvmValidator.SCORE_SPLIT) == ("train", "val")
 
 
-# figures recorded from the shipped files (ModelNet10 test clouds 0, 100, 400, 800, bundled data)
+# figures recorded from the shipped files (ModelNet10 test clouds 0, 100, 400, 800, bundled data), with the
+# outlier filter on (every model's default since 2026-12-05; it moves a few points of these clean clouds)
 GOLDEN_TEACHERS = {  # mean |pooled feature|, mean token norm; the blocks a part head reads (the final one last)
-    "teacher-vits": (0.958341, 19.632618, [3, 7, 11]),
-    "teacher-small": (0.876322, 14.218904, [1, 3, 5]),
-    "teacher-small-jepa": (0.864972, 13.753675, [1, 3, 5]),
+    "teacher-vits": (0.956599, 19.632622, [3, 7, 11]),
+    "teacher-small": (0.876351, 14.217896, [1, 3, 5]),
+    "teacher-small-jepa": (0.862727, 13.753521, [1, 3, 5]),
 }
 GOLDEN_STUDENTS = {  # teacher, final-token cosine to it, cosine to its earlier part-head blocks
-    "foundry-vits-s16": ("teacher-vits", 0.98041, (0.95091, 0.96811)),
-    "foundry-vits-s4": ("teacher-vits", 0.96428, (0.93397, 0.94943)),
-    "foundry-vits-s1": ("teacher-vits", 0.91526, (0.89351, 0.89930)),
-    "foundry-vits-s16-gate": ("teacher-vits", 0.97862, (0.94183, 0.96264)),  # at its shipped default budget r = 64
-    "foundry-small-s16": ("teacher-small", 0.99124, (0.99185, 0.99196)),
-    "foundry-small-jepa-s16": ("teacher-small-jepa", 0.98740, (0.99423, 0.99162)),
+    "foundry-vits-s16": ("teacher-vits", 0.98148, (0.95183, 0.96939)),
+    "foundry-vits-s4": ("teacher-vits", 0.96602, (0.93541, 0.95153)),
+    "foundry-vits-s1": ("teacher-vits", 0.91844, (0.89652, 0.90341)),
+    "foundry-vits-s16-gate": ("teacher-vits", 0.97954, (0.94269, 0.96387)),  # at its shipped default budget r = 64
+    "foundry-small-s16": ("teacher-small", 0.99170, (0.99197, 0.99226)),
+    "foundry-small-jepa-s16": ("teacher-small-jepa", 0.98781, (0.99430, 0.99189)),
 }
 
 

@@ -447,7 +447,8 @@ def test_pointgpt_patch_order(cloud):
 
     src = randomize(SrcGPTPretrain())
     model = load_official_sd({"base_model": src.state_dict()})
-    nbhd0, c0 = group_patches(cloud, 16, 16)
+    assert model.config.outlier_filter  # on by default, as every model's grouping
+    nbhd0, c0 = group_patches(cloud, 16, 16, outlier_filter=True)
     order = src_chain_order(c0)
     nbhd, centers = model.group(cloud)
     assert torch.equal(centers, torch.stack([c0[b, order[b]] for b in range(len(order))]))

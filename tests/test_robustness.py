@@ -158,9 +158,11 @@ def test_suppress_outliers_moves_strays_onto_the_surface_and_the_tokenizer_switc
     _, raw_centers = group_patches(x, 32, 8)
     assert raw_centers.norm(dim=-1).max() > 1.9  # unfiltered, FPS takes strays as centres
 
-    model = foundry.create_model("foundry-tiny")
-    assert "outlier_filter" not in model.config.to_dict()  # same fingerprint as before the field existed
-    on = foundry.create_model("foundry-tiny", outlier_filter=True).eval()
+    # on by default (since 2026-12-05) and always written, so that a file from before (no field: off
+    # then) loads with it on and never takes the fingerprint of its filter-off evaluations
+    model = foundry.create_model("foundry-tiny", outlier_filter=False)
+    assert model.config.to_dict()["outlier_filter"] is False
+    on = foundry.create_model("foundry-tiny").eval()
     assert on.config.to_dict()["outlier_filter"] is True
     with torch.no_grad():
         on_out = on.forward_supertokens(x)
@@ -168,6 +170,13 @@ def test_suppress_outliers_moves_strays_onto_the_surface_and_the_tokenizer_switc
     path = tmp_path / "f.safetensors"
     foundry.save(model, path)
     assert foundry.load(f"{path}@outliers=1").config.outlier_filter
+    assert not foundry.load(f"{path}@outliers=0").config.outlier_filter and not foundry.load(path).config.outlier_filter
+    # fingerprints (evaluations, caches) name a filter-off model as before the switch, so its earlier
+    # evaluations stay reusable; the filter-on model is another model
+    from foundry.io import identity_config, model_fingerprint
+    assert "outlier_filter" not in identity_config(model) and identity_config(on)["outlier_filter"] is True
+    same_weights_on = foundry.load(f"{path}@outliers=1")
+    assert model_fingerprint(foundry.load(path)) == model_fingerprint(model) != model_fingerprint(same_weights_on)
     with pytest.raises(FoundryInputError, match="outliers"):
         foundry.load(f"{path}@outliers=2")
     for grouping in ("graph", "host"):  # in the graph, or with the host's grouping (the filter there too)
@@ -248,3 +257,22 @@ def test_protocol_outlier_filter_switch(tmp_path):
     with pytest.raises(FoundryInputError, match="seg_families"):
         run_eval(model, ["robustness"], seeds=[0], overrides={"robustness": dict(
             TINY["robustness"], seg_families=["add_local"])}, log=lambda *a: None)
+
+
+def test_outlier_filter_default_and_its_environment_switch(monkeypatch):
+    """On by default in every model's grouping (backbone, PointGPT, student, pretraining); the
+    environment's FOUNDRY_OUTLIER_FILTER=0 restores the earlier default (what the study scripts
+    reproduce their figures with); anything else than 0/1 is refused."""
+    from foundry.models.config import default_outlier_filter
+    from foundry.models.pointgpt import PointGPTConfig
+    from foundry.train.pretrain import PretrainConfig
+
+    monkeypatch.delenv("FOUNDRY_OUTLIER_FILTER", raising=False)
+    assert foundry.create_model("tiny").config.outlier_filter and foundry.create_model("foundry-tiny").config.outlier_filter
+    assert PointGPTConfig().outlier_filter and PretrainConfig().outlier_filter
+    monkeypatch.setenv("FOUNDRY_OUTLIER_FILTER", "0")
+    assert not foundry.create_model("tiny").config.outlier_filter and not default_outlier_filter()
+    assert foundry.create_model("tiny", outlier_filter=True).config.outlier_filter  # an explicit setting wins
+    monkeypatch.setenv("FOUNDRY_OUTLIER_FILTER", "maybe")
+    with pytest.raises(FoundryInputError, match="FOUNDRY_OUTLIER_FILTER"):
+        default_outlier_filter()

@@ -105,6 +105,15 @@ def config_dict(model: torch.nn.Module) -> dict:
     return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
 
 
+def identity_config(model: torch.nn.Module) -> dict:
+    """`config_dict` as fingerprints and token caches name a model: the outlier filter left out when
+    off, as every config was written while it was off by default (until 2026-12-05), so a filter-off
+    model keeps the fingerprint of its earlier evaluations and caches. (Checkpoints always write the
+    field; a file without it loads with today's default, on.)"""
+    d = config_dict(model)
+    return {k: v for k, v in d.items() if not (k == "outlier_filter" and v is False)}
+
+
 def weights_fingerprint(model: torch.nn.Module) -> str:
     """sha256 over the state dict (names, shapes, values as float32): the same weights give the
     same value whatever their dtype (token caches name their teacher by it)."""
@@ -123,7 +132,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     model (a cast to another dtype is another model here)."""
     h = hashlib.sha256()
     h.update(str(model.kind).encode())
-    h.update(json.dumps(config_dict(model), sort_keys=True, default=str).encode())
+    h.update(json.dumps(identity_config(model), sort_keys=True, default=str).encode())
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
         h.update(str(tuple(v.shape)).encode())

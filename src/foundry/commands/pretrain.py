@@ -36,6 +36,8 @@ def register(p):
     g.add_argument("--data", action="append", default=None, metavar="SPEC",
                    help="repeatable: modelnet10:train, kicadpart:train, synthetic:N, a folder, or folder:split "
                         "(default: modelnet10:train + kicadpart:train)")
+    g.add_argument("--no-outlier-filter", action="store_true",
+                   help="group without the outlier filter (on by default since 2026-12-05; off to resume older runs)")
     g.add_argument("--points", type=int, default=None, help="points per cloud (default: the preset's, 1024)")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
     g = p.add_argument_group("optimisation")
@@ -80,6 +82,7 @@ def main(args):
         data=args.data or ["modelnet10:train", "kicadpart:train"],
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, grad_clip=args.grad_clip, points=args.points, seed=args.seed,
+        **({"outlier_filter": False} if args.no_outlier_filter else {}),
         mask_ratio=args.mask_ratio, decoder_depth=args.decoder_depth, predictor_depth=args.predictor_depth,
         predictor_width=args.predictor_width, num_targets=args.num_targets,
         **({"ema": tuple(args.ema)} if args.ema else {}),

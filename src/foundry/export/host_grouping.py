@@ -15,6 +15,7 @@ import json
 import numpy as np
 import torch
 
+from ..models.config import default_outlier_filter
 from ..ops import group_patches
 
 GROUPING_KEY = "foundry.host_grouping"
@@ -24,7 +25,7 @@ def grouping_spec(model) -> dict:
     """What the host needs to group clouds as `model` does (its patch config)."""
     c = model.patch_config
     return {"num_groups": int(c.num_groups), "group_size": int(c.group_size), "fps_start": c.fps_start,
-            "outlier_filter": bool(getattr(c, "outlier_filter", False))}
+            "outlier_filter": bool(getattr(c, "outlier_filter", default_outlier_filter()))}
 
 
 def host_patches(points, spec: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +33,7 @@ def host_patches(points, spec: dict) -> tuple[np.ndarray, np.ndarray]:
     pts = torch.as_tensor(np.asarray(points, dtype=np.float32))
     with torch.inference_mode():
         nbhd, centers = group_patches(pts, spec["num_groups"], spec["group_size"], fps_start=spec["fps_start"],
-                                      outlier_filter=spec.get("outlier_filter", False))
+                                      outlier_filter=spec.get("outlier_filter", False))  # older files: no filter
     return nbhd.numpy(), centers.numpy()
 
 

@@ -2,9 +2,23 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
+from ..validation import FoundryInputError
+
 CONFIG_VERSION = 1
+
+
+def default_outlier_filter() -> bool:
+    """The outlier filter's default for a config that does not set it (and for files written before the
+    field existed): on since 2026-12-05. FOUNDRY_OUTLIER_FILTER=0 restores the earlier default, off,
+    which reproduces every figure measured before the switch (the study scripts set it)."""
+    value = os.environ.get("FOUNDRY_OUTLIER_FILTER", "1").strip().lower()
+    if value not in ("0", "1", "on", "off", "true", "false"):
+        raise FoundryInputError(f"the environment variable FOUNDRY_OUTLIER_FILTER must be 1 (on, the default) or 0 "
+                                f"(off, as before 2026-12-05), got {value!r}; unset it or set one of those")
+    return value in ("1", "on", "true")
 
 POOLINGS = ("mean+max", "cls+max", "max", "mean", "cls")
 
@@ -101,11 +115,11 @@ class BackboneConfig(PatchTransformerFields):
     patch_order: str = "fps"  # "fps" (FPS order) | "morton" (z-order sort of the patch centres)
     fps_start: str = "first"
     fps_backend: str = "torch"
-    # move stray points onto the surface before FPS picks patch centres (ops.outliers.suppress_outliers)
-    outlier_filter: bool = False
+    # move stray points onto the surface before FPS picks patch centres (ops.outliers.suppress_outliers);
+    # on by default since 2026-12-05 (default_outlier_filter). Always serialised: a file without the
+    # field (written while the default was off) loads with today's default
+    outlier_filter: bool = field(default_factory=default_outlier_filter)
     extra: dict = field(default_factory=dict)
-
-    LATER_FIELDS = (("outlier_filter",),)
 
     def __post_init__(self):
         super().__post_init__()

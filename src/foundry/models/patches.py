@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..ops import group_patches
+from .config import default_outlier_filter
 
 
 def morton_order(centers: torch.Tensor, bits: int = 10) -> torch.Tensor:
@@ -46,7 +47,7 @@ def make_patches(points: torch.Tensor, config, num_groups: int, generator=None, 
     outlier_filter: stray points moved onto the surface first, `ops.outliers.suppress_outliers`)."""
     nbhd, centers = group_patches(points, num_groups, config.group_size, fps_start=config.fps_start,
                                   fps_backend=config.fps_backend, generator=generator,
-                                  outlier_filter=getattr(config, "outlier_filter", False))
+                                  outlier_filter=getattr(config, "outlier_filter", default_outlier_filter()))
     sort = PATCH_ORDERS[order or config.patch_order]
     if sort is not None:
         idx = sort(centers)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .backbone import PatchTransformer
-from .config import PatchTransformerFields
+from .config import PatchTransformerFields, default_outlier_filter
 from .layers import Attention, Mlp
 from .tokenizer import PointNetPatchEmbed
 
@@ -32,6 +32,7 @@ class PointGPTConfig(PatchTransformerFields):
     pooling: str = "mean+max"
     fps_start: str = "first"
     fps_backend: str = "torch"
+    outlier_filter: bool = field(default_factory=default_outlier_filter)  # as the backbone's (models.config)
     extra: dict = field(default_factory=dict)
 
 

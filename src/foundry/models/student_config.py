@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .config import ConfigFields
+from .config import ConfigFields, default_outlier_filter
 
 COMPRESSIONS = ("dso", "fps", "kmeans", "tome")
 
@@ -31,7 +31,7 @@ class StudentConfig(ConfigFields):
     group_size: int = 32
     fps_start: str = "first"
     fps_backend: str = "torch"
-    outlier_filter: bool = False  # as the backbone's: stray points onto the surface before FPS
+    outlier_filter: bool = field(default_factory=default_outlier_filter)  # as the backbone's (models.config)
     patch_order: str = "fps"
     # tokenizer: "slim" (small mini-PointNet) or "teacher" (the teacher's shape, weights copied)
     tokenizer: str = "slim"
@@ -104,7 +104,7 @@ class StudentConfig(ConfigFields):
         return self.teacher_width if self.teacher_pooling in ("max", "mean") else 2 * self.teacher_width
 
     # fields added later are left out at their defaults (ConfigFields.to_dict)
-    LATER_FIELDS = (("dso_seeding", "dso_spatial_init"), ("teacher_depth",), ("extra_layers",), ("outlier_filter",), ("gate_training",))
+    LATER_FIELDS = (("dso_seeding", "dso_spatial_init"), ("teacher_depth",), ("extra_layers",), ("gate_training",))
 
 
 _S = dict(teacher_width=384, width=384, depth=4, heads=6, tokenizer="slim", tokenizer_hidden=(32, 64, 128), token_dim=384)
@@ -153,7 +153,7 @@ def student_config_for(name: str, teacher_model: nn.Module | None = None, **over
         tc = teacher_model.config
         fields.update(num_points=tc.num_points, num_groups=tc.num_groups, group_size=tc.group_size,
                       fps_start=tc.fps_start, fps_backend=tc.fps_backend, patch_order=tc.patch_order,
-                      outlier_filter=getattr(tc, "outlier_filter", False),
+                      outlier_filter=getattr(tc, "outlier_filter", default_outlier_filter()),
                       teacher_width=teacher_model.token_dim, teacher_pooling=tc.pooling, teacher_depth=tc.depth)
         fields.update(_narrowed_to(fields, teacher_model.token_dim))
     cfg = StudentConfig(name=name, **fields)

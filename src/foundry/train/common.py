@@ -328,16 +328,37 @@ def read_training_state(path) -> dict:
     return state
 
 
+# fields a run config written before they existed holds implicitly, at these values
+ABSENT_MEANS = {"outlier_filter": False}  # the grouping's outlier filter was off by default until 2026-12-05
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
     saved, current = _jsonable(saved), _jsonable(current)
     out = []
     for k in sorted(set(saved) | set(current)):
-        a, b = saved.get(k, "<absent>"), current.get(k, "<absent>")
+        a, b = saved.get(k, ABSENT_MEANS.get(k, "<absent>")), current.get(k, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):
             out += [f"{k}.{d}" for d in config_differences(a, b)]
         elif a != b:
             out.append(f"{k}: checkpoint {a!r} vs now {b!r}")
     return out
+
+
+def check_same_run(path, state: dict | None, run_config: dict) -> None:
+    """Raise FoundryInputError, naming the differing settings, when the training state at `path`
+    (`state`: already read, or None to read it) belongs to a run with another configuration."""
+    state = read_training_state(path) if state is None else state
+    diffs = config_differences(json.loads(state["run_config"]), run_config)
+    if diffs:
+        shown = "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} in all)" if len(diffs) > 8 else "")
+        hint = ""
+        if any("outlier_filter" in d for d in diffs):
+            hint = (" Runs started before 2026-12-05 grouped without the outlier filter (then off by default): "
+                    "resume with the teacher as NAME@outliers=0 (distill) or --no-outlier-filter (pretrain).")
+        raise FoundryInputError(
+            f"cannot resume from {path}: it belongs to a run with other settings ({shown}). "
+            "Resume with the original settings, or start a new run in another --out folder." + hint
+        )
 
 
 def load_training_state(path, model, optimizer, scheduler, run_config: dict):
@@ -347,14 +368,7 @@ def load_training_state(path, model, optimizer, scheduler, run_config: dict):
     with another configuration (model shape, objective, data, batch size, ...).
     """
     state = read_training_state(path)
-    diffs = config_differences(json.loads(state["run_config"]), run_config)
-    if diffs:
-        shown = "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} in all)" if len(diffs) > 8 else "")
-        raise FoundryInputError(
-            f"cannot resume from {path}: it belongs to a run with other settings ({shown}). "
-            "Resume with the original settings, or start a new run in another --out folder"
-        )
-
+    check_same_run(path, state, run_config)
     load_state_strict(unwrap(model), state["model"], source=str(path))
     if optimizer is not None and state.get("optimizer") is not None:
         unwrap(optimizer).load_state_dict(state["optimizer"])

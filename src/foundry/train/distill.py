@@ -184,6 +184,26 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     # (or an existing cache of all the data is indexed)
     pool = subset_indices(total_clouds, limit, seed)
     m = len(pool)
+    extra_layers = list(student.config.extra_layers)
+    if gate_lambda is None:
+        # no -sum(p) reward where sampled budgets, not p, set the compute; elsewhere 1e-3 as before (it is
+        # recorded in the run config, so runs without a gate keep resuming)
+        gate_lambda = 0.0 if student.config.gate and student.config.gate_training == "budget" else 1e-3
+    run_config = {"student": student.config.to_dict(), "teacher": {k: tid[k] for k in ("name", "fingerprint")},
+                  "data": list(data), "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                  "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "beta": beta, "layer": layer,
+                  "feature_weight": feature_weight, "views": views,
+                  **({"balance_weight": balance_weight} if balance_weight else {}), "use_cache": use_cache, "tau": [tau_start, tau_end], "gate_lambda": gate_lambda,
+                  "seed": seed, "cache_seed": cache_seed,
+                  **({"extra_layers": extra_layers} if extra_layers else {}),
+                  **({"train_only": train_only} if train_only else {})}
+    views_of_corruption = None
+    if corrupted_views:
+        views_of_corruption = CorruptedViews(**corrupted_views, seed=seed)
+        run_config["corrupted_views"] = views_of_corruption.describe()
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.exists():  # a run of other settings is refused before any cache is built
+        common.check_same_run(state_path, None, run_config)
     rows = pool  # row in the cache of each trained cloud
     cache = None
     cache_info = None
@@ -202,7 +222,6 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
                                             build=False)
         cache_info = {"folder": str(cache_dir), "views": views, "clouds": len(cache),
                       "build_wall_s": cache.header["build_wall_s"]}
-    extra_layers = list(student.config.extra_layers)
     layer_caches = {}
     if extra_layers:
         if not use_cache:
@@ -218,22 +237,6 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         student.requires_grad_(False)
         student.cau.layer_mlps.requires_grad_(True)
 
-    if gate_lambda is None:
-        # no -sum(p) reward where sampled budgets, not p, set the compute; elsewhere 1e-3 as before (it is
-        # recorded in the run config, so runs without a gate keep resuming)
-        gate_lambda = 0.0 if student.config.gate and student.config.gate_training == "budget" else 1e-3
-    run_config = {"student": student.config.to_dict(), "teacher": {k: tid[k] for k in ("name", "fingerprint")},
-                  "data": list(data), "limit": limit, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                  "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "beta": beta, "layer": layer,
-                  "feature_weight": feature_weight, "views": views,
-                  **({"balance_weight": balance_weight} if balance_weight else {}), "use_cache": use_cache, "tau": [tau_start, tau_end], "gate_lambda": gate_lambda,
-                  "seed": seed, "cache_seed": cache_seed,
-                  **({"extra_layers": extra_layers} if extra_layers else {}),
-                  **({"train_only": train_only} if train_only else {})}
-    views_of_corruption = None
-    if corrupted_views:
-        views_of_corruption = CorruptedViews(**corrupted_views, seed=seed)
-        run_config["corrupted_views"] = views_of_corruption.describe()
     world, rank = fabric.world_size, fabric.global_rank
     per_rank = -(-m // world)
     steps_per_epoch = max(1, -(-per_rank // batch_size))
@@ -248,7 +251,6 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
     spec = LoopSpec(epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr, weight_decay=weight_decay,
                     warmup_steps=int(warmup_epochs * steps_per_epoch), log_every=log_every,
                     stop_after_epoch=stop_after_epoch, max_minutes=max_minutes, epoch_keys=("loss", "cosine"))
-    state_path = out_dir / STATE_FILE
     teacher.to(fabric.device)
     model, res = fit(fabric, student, task, spec, out_dir=out_dir, run_config=run_config,
                      resume_from=state_path if resume else None, log=log, forward_methods=("forward_supertokens",))

@@ -28,6 +28,7 @@ from ..api import create_model, save
 from ..data import augment_batch, load_arrays
 from ..eval.svm import extract_features, linear_svm_eval
 from ..io import atomic_write, device_name
+from ..models.config import default_outlier_filter
 from ..models.presets import PRESETS
 from ..validation import FoundryInputError
 from .common import (
@@ -59,6 +60,7 @@ class PretrainConfig:
     grad_clip: float | None = None
     points: int | None = None  # points per cloud; None: the preset's num_points
     seed: int = 0
+    outlier_filter: bool = field(default_factory=default_outlier_filter)  # the encoder's grouping (models.config)
     # augmentation (foundry.data.augment_batch)
     aug_scale: tuple = (2 / 3, 3 / 2)
     aug_translate: float = 0.2
@@ -107,6 +109,7 @@ class PretrainConfig:
     def run_config(self, model_config: dict) -> dict:
         """What a resumed run must share with the run that wrote the state."""
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUN_CONTROL}
+        d.pop("outlier_filter")  # in the model's config
         for k in ("mask_ratio", "decoder_depth", "predictor_depth", "predictor_width", "num_targets",
                   "target_ratio", "ema"):
             d.pop(k)
@@ -234,7 +237,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     rank, world = fabric.global_rank, fabric.world_size
     fabric.seed_everything(cfg.seed, verbose=False)
 
-    encoder = create_model(cfg.preset)
+    encoder = create_model(cfg.preset, outlier_filter=cfg.outlier_filter)
     num_points = int(cfg.points or encoder.config.num_points)
     if num_points < encoder.min_points:
         raise FoundryInputError(f"--points {num_points} is below the {encoder.min_points} the {cfg.preset} preset needs")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..data import augment_batch
-from ..io import atomic_write, config_dict, file_sha256, remove_stale_temporaries, weights_fingerprint
+from ..io import atomic_write, file_sha256, identity_config, remove_stale_temporaries, weights_fingerprint
 from ..locks import file_lock
 from ..validation import FoundryInputError
 
@@ -43,7 +43,7 @@ REQUIRED_KEYS = ("teacher", "checksums", "shapes")
 
 
 def teacher_identity(teacher: torch.nn.Module, name: str) -> dict:
-    return {"name": str(name), "kind": teacher.kind, "config": config_dict(teacher),
+    return {"name": str(name), "kind": teacher.kind, "config": identity_config(teacher),
             "fingerprint": weights_fingerprint(teacher), "token_dim": int(teacher.token_dim)}
 
 
@@ -100,6 +100,10 @@ def _mismatches(header: dict, want: dict) -> list[str]:
             for tk in ("fingerprint", "token_dim"):  # the weights, not the name or path they were given by
                 if (have or {}).get(tk) != v.get(tk):
                     out.append(f"teacher {tk}: cache {(have or {}).get(tk)!r} vs now {v.get(tk)!r}")
+            # and the grouping's outlier filter (a config without the field: written while it was off)
+            filt = [bool(((d or {}).get("config") or {}).get("outlier_filter", False)) for d in (have, v)]
+            if filt[0] != filt[1]:
+                out.append(f"teacher outlier_filter: cache {filt[0]} vs now {filt[1]}")
         elif json.dumps(have, sort_keys=True) != json.dumps(v, sort_keys=True):
             out.append(f"{k}: cache {have!r} vs now {v!r}")
     return out
