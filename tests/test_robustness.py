@@ -1,6 +1,8 @@
 """Robustness: each corruption seeded, shape and dtype preserving, identity at severity 0 and doing
 what its name says at severity 5; the partial view hides the far side of a sphere; the outlier
 filter's backends agree and catch stray points; the protocol and compare's mCE on tiny models."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -175,6 +177,9 @@ def test_suppress_outliers_moves_strays_onto_the_surface_and_the_tokenizer_switc
     # evaluations stay reusable; the filter-on model is another model
     from foundry.io import identity_config, model_fingerprint
     assert "outlier_filter" not in identity_config(model) and identity_config(on)["outlier_filter"] is True
+    teacher = foundry.create_model("tiny", outlier_filter=False)
+    from foundry.models.baselines import ToMeTeacher
+    assert "outlier_filter" not in json.dumps(identity_config(ToMeTeacher.wrap(teacher, 2)))  # nested too
     same_weights_on = foundry.load(f"{path}@outliers=1")
     assert model_fingerprint(foundry.load(path)) == model_fingerprint(model) != model_fingerprint(same_weights_on)
     with pytest.raises(FoundryInputError, match="outliers"):

@@ -109,9 +109,12 @@ def identity_config(model: torch.nn.Module) -> dict:
     """`config_dict` as fingerprints and token caches name a model: the outlier filter left out when
     off, as every config was written while it was off by default (until 2026-12-05), so a filter-off
     model keeps the fingerprint of its earlier evaluations and caches. (Checkpoints always write the
-    field; a file without it loads with today's default, on.)"""
-    d = config_dict(model)
-    return {k: v for k, v in d.items() if not (k == "outlier_filter" and v is False)}
+    field; a file without it loads with today's default, on.) Nested configs too (a ToMe baseline holds
+    its teacher's)."""
+    def strip(d):
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items()
+                if not (k == "outlier_filter" and v is False)}
+    return strip(config_dict(model))
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
