@@ -81,6 +81,18 @@ reuse_scored() {
   done
   return 0
 }
+# restore_published EVALS LABEL...: with REUSE_FROM=DIR (a published compare folder, e.g. docs/results/DATE-...),
+# each label's DIR/evals/LABEL copied into EVALS/LABEL when that is absent: `foundry eval` restores its finished
+# seeds from the results.json, so a fresh checkout does not score the teacher again
+restore_published() {
+  local evals=$1 label; shift
+  [ -n "${REUSE_FROM:-}" ] || return 0
+  mkdir -p $evals
+  for label in "$@"; do
+    [ -d $REUSE_FROM/evals/$label ] && [ ! -e $evals/$label ] && cp -r $REUSE_FROM/evals/$label $evals/$label
+  done
+  return 0
+}
 # compare_finished NAME SPLIT RUN_FOLDER...: the finished runs among the folders (labelled by folder
 # name), full protocols, 3 seeds, paired with the teacher, into $RUNS/NAME-SPLIT; evaluations of the
 # same label already in $RUNS/compare-SPLIT/evals (the matched study's, evals-SPLIT's) are reused
@@ -254,6 +266,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       first=foundry-vits-s16=foundry-vits-s16
       second=foundry-vits-s16-seed$seed=$RUNS/reship/foundry-vits-s16-seed$seed/student.safetensors
     fi
+    restore_published $RUNS/compare-$split/evals teacher-vits random-init ${first%%=*}
     for e in $first $second; do evaluate_one $split ${e%%=*} ${e#*=} --wait; done
     reuse=(); reuse_scored $split teacher-vits random-init ${first%%=*} ${second%%=*}
     foundry compare --teacher teacher-vits --models $first $second -p svm -p fewshot -p partseg -p fidelity \
@@ -291,16 +304,20 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     # the robustness protocol (the seven ModelNet-C families at severity 3, single-view partial scans) on the teacher
     # and the shipped students, one model at a time under per-model locks (two processes: run it twice), then the
     # compare (mCE relative to the teacher, paired intervals) with every evaluation reused
+    # ROBUST_EXTRA="LABEL=MODEL ...": more models beside them (e.g. tome-r16=teacher-vits@tome=16, the ToMe baseline);
+    # REUSE_FROM=DIR: the evaluations already published in DIR/evals restored first (restore_published)
     split=${step#robust-shipped-}; d=$RUNS/robust-shipped-$split; mkdir -p $d/evals
-    for label in teacher-vits $SHIPPED; do
-      ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
-      flock -n $d/evals/$label.lock foundry eval $label -p robustness "${ref[@]}" "${ROBUST_SEV3[@]}" --seeds 0 1 2 \
+    specs=(teacher-vits); for label in $SHIPPED; do specs+=($label=$label); done; specs+=(${ROBUST_EXTRA:-})
+    restore_published $d/evals "${specs[@]%%=*}"
+    for e in "${specs[@]}"; do
+      label=${e%%=*}; ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
+      flock -n $d/evals/$label.lock foundry eval ${e#*=} -p robustness "${ref[@]}" "${ROBUST_SEV3[@]}" --seeds 0 1 2 \
         --split $split --threads ${THREADS:-1} --out $d/evals/$label --cache-dir $d/cache || true
     done
-    reuse=(); for label in teacher-vits $SHIPPED; do reuse+=(--reuse $label=$d/evals/$label); done
+    reuse=(); for e in "${specs[@]}"; do reuse+=(--reuse ${e%%=*}=$d/evals/${e%%=*}); done
     flock -w 36000 $d/evals/teacher-vits.lock true
-    foundry compare --teacher teacher-vits --no-random -p robustness --models $SHIPPED "${ROBUST_SEV3[@]}" --seeds 0 1 2 \
-      --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
+    foundry compare --teacher teacher-vits --no-random -p robustness --models "${specs[@]:1}" "${ROBUST_SEV3[@]}" \
+      --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
     ;;
   reship)
     # the blocks' caches under a lock: two processes (the s sweep's, the gate's) may want them at once
