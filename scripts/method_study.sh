@@ -30,6 +30,9 @@
 #                                                      # robustness protocol (clean, seen and unseen families, sev. 3)
 #   bash scripts/method_study.sh robust-shipped-val | robust-shipped-test  # the robustness protocol (severity 3) on the
 #                                                      # teacher and the shipped students, then their compare
+#   bash scripts/method_study.sh robust-density-val | robust-density-test | robust-seg-val | robust-seg-test  # the
+#                                                      # density rows / part segmentation under corruption (severity 3)
+#                                                      # for the teacher and MODELS (default foundry-vits-s16)
 #   bash scripts/method_study.sh reship                # the final recipe's s16 (matched $WINNER), s4 and s1 (sweep)
 #                                                      # learn the teacher's blocks 3 and 7 (the part head's; only
 #                                                      # those output MLPs train), into $RUNS/reship; SHIP=1 copies
@@ -300,6 +303,25 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
                foundry-s16-corrupted=$RUNS/robust/foundry-s16-corrupted-seed0/student.safetensors \
       "${ROBUST_SEV3[@]}" --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $d
     ;;
+  robust-density-val|robust-density-test|robust-seg-val|robust-seg-test)
+    # the rest of the robustness protocol on the teacher and $MODELS (default: foundry-vits-s16), one model at a time
+    # under per-model locks, then their compare: density (256 / 512 / 2048 / 4096 points, patch count fixed) or
+    # KiCadPart part segmentation under jitter, drop_local and the partial view at severity 3
+    what=${step#robust-}; split=${what#*-}; what=${what%-*}; d=$RUNS/robust-$what-$split; mkdir -p $d/evals
+    none=(--set 'robustness.families=[]' --set 'robustness.partial=false')
+    if [ $what = density ]; then sets=("${none[@]}" --set 'robustness.density=[256,512,2048,4096]' --set robustness.seg=false)
+    else sets=("${none[@]}" --set 'robustness.density=[]' --set robustness.seg=true --set 'robustness.seg_severities=[3]'); fi
+    labels=(teacher-vits ${MODELS:-foundry-vits-s16})
+    for label in "${labels[@]}"; do
+      ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
+      flock -n $d/evals/$label.lock foundry eval $label -p robustness "${ref[@]}" "${sets[@]}" --seeds 0 1 2 \
+        --split $split --threads ${THREADS:-1} --out $d/evals/$label --cache-dir $d/cache || true
+    done
+    reuse=(); for label in "${labels[@]}"; do reuse+=(--reuse $label=$d/evals/$label); done
+    flock -w 36000 $d/evals/teacher-vits.lock true
+    foundry compare --teacher teacher-vits --no-random -p robustness --models "${labels[@]:1}" "${sets[@]}" \
+      --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
+    ;;
   robust-shipped-val|robust-shipped-test)
     # the robustness protocol (the seven ModelNet-C families at severity 3, single-view partial scans) on the teacher
     # and the shipped students, one model at a time under per-model locks (two processes: run it twice), then the
@@ -361,6 +383,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test robust-density-val robust-density-test robust-seg-val robust-seg-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
      exit 2 ;;
 esac
