@@ -169,10 +169,41 @@ def test_knn_kdtree_gives_the_brute_force_neighbour_sets():
     assert torch.equal(knn(q, p, 16), tree)  # N >= KDTREE_MIN_POINTS on CPU: the tree is chosen
 
 
-def test_knn_numpy_selection_gives_the_top_k_neighbours_of_small_clouds():
-    """Below KDTREE_MIN_POINTS on CPU NumPy picks the k smallest distances: the same indices as
-    torch's top-k, nearest first, on random and on real (tie-rich) clouds; ties ordered by index."""
+def test_host_tree_both_trees_give_the_brute_force_neighbours(monkeypatch):
+    import numpy as np
+
+    from foundry.ops import host_tree
+
+    rng = np.random.default_rng(3)
+    p, q = rng.random((3000, 3)), rng.random((40, 3))
+    exact = np.argsort(((q[:, None] - p[None]) ** 2).sum(-1), axis=1)[:, :9]
+    got = {}
+    if host_tree._pykdtree() is not None:
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            got["pykdtree"] = host_tree.query(p, q, 9)
+        finally:
+            torch.set_num_threads(before)
+    monkeypatch.setattr(host_tree, "_pykdtree", lambda: None)
+    got["scipy"] = host_tree.query(p, q, 9)
+    for name, (dist, idx) in got.items():
+        assert idx.dtype == np.int64 and dist.dtype == np.float64 and idx.shape == (40, 9), name
+        assert np.array_equal(idx, exact), name
+        assert np.allclose(dist,
+                           np.linalg.norm(q[:, None] - p[idx], axis=-1)), name
+
+
+@pytest.mark.parametrize("tree_from", [256, 1 << 30])
+def test_knn_cpu_paths_give_the_top_k_neighbours_of_small_clouds(tree_from, monkeypatch):
+    """On CPU the k-d tree (from KDTREE_MIN_POINTS) or, below it, NumPy's selection of the k smallest
+    distances: the same indices as torch's top-k, nearest first, on random and on real (tie-rich)
+    clouds; NumPy orders ties by index."""
+    import importlib
+
     from foundry.data import load_arrays
+
+    monkeypatch.setattr(importlib.import_module("foundry.ops.knn"), "KDTREE_MIN_POINTS", tree_from)
 
     real = torch.as_tensor(load_arrays("modelnet10", "test", 1024)["points"][:200]).float()
     for q, p in ((rand((2, 50, 3), 11), rand((2, 1024, 3), 12)), (real[:, :64], real)):

@@ -124,12 +124,49 @@ def test_outlier_filter_backends_agree_and_catch_strays():
     strays = np.random.default_rng(0).normal(size=(2, 10, 3))
     strays = 2.0 * strays / np.linalg.norm(strays, axis=-1, keepdims=True)
     x = torch.from_numpy(np.concatenate([pts, strays.astype(np.float32)], 1))
-    d_torch, d_scipy = neighbour_distance(x, 8, "torch"), neighbour_distance(x, 8, "scipy")
-    assert torch.allclose(d_torch, d_scipy, atol=1e-5)
+    d_torch, d_tree = neighbour_distance(x, 8, "torch"), neighbour_distance(x, 8, "kdtree")
+    assert torch.allclose(d_torch, d_tree, atol=1e-5)
     keep = outlier_mask(x, backend="torch")
-    assert torch.equal(keep, outlier_mask(x, backend="scipy"))
+    assert torch.equal(keep, outlier_mask(x, backend="kdtree"))
     assert not keep[:, N:].any()  # every stray point dropped
     assert keep[:, :N].float().mean() > 0.97  # the surface kept
+
+
+@pytest.mark.parametrize("tree", ["pykdtree", "scipy"])
+def test_suppress_outliers_host_path_equals_the_brute_force_with_either_tree(tree, monkeypatch):
+    """The CPU path (one tree query per cloud, nearest kept point from each flagged point's own
+    neighbour list) moves the same points to the same places as the traced brute force, also for a
+    loose cluster of strays whose neighbour lists hold strays only (the second tree's case)."""
+    from foundry.ops import host_tree
+    from foundry.ops.accel import plain_grouping
+    from foundry.ops.outliers import suppress_outliers
+
+    if tree == "scipy":
+        monkeypatch.setattr(host_tree, "_pykdtree", lambda: None)
+    elif host_tree._pykdtree() is None:
+        pytest.skip("pykdtree is not installed (the `fast` extra)")
+    assert host_tree.backend_name() == tree
+    rng = np.random.default_rng(2)
+    pts = clouds(3)
+    strays = rng.normal(size=(3, 12, 3)).astype(np.float32)
+    strays = 2.0 * strays / np.linalg.norm(strays, axis=-1, keepdims=True)
+    cluster = (np.array([3.0, 0, 0]) + 0.3 * rng.normal(size=(3, 10, 3))).astype(np.float32)
+    x = torch.from_numpy(np.concatenate([pts, strays, cluster], 1))
+    with plain_grouping():
+        plain = suppress_outliers(x)
+    fast = suppress_outliers(x)
+    assert torch.equal(fast, plain)
+    assert not torch.equal(fast[:, -10:], x[:, -10:])  # the cluster was flagged and moved
+    clean = torch.from_numpy(pts)
+    assert torch.equal(suppress_outliers(clean), plain_suppress(clean))
+
+
+def plain_suppress(x):
+    from foundry.ops.accel import plain_grouping
+    from foundry.ops.outliers import suppress_outliers
+
+    with plain_grouping():
+        return suppress_outliers(x)
 
 
 def test_suppress_outliers_moves_strays_onto_the_surface_and_the_tokenizer_switch_uses_it(tmp_path):

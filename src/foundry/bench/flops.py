@@ -5,7 +5,8 @@ Conventions (state them with every number):
 - Only matmul-like ops are counted (mm, addmm, bmm, baddbmm, convolution and attention kernels),
   with the formulas of `torch.utils.flop_counter.flop_registry`. Norms, activations, softmax
   normalisation, max-pooling and FPS/top-k comparisons are not MACs and are not counted; the kNN
-  distance matmul is counted (in the "grouping" stage).
+  distance matmul of the brute force is counted (in the "grouping" stage), the CPU k-d tree that
+  stands in for it on CPU from `ops.knn.KDTREE_MIN_POINTS` points counts nothing.
 - PyTorch's registry has no formula for the CPU flash-attention kernel
   (`aten._scaled_dot_product_flash_attention_for_cpu`), so `FlopCounterMode` silently counts zero
   attention FLOPs on CPU; we add the same formula the registry uses for the CUDA kernels.

@@ -3,7 +3,7 @@
 Patches follow the scaling rule used everywhere in `foundry bench`: G = max(64, N // 16)
 centres (or a fixed G), K = 32 neighbours. Rows: "plain" (the plain-torch FPS loop and chunked
 brute-force kNN, any device) and "auto" (what the models run by default: on CPU the `fpsample`
-FPS and, from `KDTREE_MIN_POINTS`, SciPy's k-d tree; see `foundry.ops`), plus any explicit FPS
+FPS and, from `KDTREE_MIN_POINTS`, an exact k-d tree; see `foundry.ops`), plus any explicit FPS
 backend ("fpsample", "bucket") with the automatic kNN. Sizes where a step would pass
 `time_limit` are skipped with a note, judged from the previous size (FPS ~ N*G, kNN ~ N*G).
 """

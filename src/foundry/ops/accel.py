@@ -52,6 +52,6 @@ def preload() -> None:
     that a timed first call does not pay for it."""
     import contextlib as _c
 
-    for mod in ("scipy.spatial", "fpsample"):
+    for mod in ("scipy.spatial", "pykdtree.kdtree", "fpsample"):
         with _c.suppress(ImportError):
             __import__(mod)

@@ -10,14 +10,17 @@ std: on ModelNet10 test clouds with 3% stray points (ModelNet-C add_global, seve
 threshold (k=8, ratio 4) catches 98% of the strays farther than 0.1 from the surface and drops
 0.9% of a clean cloud, the mean + 2 std threshold 89% and 3.3%.
 
-Two backends give the same mask: "torch" (batched, any device, via `ops.knn`) and "scipy"
-(cKDTree per cloud, CPU; faster on large clouds). "auto" takes scipy for CPU tensors when it is
-installed (and nothing is traced).
+Two backends give the same mask: "torch" (batched, any device, via `ops.knn`) and "kdtree"
+(one exact k-d tree query per cloud on the host, `ops.host_tree`: pykdtree or SciPy's cKDTree;
+faster on CPU at every size). "auto" takes "kdtree" for CPU tensors (when nothing is traced).
 
 `suppress_outliers` is the form the models' tokenizers use (config `outlier_filter`): the cloud keeps
 its shape and every flagged point is moved onto its nearest kept point, so FPS and kNN see the kept
 surface only (a duplicate is never farther than its twin, and the max-pooling tokenizers do not
-see duplicates); batched, deterministic and traceable. `eval.robustness` applies the filter as a
+see duplicates); batched, deterministic and traceable. On CPU one tree query per cloud serves both
+the scores and the moves: a flagged point's nearest kept point is the first kept one among its
+k + 1 nearest (every nearer point is in that list and flagged); only a flagged point whose whole
+list is flagged asks a second tree, of the kept points. `eval.robustness` applies the filter as a
 switch of its own on the data (drop and refill), to measure the remedy with any model.
 """
 from __future__ import annotations
@@ -25,12 +28,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .accel import accelerated_cpu_allowed, cpu_workers
+from . import host_tree
+from .accel import accelerated_cpu_allowed
 from .knn import gather_points, knn
 
 DEFAULT_K = 8
 DEFAULT_RATIO = 4.0
-_BACKENDS = ("auto", "torch", "scipy")
+_BACKENDS = ("auto", "torch", "kdtree")
 
 
 def neighbour_distance(points: torch.Tensor, k: int = DEFAULT_K, backend: str = "auto") -> torch.Tensor:
@@ -43,14 +47,9 @@ def neighbour_distance(points: torch.Tensor, k: int = DEFAULT_K, backend: str = 
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     if backend == "auto":
-        backend = "scipy" if accelerated_cpu_allowed(points) and _scipy_available() else "torch"
-    if backend == "scipy":
-        from scipy.spatial import cKDTree
-
-        rows = []
-        for cloud in points.detach().cpu().double().numpy():
-            d, _ = cKDTree(cloud).query(cloud, k=k + 1, workers=_workers(len(cloud)))
-            rows.append(d[:, 1:].mean(1))
+        backend = "kdtree" if accelerated_cpu_allowed(points) else "torch"
+    if backend == "kdtree":
+        rows = [_host_scores(cloud, k)[0] for cloud in points.detach().cpu().double().numpy()]
         return torch.as_tensor(np.stack(rows), dtype=points.dtype, device=points.device).reshape(points.shape[:2])
     idx = knn(points, points, k + 1)[:, :, 1:]  # nearest first: drop the point itself
     nbrs = gather_points(points, idx)  # (B, N, k, 3)
@@ -78,22 +77,19 @@ def _lower_median(x: torch.Tensor) -> torch.Tensor:
 def suppress_outliers(points: torch.Tensor, k: int = DEFAULT_K, ratio: float = DEFAULT_RATIO,
                       max_chunk_elements: int = 1 << 24) -> torch.Tensor:
     """`points` (B, N, 3) with every point that `outlier_mask` flags replaced by its nearest kept
-    point of the same cloud; unflagged points unchanged. On CPU (no tracing) a k-d tree of the kept
-    points answers; elsewhere a chunked brute force over all points with flagged ones masked out."""
+    point of the same cloud; unflagged points unchanged. On CPU (no tracing) one k-d tree query per
+    cloud (module docstring); elsewhere a chunked brute force over all points with flagged ones
+    masked out."""
+    if accelerated_cpu_allowed(points):
+        out = None
+        rounding = points.detach().numpy().dtype  # the scores as outlier_mask sees them: in the points' dtype
+        for b, cloud in enumerate(points.detach().double().numpy()):
+            moved, nearest = _host_moves(cloud, k, ratio, rounding)
+            if len(moved):
+                out = points.detach().clone() if out is None else out
+                out[b, torch.from_numpy(moved)] = out[b, torch.from_numpy(nearest)]
+        return points if out is None else out
     keep = outlier_mask(points, k, ratio)
-    if accelerated_cpu_allowed(points) and _scipy_available():
-        if bool(keep.all()):
-            return points
-        from scipy.spatial import cKDTree
-
-        out = points.detach().clone()
-        for b, (cloud, kept) in enumerate(zip(out.numpy(), keep.numpy())):
-            if kept.all():
-                continue
-            inliers = cloud[kept]
-            _, idx = cKDTree(inliers).query(cloud[~kept], k=1, workers=_workers(len(inliers)))
-            cloud[~kept] = inliers[idx]  # a view of `out`
-        return out
     p = points.detach().float()
     far = torch.where(keep, 0.0, float("inf")).unsqueeze(1)  # (B, 1, N): flagged points are never nearest
     step = max(1, max_chunk_elements // max(1, points.shape[0] * points.shape[1]))
@@ -102,15 +98,35 @@ def suppress_outliers(points: torch.Tensor, k: int = DEFAULT_K, ratio: float = D
     return torch.where(keep.unsqueeze(-1), points, gather_points(points, nearest))
 
 
-def _workers(n: int) -> int:
-    """SciPy query threads: one below 16k points, where starting threads costs more than they save
-    (1024 points at 2 threads: 1.55 ms with two, 1.31 ms with one, measured 2026-12-05)."""
-    return 1 if n < 16384 else cpu_workers()
+def _host_scores(cloud: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean distance to the k nearest other points (N,), the k + 1 nearest indices (N, k + 1),
+    the point itself or a duplicate of it first) of one float64 cloud (N, 3)."""
+    dist, idx = host_tree.query(cloud, cloud, k + 1)
+    return dist[:, 1:].mean(1), idx
 
 
-def _scipy_available() -> bool:
-    try:
-        import scipy.spatial  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _host_keep(scores: np.ndarray, ratio: float) -> np.ndarray:
+    """`outlier_mask`'s rule on one cloud's scores: <= median + ratio * 1.4826 * MAD, lower medians."""
+    middle = (len(scores) - 1) // 2
+    median = np.partition(scores, middle)[middle]
+    spread = 1.4826 * np.partition(np.abs(scores - median), middle)[middle]
+    return scores <= median + ratio * spread
+
+
+def _host_moves(cloud: np.ndarray, k: int, ratio: float, rounding=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """(flagged indices, the index of each one's nearest kept point) of one float64 cloud; the
+    scores rounded to `rounding` first, as `outlier_mask` returns them for clouds of that dtype."""
+    scores, idx = _host_scores(cloud, k)
+    keep = _host_keep(scores.astype(rounding).astype(np.float64), ratio)
+    moved = np.flatnonzero(~keep)
+    if not len(moved):
+        return moved, moved
+    listed = idx[moved]  # (F, k + 1), nearest first
+    kept_listed = keep[listed]
+    nearest = listed[np.arange(len(moved)), kept_listed.argmax(1)]
+    lost = ~kept_listed.any(1)  # every listed neighbour flagged too: ask the kept points themselves
+    if lost.any():
+        kept = np.flatnonzero(keep)
+        _, j = host_tree.query(cloud[kept], cloud[moved[lost]], 1)
+        nearest[lost] = kept[j[:, 0]]
+    return moved, nearest
