@@ -21,17 +21,8 @@ def tiny_analytic_macs(cfg, n_points: int, groups: int | None = None) -> dict:
     return {"grouping": grouping, "tokenizer": tokenizer, "encoder": pos + depth * per_block}
 
 
-@pytest.fixture
-def brute_force_knn(monkeypatch):
-    """The kNN as the brute force's distance product, which the formulas count (on CPU a k-d tree
-    stands in from 256 points and counts nothing)."""
-    import importlib
-
-    monkeypatch.setattr(importlib.import_module("foundry.ops.knn"), "KDTREE_MIN_POINTS", 1 << 30)
-
-
 @pytest.mark.parametrize("groups", [None, 24])
-def test_flop_counter_pinned_to_analytic_formula(groups, brute_force_knn):
+def test_flop_counter_pinned_to_analytic_formula(groups):
     model = create_model("tiny")
     cost = stage_costs(model, 256, 1, num_groups=groups)
     want = tiny_analytic_macs(model.config, 256, groups)
@@ -50,13 +41,15 @@ def test_flop_counter_counts_attention_and_scales_with_batch():
     # FlopCounterMode alone misses the CPU flash-attention kernel: our count must exceed it by that much
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as plain, torch.no_grad():
+    from foundry.ops.knn import brute_force_knn
+
+    with FlopCounterMode(display=False) as plain, brute_force_knn(), torch.no_grad():
         model.forward_features(torch.randn(1, 256, 3))
     assert one["total_flops"] - plain.get_total_flops() == 2 * attention
     assert model_macs(model, 256) == one["total_macs"]
 
 
-def test_count_flops_keeps_its_signature_and_names_modules(brute_force_knn):
+def test_count_flops_keeps_its_signature_and_names_modules():
     model = create_model("tiny")
     total, per_module = count_flops(model.forward_features, torch.randn(1, 256, 3))
     assert total == sum(per_module.values())

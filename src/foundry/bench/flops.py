@@ -5,8 +5,8 @@ Conventions (state them with every number):
 - Only matmul-like ops are counted (mm, addmm, bmm, baddbmm, convolution and attention kernels),
   with the formulas of `torch.utils.flop_counter.flop_registry`. Norms, activations, softmax
   normalisation, max-pooling and FPS/top-k comparisons are not MACs and are not counted; the kNN
-  distance matmul of the brute force is counted (in the "grouping" stage), the CPU k-d tree that
-  stands in for it on CPU from `ops.knn.KDTREE_MIN_POINTS` points counts nothing.
+  distance matmul is counted (in the "grouping" stage): the count runs the brute force
+  (`ops.knn.brute_force_knn`) where a real call on CPU takes a k-d tree, so figures keep one definition.
 - PyTorch's registry has no formula for the CPU flash-attention kernel
   (`aten._scaled_dot_product_flash_attention_for_cpu`), so `FlopCounterMode` silently counts zero
   attention FLOPs on CPU; we add the same formula the registry uses for the CUDA kernels.
@@ -28,6 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..models.backbone import PointTransformer
 from ..models.baselines import ToMeTeacher
+from ..ops.knn import brute_force_knn
 from .hooks import watch_grouping
 
 STAGES = ("grouping", "tokenizer", "gate", "dso", "encoder", "cau", "other")
@@ -135,7 +136,8 @@ def count_flops(fn, *args, **kwargs) -> tuple[int, dict[str, int]]:
                 handles.append(sub.register_forward_hook(lambda m, a, o: pop()))
     counter = _StageCounter(stack)
     try:
-        with watch_grouping(on_enter=lambda _name: push("grouping"), on_exit=pop), counter, torch.no_grad():
+        with watch_grouping(on_enter=lambda _name: push("grouping"), on_exit=pop), brute_force_knn(), counter, \
+                torch.no_grad():
             fn(*args, **kwargs)
     finally:
         for h in handles:

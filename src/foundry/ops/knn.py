@@ -2,6 +2,8 @@
 exact k-d tree (`ops.host_tree`: pykdtree or SciPy's cKDTree) standing in on CPU for large clouds."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import host_tree
@@ -13,6 +15,20 @@ KDTREE_MIN_POINTS = 256  # from here on the tree wins on CPU: 64 centres x 32 ne
 # 2026-12-06; 256 points: 0.33 / 0.44 / 0.85 ms). The shipped teacher and s16 give bit-identical
 # features on all 908 ModelNet10 test clouds either way (the neighbour sets differ only between
 # duplicate points), filter on and off; smaller clouds keep the NumPy selection
+
+
+_counting = [0]
+
+
+@contextlib.contextmanager
+def brute_force_knn():
+    """Inside this block the default kNN is the brute force on CPU too (FPS keeps its accelerator):
+    MAC counts (`bench.flops`) book the kNN's distance product, whichever path a real call takes."""
+    _counting[0] += 1
+    try:
+        yield
+    finally:
+        _counting[0] -= 1
 
 
 def gather_points(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -55,7 +71,7 @@ def knn(
         raise ValueError(f"cannot take k={k} neighbours from clouds of {n} points")
     if backend not in ("torch", "plain", "kdtree"):
         raise ValueError(f"unknown kNN backend {backend!r}; choose 'torch', 'plain' or 'kdtree'")
-    if backend == "kdtree" or (backend == "torch" and n >= KDTREE_MIN_POINTS and chunk_size is None
+    if backend == "kdtree" or (backend == "torch" and n >= KDTREE_MIN_POINTS and chunk_size is None and not _counting[0]
                                and accelerated_cpu_allowed(queries, points)):
         return _knn_kdtree(queries, points, k)
     if chunk_size is None:
