@@ -159,6 +159,9 @@ def test_suppress_outliers_host_path_equals_the_brute_force_with_either_tree(tre
     assert not torch.equal(fast[:, -10:], x[:, -10:])  # the cluster was flagged and moved
     clean = torch.from_numpy(pts)
     assert torch.equal(suppress_outliers(clean), plain_suppress(clean))
+    assert torch.equal(suppress_outliers(x.bfloat16()), plain_suppress(x.bfloat16()))  # scores in the points' dtype
+    with pytest.raises(ValueError, match="k=8 neighbours in clouds of 5 points"):
+        suppress_outliers(x[:, :5])
 
 
 def plain_suppress(x):

@@ -39,11 +39,7 @@ _BACKENDS = ("auto", "torch", "kdtree")
 
 def neighbour_distance(points: torch.Tensor, k: int = DEFAULT_K, backend: str = "auto") -> torch.Tensor:
     """(B, N) mean distance of each point of `points` (B, N, 3) to its k nearest other points."""
-    if points.dim() != 3 or points.shape[-1] != 3:
-        raise ValueError(f"neighbour_distance expects (B, N, 3) points, got shape {tuple(points.shape)}")
-    n = points.shape[1]
-    if not 0 < k < n:
-        raise ValueError(f"cannot average k={k} neighbours in clouds of {n} points (need 0 < k < N)")
+    _check(points, k)
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     if backend == "auto":
@@ -80,11 +76,11 @@ def suppress_outliers(points: torch.Tensor, k: int = DEFAULT_K, ratio: float = D
     point of the same cloud; unflagged points unchanged. On CPU (no tracing) one k-d tree query per
     cloud (module docstring); elsewhere a chunked brute force over all points with flagged ones
     masked out."""
+    _check(points, k)
     if accelerated_cpu_allowed(points):
         out = None
-        rounding = points.detach().numpy().dtype  # the scores as outlier_mask sees them: in the points' dtype
         for b, cloud in enumerate(points.detach().double().numpy()):
-            moved, nearest = _host_moves(cloud, k, ratio, rounding)
+            moved, nearest = _host_moves(cloud, k, ratio, points.dtype)
             if len(moved):
                 out = points.detach().clone() if out is None else out
                 out[b, torch.from_numpy(moved)] = out[b, torch.from_numpy(nearest)]
@@ -96,6 +92,14 @@ def suppress_outliers(points: torch.Tensor, k: int = DEFAULT_K, ratio: float = D
     nearest = torch.cat([(torch.cdist(p[:, i:i + step], p) + far).argmin(-1)
                          for i in range(0, points.shape[1], step)], dim=1)
     return torch.where(keep.unsqueeze(-1), points, gather_points(points, nearest))
+
+
+def _check(points: torch.Tensor, k: int) -> None:
+    if points.dim() != 3 or points.shape[-1] != 3:
+        raise ValueError(f"the outlier filter expects (B, N, 3) points, got shape {tuple(points.shape)}")
+    n = points.shape[1]
+    if not 0 < k < n:
+        raise ValueError(f"cannot average k={k} neighbours in clouds of {n} points (need 0 < k < N)")
 
 
 def _host_scores(cloud: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,11 +117,12 @@ def _host_keep(scores: np.ndarray, ratio: float) -> np.ndarray:
     return scores <= median + ratio * spread
 
 
-def _host_moves(cloud: np.ndarray, k: int, ratio: float, rounding=np.float64) -> tuple[np.ndarray, np.ndarray]:
+def _host_moves(cloud: np.ndarray, k: int, ratio: float, rounding: torch.dtype = torch.float64
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(flagged indices, the index of each one's nearest kept point) of one float64 cloud; the
     scores rounded to `rounding` first, as `outlier_mask` returns them for clouds of that dtype."""
     scores, idx = _host_scores(cloud, k)
-    keep = _host_keep(scores.astype(rounding).astype(np.float64), ratio)
+    keep = _host_keep(torch.from_numpy(scores).to(rounding).double().numpy(), ratio)
     moved = np.flatnonzero(~keep)
     if not len(moved):
         return moved, moved
