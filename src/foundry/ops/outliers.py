@@ -30,6 +30,7 @@ import torch
 
 from . import host_tree
 from .accel import accelerated_cpu_allowed
+from .frame import comparable_frame
 from .knn import gather_points, knn
 
 DEFAULT_K = 8
@@ -56,7 +57,10 @@ def outlier_mask(points: torch.Tensor, k: int = DEFAULT_K, ratio: float = DEFAUL
                  backend: str = "auto") -> torch.Tensor:
     """(B, N) bool, True for the points to keep: mean neighbour distance <= median + ratio *
     1.4826 * MAD of that cloud's distances."""
-    d = neighbour_distance(points, k, backend).double()
+    return _keep(neighbour_distance(points, k, backend).double(), ratio)
+
+
+def _keep(d: torch.Tensor, ratio: float) -> torch.Tensor:
     median = _lower_median(d)
     spread = 1.4826 * _lower_median((d - median).abs())
     return d <= median + ratio * spread
@@ -85,12 +89,32 @@ def suppress_outliers(points: torch.Tensor, k: int = DEFAULT_K, ratio: float = D
                 out = points.detach().clone() if out is None else out
                 out[b, torch.from_numpy(moved)] = out[b, torch.from_numpy(nearest)]
         return points if out is None else out
-    keep = outlier_mask(points, k, ratio)
-    p = points.detach().float()
+    return _brute_force_suppress(points, k, ratio, max_chunk_elements)
+
+
+def _brute_force_suppress(points: torch.Tensor, k: int, ratio: float, max_chunk_elements: int) -> torch.Tensor:
+    """`suppress_outliers` in tensor ops (GPU, tracing, ONNX): squared distances by the expansion of
+    `ops.knn`, a chunk of query rows at a time; the k + 1 smallest give the scores (the same values
+    as `neighbour_distance`'s torch path), then flagged points are masked out and each point's
+    nearest kept one taken from the same distances. Where the whole matrix fits one chunk (1024
+    points) it is built once for both steps: half the work of the exported graph's filter."""
+    (p,) = comparable_frame(points.detach().float())
+    batch, n, _ = p.shape
+    step = max(1, max_chunk_elements // max(1, batch * n))
+    p_sq = p.pow(2).sum(-1).unsqueeze(1)  # (B, 1, N)
+
+    def squared(start):  # (B, rows, N), as ops.knn computes them
+        qc = p[:, start:start + step]
+        return qc.pow(2).sum(-1, keepdim=True) - 2.0 * qc @ p.transpose(1, 2) + p_sq
+
+    starts = list(range(0, n, step))
+    once = squared(0) if len(starts) == 1 else None
+    idx = torch.cat([(once if once is not None else squared(i)).topk(k + 1, dim=-1, largest=False).indices
+                     for i in starts], dim=1)[:, :, 1:]
+    scores = (gather_points(points, idx) - points.unsqueeze(2)).norm(dim=-1).mean(-1)
+    keep = _keep(scores.double(), ratio)
     far = torch.where(keep, 0.0, float("inf")).unsqueeze(1)  # (B, 1, N): flagged points are never nearest
-    step = max(1, max_chunk_elements // max(1, points.shape[0] * points.shape[1]))
-    nearest = torch.cat([(torch.cdist(p[:, i:i + step], p) + far).argmin(-1)
-                         for i in range(0, points.shape[1], step)], dim=1)
+    nearest = torch.cat([((once if once is not None else squared(i)) + far).argmin(-1) for i in starts], dim=1)
     return torch.where(keep.unsqueeze(-1), points, gather_points(points, nearest))
 
 
