@@ -306,7 +306,8 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
   robust-density-val|robust-density-test|robust-seg-val|robust-seg-test)
     # the rest of the robustness protocol on the teacher and $MODELS (default: foundry-vits-s16), one model at a time
     # under per-model locks, then their compare: density (256 / 512 / 2048 / 4096 points, patch count fixed) or
-    # KiCadPart part segmentation under jitter, drop_local and the partial view at severity 3
+    # KiCadPart part segmentation under jitter, drop_local and the partial view at severity 3; SEEDS="0": one seed
+    # first (the teacher takes ~40 min a seed at 1 thread on the AMD EPYC; more seeds later complete the same folders)
     what=${step#robust-}; split=${what#*-}; what=${what%-*}; d=$RUNS/robust-$what-$split; mkdir -p $d/evals
     none=(--set 'robustness.families=[]' --set 'robustness.partial=false')
     if [ $what = density ]; then sets=("${none[@]}" --set 'robustness.density=[256,512,2048,4096]' --set robustness.seg=false)
@@ -314,13 +315,13 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     labels=(teacher-vits ${MODELS:-foundry-vits-s16})
     for label in "${labels[@]}"; do
       ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
-      flock -n $d/evals/$label.lock foundry eval $label -p robustness "${ref[@]}" "${sets[@]}" --seeds 0 1 2 \
+      flock -n $d/evals/$label.lock foundry eval $label -p robustness "${ref[@]}" "${sets[@]}" --seeds ${SEEDS:-0 1 2} \
         --split $split --threads ${THREADS:-1} --out $d/evals/$label --cache-dir $d/cache || true
     done
     reuse=(); for label in "${labels[@]}"; do reuse+=(--reuse $label=$d/evals/$label); done
     flock -w 36000 $d/evals/teacher-vits.lock true
     foundry compare --teacher teacher-vits --no-random -p robustness --models "${labels[@]:1}" "${sets[@]}" \
-      --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
+      --seeds ${SEEDS:-0 1 2} --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
     ;;
   robust-shipped-val|robust-shipped-test)
     # the robustness protocol (the seven ModelNet-C families at severity 3, single-view partial scans) on the teacher
