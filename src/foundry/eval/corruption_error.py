@@ -105,14 +105,14 @@ def robustness_markdown(summary: dict, teacher_label: str, split: str = "test") 
             f"{'on' if summary['outlier_filter'] else 'off'}. mCE / RmCE (over the families run) relative to the teacher "
             f"({teacher_label} = 1.00; lower is better); retention = accuracy / the teacher's accuracy, %.")
     lines = ["", "## Robustness: accuracy under corruption (ModelNet-C families, partial view, density)", "", note, "",
-             "| model | clean | " + " | ".join(fams) + " | corrupted | partial | mCE | RmCE | retention corrupted % "
-             "| retention partial % |", "|" + "---|" * (len(fams) + 8)]
+             "| " + " | ".join(["model", "clean", *fams, "corrupted", "partial", "mCE", "RmCE", "retention corrupted %",
+                                "retention partial %"]) + " |", "|" + "---|" * (len(fams) + 8)]
     for label, r in models.items():
         cells = [label, _stat(r, "clean")] + [_stat(r, f) for f in fams] + [
             _stat(r, "corrupted"), _stat(r, PARTIAL), _f(r["mce"], 3), _f(r["rmce"], 3),
             _f(r["retention"].get("corrupted")), _f(r["retention"].get(PARTIAL))]
         lines.append("| " + " | ".join(cells) + " |")
-    if fams:
+    if fams or summary["density"]:
         head = fams + ["partial"] + [f"density {n}" for n in summary["density"]]
         lines += ["", "Corruption error per family relative to the teacher (CE_f; partial and density: error ratio):",
                   "", "| model | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
