@@ -313,6 +313,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     if [ $what = density ]; then sets=("${none[@]}" --set 'robustness.density=[256,512,2048,4096]' --set robustness.seg=false)
     else sets=("${none[@]}" --set 'robustness.density=[]' --set robustness.seg=true --set 'robustness.seg_severities=[3]'); fi
     labels=(teacher-vits ${MODELS:-foundry-vits-s16})
+    restore_published $d/evals "${labels[@]}"  # REUSE_FROM=DIR: a published seed-0 folder, completed here
     for label in "${labels[@]}"; do
       ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
       flock -n $d/evals/$label.lock foundry eval $label -p robustness "${ref[@]}" "${sets[@]}" --seeds ${SEEDS:-0 1 2} \
