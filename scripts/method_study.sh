@@ -96,6 +96,24 @@ restore_published() {
   done
   return 0
 }
+# robust_compare DIR SEEDS SPEC...: the robustness protocol with the settings in the caller's `sets` array on each
+# SPEC (LABEL=MODEL, or a name; the first is the teacher), one model at a time under per-model locks (a second
+# process takes the next model), into DIR/evals/LABEL; then their compare into DIR with every evaluation reused
+robust_compare() {
+  local d=$1 seeds=$2 e label ref reuse=(); shift 2
+  mkdir -p $d/evals
+  restore_published $d/evals "${@%%=*}"
+  for e in "$@"; do
+    label=${e%%=*}; ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
+    flock -n $d/evals/$label.lock foundry eval ${e#*=} -p robustness "${ref[@]}" "${sets[@]}" --seeds $seeds \
+      --split $split --threads ${THREADS:-1} --out $d/evals/$label --cache-dir $d/cache || true
+    reuse+=(--reuse $label=$d/evals/$label)
+  done
+  flock -w 36000 $d/evals/teacher-vits.lock true
+  shift
+  foundry compare --teacher teacher-vits --no-random -p robustness --models "$@" "${sets[@]}" --seeds $seeds \
+    --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
+}
 # compare_finished NAME SPLIT RUN_FOLDER...: the finished runs among the folders (labelled by folder
 # name), full protocols, 3 seeds, paired with the teacher, into $RUNS/NAME-SPLIT; evaluations of the
 # same label already in $RUNS/compare-SPLIT/evals (the matched study's, evals-SPLIT's) are reused
@@ -308,21 +326,11 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     # under per-model locks, then their compare: density (256 / 512 / 2048 / 4096 points, patch count fixed) or
     # KiCadPart part segmentation under jitter, drop_local and the partial view at severity 3; SEEDS="0": one seed
     # first (the teacher takes ~40 min a seed at 1 thread on the AMD EPYC; more seeds later complete the same folders)
-    what=${step#robust-}; split=${what#*-}; what=${what%-*}; d=$RUNS/robust-$what-$split; mkdir -p $d/evals
+    what=${step#robust-}; split=${what#*-}; what=${what%-*}; d=$RUNS/robust-$what-$split
     none=(--set 'robustness.families=[]' --set 'robustness.partial=false')
     if [ $what = density ]; then sets=("${none[@]}" --set 'robustness.density=[256,512,2048,4096]' --set robustness.seg=false)
     else sets=("${none[@]}" --set 'robustness.density=[]' --set robustness.seg=true --set 'robustness.seg_severities=[3]'); fi
-    labels=(teacher-vits ${MODELS:-foundry-vits-s16})
-    restore_published $d/evals "${labels[@]}"  # REUSE_FROM=DIR: a published seed-0 folder, completed here
-    for label in "${labels[@]}"; do
-      ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
-      flock -n $d/evals/$label.lock foundry eval $label -p robustness "${ref[@]}" "${sets[@]}" --seeds ${SEEDS:-0 1 2} \
-        --split $split --threads ${THREADS:-1} --out $d/evals/$label --cache-dir $d/cache || true
-    done
-    reuse=(); for label in "${labels[@]}"; do reuse+=(--reuse $label=$d/evals/$label); done
-    flock -w 36000 $d/evals/teacher-vits.lock true
-    foundry compare --teacher teacher-vits --no-random -p robustness --models "${labels[@]:1}" "${sets[@]}" \
-      --seeds ${SEEDS:-0 1 2} --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
+    robust_compare $d "${SEEDS:-0 1 2}" teacher-vits ${MODELS:-foundry-vits-s16}  # REUSE_FROM=DIR: a published seed-0 folder
     ;;
   robust-shipped-val|robust-shipped-test)
     # the robustness protocol (the seven ModelNet-C families at severity 3, single-view partial scans) on the teacher
@@ -330,18 +338,9 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     # compare (mCE relative to the teacher, paired intervals) with every evaluation reused
     # ROBUST_EXTRA="LABEL=MODEL ...": more models beside them (e.g. tome-r16=teacher-vits@tome=16, the ToMe baseline);
     # REUSE_FROM=DIR: the evaluations already published in DIR/evals restored first (restore_published)
-    split=${step#robust-shipped-}; d=$RUNS/robust-shipped-$split; mkdir -p $d/evals
-    specs=(teacher-vits); for label in $SHIPPED; do specs+=($label=$label); done; specs+=(${ROBUST_EXTRA:-})
-    restore_published $d/evals "${specs[@]%%=*}"
-    for e in "${specs[@]}"; do
-      label=${e%%=*}; ref=(); [ $label != teacher-vits ] && ref=(--reference teacher-vits)
-      flock -n $d/evals/$label.lock foundry eval ${e#*=} -p robustness "${ref[@]}" "${ROBUST_SEV3[@]}" --seeds 0 1 2 \
-        --split $split --threads ${THREADS:-1} --out $d/evals/$label --cache-dir $d/cache || true
-    done
-    reuse=(); for e in "${specs[@]}"; do reuse+=(--reuse ${e%%=*}=$d/evals/${e%%=*}); done
-    flock -w 36000 $d/evals/teacher-vits.lock true
-    foundry compare --teacher teacher-vits --no-random -p robustness --models "${specs[@]:1}" "${ROBUST_SEV3[@]}" \
-      --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
+    split=${step#robust-shipped-}; sets=("${ROBUST_SEV3[@]}"); specs=(teacher-vits)
+    for label in $SHIPPED; do specs+=($label=$label); done
+    robust_compare $RUNS/robust-shipped-$split "0 1 2" "${specs[@]}" ${ROBUST_EXTRA:-}
     ;;
   reship)
     # the blocks' caches under a lock: two processes (the s sweep's, the gate's) may want them at once

@@ -17,18 +17,27 @@ KDTREE_MIN_POINTS = 256  # from here on the tree wins on CPU: 64 centres x 32 ne
 # duplicate points), filter on and off; smaller clouds keep the NumPy selection
 
 
-_counting = [0]
+_counting = 0
 
 
 @contextlib.contextmanager
 def brute_force_knn():
     """Inside this block the default kNN is the brute force on CPU too (FPS keeps its accelerator):
     MAC counts (`bench.flops`) book the kNN's distance product, whichever path a real call takes."""
-    _counting[0] += 1
+    global _counting
+    _counting += 1
     try:
         yield
     finally:
-        _counting[0] -= 1
+        _counting -= 1
+
+
+def squared_distances(queries: torch.Tensor, points: torch.Tensor, points_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, M, N) squared distances of float (B, M, 3) queries to (B, N, 3) points by the expansion
+    |q|^2 - 2 q.p + |p|^2 (one matmul); points_sq: (B, 1, N) |p|^2 when the caller reuses it."""
+    if points_sq is None:
+        points_sq = points.pow(2).sum(-1).unsqueeze(1)
+    return queries.pow(2).sum(-1, keepdim=True) - 2.0 * queries @ points.transpose(1, 2) + points_sq
 
 
 def gather_points(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -71,7 +80,7 @@ def knn(
         raise ValueError(f"cannot take k={k} neighbours from clouds of {n} points")
     if backend not in ("torch", "plain", "kdtree"):
         raise ValueError(f"unknown kNN backend {backend!r}; choose 'torch', 'plain' or 'kdtree'")
-    if backend == "kdtree" or (backend == "torch" and n >= KDTREE_MIN_POINTS and chunk_size is None and not _counting[0]
+    if backend == "kdtree" or (backend == "torch" and n >= KDTREE_MIN_POINTS and chunk_size is None and not _counting
                                and accelerated_cpu_allowed(queries, points)):
         return _knn_kdtree(queries, points, k)
     if chunk_size is None:
@@ -83,10 +92,7 @@ def knn(
     p_sq = p.pow(2).sum(-1).unsqueeze(1)  # (B, 1, N)
     out = []
     for start in range(0, m, chunk_size):
-        qc = q[:, start : start + chunk_size]
-        # squared distances via the expansion |q|^2 - 2 q.p + |p|^2 (one matmul per chunk)
-        dist = qc.pow(2).sum(-1, keepdim=True) - 2.0 * qc @ p.transpose(1, 2) + p_sq
-        out.append(select(dist, k))
+        out.append(select(squared_distances(q[:, start : start + chunk_size], p, p_sq), k))
     return torch.cat(out, dim=1)
 
 
