@@ -50,6 +50,7 @@
 #                                                      # labels + the teacher's soft targets (a head fitted on it first)
 #   bash scripts/method_study.sh seed                  # the final recipe's s16 at a second training seed (SEED=1)
 #   bash scripts/method_study.sh seed-val | seed-test  # both seeds against the teacher and each other, into $RUNS/seed-SPLIT
+#                                                      # (PRECISION=32-true SEED=N: the fp32 run of seed N, into seed-SPLIT-seedN-fp32)
 #   bash scripts/method_study.sh experts-val | experts-test  # the experts scored (full protocols), compared with the
 #                                                      # teacher, the floor and foundry-vits-s16 into $RUNS/experts-SPLIT
 #
@@ -67,7 +68,11 @@ export FOUNDRY_OUTLIER_FILTER=${FOUNDRY_OUTLIER_FILTER:-0}
 RUNS=${RUNS:-runs/study}
 CACHE=$RUNS/cache/teacher-vits-train
 EPOCHS=${EPOCHS:-15}
-RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision bf16-mixed --views 1"
+# PRECISION=32-true: the narrow and seed steps in fp32, their runs named ...-fp32 (bf16 autocast is emulated, about
+# 7x slower, on CPUs without AVX512-BF16/AMX, e.g. the AMD EPYC of 2026-12-06: 5 against 35 clouds/s per thread)
+PRECISION=${PRECISION:-bf16-mixed}
+PTAG=""; [ $PRECISION = bf16-mixed ] || PTAG=-fp${PRECISION%%-*}
+RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision $PRECISION --views 1"
 ALL=(foundry-s16 fps-s16 foundry-s16-learned kmeans-s16 tome-s16)
 SHIPPED="foundry-vits-s16 foundry-vits-s4 foundry-vits-s1"
 # the robustness protocol of the study: the seven ModelNet-C families at severity 3 (and the partial view, on by default)
@@ -204,7 +209,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     t=${TOKEN_DIM:-384}
     for w in ${WIDTHS:-192 256}; do for s in ${NARROW_S:-16}; do
       seed=${SEED:-0}; name=w$w; [ $t = 384 ] || name=$name-t$t; [ $s = 16 ] || name=$name-s$s
-      out=$RUNS/narrow/$name-seed$seed
+      out=$RUNS/narrow/$name-seed$seed$PTAG
       [ -f $out/student.safetensors ] && { echo "[study] $out done"; continue; }
       foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} --set width=$w --set heads=$((w / 64)) \
         --set token_dim=$t --set num_supertokens=$s --cache $CACHE --out $out $RECIPE --seed $seed \
@@ -268,12 +273,13 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
   seed)
     # a second training seed of the final recipe (SEED, default 1): narrow/w192-t192-seedN as the s16 run was
     # trained, then its blocks 3/7 learned as the shipped file's were (reship/foundry-vits-s16-seedN)
-    seed=${SEED:-1}; src=$RUNS/narrow/w192-t192-seed$seed/student.safetensors
+    # (PRECISION=32-true: both stages in fp32, the files named ...-seedN-fp32)
+    seed=${SEED:-1}; src=$RUNS/narrow/w192-t192-seed$seed$PTAG/student.safetensors
     SEED=$seed NARROW_S=16 WIDTHS=192 TOKEN_DIM=192 bash "$0" narrow
-    out=$RUNS/reship/foundry-vits-s16-seed$seed
+    out=$RUNS/reship/foundry-vits-s16-seed$seed$PTAG
     [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student $src --extra-layers 3 7 \
       --train-only layer-heads --cache $CACHE --out $out --epochs 3 --batch-size 32 --lr 1e-3 --warmup-epochs 0.2 \
-      --views 1 --precision bf16-mixed --seed 0 $(resume_flag $out/training_state.pt)
+      --views 1 --precision $PRECISION --seed 0 $(resume_flag $out/training_state.pt)
     ;;
   seed-val|seed-test)
     # the two training seeds side by side, each paired with the teacher and the second with the first: on val
@@ -282,17 +288,17 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     split=${step#seed-}; seed=${SEED:-1}
     if [ $split = val ]; then
       first=w192-t192-seed0=$RUNS/narrow/w192-t192-seed0/student.safetensors
-      second=w192-t192-seed$seed=$RUNS/narrow/w192-t192-seed$seed/student.safetensors
+      second=w192-t192-seed$seed$PTAG=$RUNS/narrow/w192-t192-seed$seed$PTAG/student.safetensors
     else
       first=foundry-vits-s16=foundry-vits-s16
-      second=foundry-vits-s16-seed$seed=$RUNS/reship/foundry-vits-s16-seed$seed/student.safetensors
+      second=foundry-vits-s16-seed$seed$PTAG=$RUNS/reship/foundry-vits-s16-seed$seed$PTAG/student.safetensors
     fi
     restore_published $RUNS/compare-$split/evals teacher-vits random-init ${first%%=*}
     for e in $first $second; do evaluate_one $split ${e%%=*} ${e#*=} --wait; done
     reuse=(); reuse_scored $split teacher-vits random-init ${first%%=*} ${second%%=*}
     foundry compare --teacher teacher-vits --models $first $second -p svm -p fewshot -p partseg -p fidelity \
       --pair-with ${first%%=*} --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" \
-      --out $RUNS/seed-$split
+      --out $RUNS/seed-$split$([ "$seed$PTAG" = 1 ] || echo "-seed$seed$PTAG")
     ;;
   experts-val|experts-test)
     # the fair experts beside the teacher, its random floor and the shipped s16 student (same body and recipe),
