@@ -194,6 +194,28 @@ def test_host_tree_both_trees_give_the_brute_force_neighbours(monkeypatch):
                            np.linalg.norm(q[:, None] - p[idx], axis=-1)), name
 
 
+def test_host_tree_spatially_ordered_queries_give_the_same_answers(monkeypatch):
+    """From ORDER_QUERIES_FROM queries on, `query` asks them voxel by voxel: the same arrays back, in
+    the caller's order, as the unordered query (a cloud asking its own nearest, a tie-rich grid too)."""
+    import numpy as np
+
+    from foundry.ops import host_tree
+
+    rng = np.random.default_rng(5)
+    grid = np.stack(np.meshgrid(*[np.arange(12.0)] * 3, indexing="ij"), -1).reshape(-1, 3)  # 1728 tied points
+    for p in (rng.random((5000, 3)), grid):
+        monkeypatch.setattr(host_tree, "ORDER_QUERIES_FROM", 1 << 30)
+        plain = host_tree.query(p, p, 9)
+        monkeypatch.setattr(host_tree, "ORDER_QUERIES_FROM", 1)
+        ordered = host_tree.query(p, p, 9)
+        assert np.array_equal(plain[0], ordered[0]) and np.array_equal(plain[1], ordered[1])
+    order = host_tree.spatial_order(grid, cells=4)
+    assert sorted(order.tolist()) == list(range(len(grid)))
+    cell = (grid[order] // 3).astype(int)  # 4^3 cells of 3^3 grid points: listed cell by cell
+    key = (cell[:, 0] * 4 + cell[:, 1]) * 4 + cell[:, 2]
+    assert (np.diff(key) >= 0).all()
+
+
 @pytest.mark.parametrize("tree_from", [256, 1 << 30])
 def test_knn_cpu_paths_give_the_top_k_neighbours_of_small_clouds(tree_from, monkeypatch):
     """On CPU the k-d tree (from KDTREE_MIN_POINTS) or, below it, NumPy's selection of the k smallest

@@ -10,6 +10,12 @@ cKDTree at one thread; 18,750 centres querying 32 neighbours among 300k points 0
 pykdtree runs its queries on OpenMP threads of a runtime bundled in its wheel, which torch's
 `set_num_threads` does not reach; `query` sets that runtime's thread count to torch's, so
 `--threads` governs it as it governs torch.
+
+Many queries are asked in the order of a coarse voxel grid (`spatial_order`) and the answers put
+back in the caller's order: neighbouring queries then walk the same leaves while they are still in
+cache. Each query is answered alone, so the answers are the same arrays as in the caller's order;
+only the time changes (300k points asking their 9 nearest, pykdtree at 2 threads on the AMD EPYC:
+0.78 s in a random order, 0.42 s voxel-ordered, the ordering included).
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ import numpy as np
 
 from .accel import cpu_workers
 
+ORDER_QUERIES_FROM = 16384  # below this many queries they fit in cache in any order
+ORDER_CELLS = 64  # voxels per axis of the ordering grid: a 64^3 grid, cells of a few hundred points at 300k
 CKDTREE_THREADS_FROM = 16384  # cKDTree: one query thread below this many points, where starting
 # threads costs more than they save (1024 points at 2 threads: 1.55 ms with two, 1.31 ms with one)
 
@@ -28,6 +36,9 @@ CKDTREE_THREADS_FROM = 16384  # cKDTree: one query thread below this many points
 def query(points: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(distances (M, k) float64, indices (M, k) int64) of the k nearest `points` (N, 3) to each
     of `queries` (M, 3), nearest first; float64 arrays are searched in float64."""
+    order = spatial_order(queries) if len(queries) >= ORDER_QUERIES_FROM else None
+    if order is not None:
+        queries = queries[order]
     tree = _pykdtree()
     if tree is not None:
         _set_pykdtree_threads(cpu_workers())
@@ -38,7 +49,19 @@ def query(points: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, 
         workers = 1 if len(points) < CKDTREE_THREADS_FROM else cpu_workers()
         dist, idx = cKDTree(points).query(queries, k=k, workers=workers)
     dist, idx = np.asarray(dist, dtype=np.float64), np.asarray(idx, dtype=np.int64)
-    return dist.reshape(len(queries), k), idx.reshape(len(queries), k)
+    dist, idx = dist.reshape(len(queries), k), idx.reshape(len(queries), k)
+    if order is not None:
+        dist[order], idx[order] = dist.copy(), idx.copy()
+    return dist, idx
+
+
+def spatial_order(points: np.ndarray, cells: int = ORDER_CELLS) -> np.ndarray:
+    """(N,) permutation that lists `points` (N, 3) voxel by voxel of a cells^3 grid over their
+    bounding box (row-major; stable, so the caller's order within a voxel)."""
+    low = points.min(0)
+    scale = (cells - 1e-6) / max(float(np.ptp(points, 0).max()), 1e-12)
+    voxel = ((points - low) * scale).astype(np.int64)
+    return np.argsort((voxel[:, 0] * cells + voxel[:, 1]) * cells + voxel[:, 2], kind="stable")
 
 
 def backend_name() -> str:
