@@ -80,6 +80,12 @@ ROBUST_SEV3=(--set 'robustness.families=["jitter","drop_local","add_local","drop
              --set 'robustness.severities=[3]' --set 'robustness.density=[]' --set robustness.seg=false)
 
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
+# expert_run TASK: "NAME EPOCHS" of that task's fair expert (segmentation-eN with SEG_EXPERT_EPOCHS=N)
+expert_run() {
+  local epochs=$EPOCHS name=$1
+  [ $1 = segmentation ] && [ -n "${SEG_EXPERT_EPOCHS:-}" ] && { epochs=$SEG_EXPERT_EPOCHS; name=$1-e$epochs; }
+  echo "$name $epochs"
+}
 # reuse_scored SPLIT LABEL...: appends to the caller's `reuse` array a --reuse for each label already scored in
 # $RUNS/compare-SPLIT/evals (by evals-SPLIT, evaluate_one or the matched study)
 reuse_scored() {
@@ -89,16 +95,16 @@ reuse_scored() {
   done
   return 0
 }
-# restore_published EVALS LABEL...: with REUSE_FROM=DIR (a published compare folder, e.g. docs/results/DATE-...),
+# restore_published EVALS LABEL...: with REUSE_FROM="DIR ..." (published compare folders, e.g. docs/results/DATE-...),
 # each label's DIR/evals/LABEL copied into EVALS/LABEL when that is absent: `foundry eval` restores its finished
 # seeds from the results.json, so a fresh checkout does not score the teacher again
 restore_published() {
-  local evals=$1 label; shift
+  local evals=$1 label src; shift
   [ -n "${REUSE_FROM:-}" ] || return 0
   mkdir -p $evals
-  for label in "$@"; do
-    [ -d $REUSE_FROM/evals/$label ] && [ ! -e $evals/$label ] && cp -r $REUSE_FROM/evals/$label $evals/$label
-  done
+  for label in "$@"; do for src in $REUSE_FROM; do  # several folders: the first that holds the label
+    [ -d $src/evals/$label ] && [ ! -e $evals/$label ] && cp -r $src/evals/$label $evals/$label
+  done; done
   return 0
 }
 # robust_compare DIR SEEDS SPEC...: the robustness protocol with the settings in the caller's `sets` array on each
@@ -260,13 +266,16 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/${GATE_OUT:-gate}-$split
     ;;
   experts)
-    for task in classification segmentation; do
-      out=$RUNS/experts/$task-seed0
+    # EXPERT_TASKS="segmentation": one of them; SEG_EXPERT_EPOCHS=N: the segmentation expert N epochs (named
+    # segmentation-eN): KiCadPart train is 1,481 clouds, so 51 epochs see as many clouds as the student's 15 on 5,073
+    for task in ${EXPERT_TASKS:-classification segmentation}; do
+      read -r name epochs < <(expert_run $task)
+      out=$RUNS/experts/$name-seed0
       [ -f $out/student.safetensors ] && { echo "[study] $out done"; continue; }
       data=modelnet10:train; [ $task = segmentation ] && data=kicadpart:train
       # the final recipe's body (EXPERT_STUDENT=foundry-s16: the 384-wide one of the matched study)
       foundry distill --teacher teacher-vits --student ${EXPERT_STUDENT:-foundry-s16-narrow} --expert $task --data $data \
-        --out $out --epochs $EPOCHS --batch-size 32 --lr 1e-3 --seed 0 --kd-weight 1.0 --kd-temperature 2.0 \
+        --out $out --epochs $epochs --batch-size 32 --lr 1e-3 --seed 0 --kd-weight 1.0 --kd-temperature 2.0 \
         --teacher-head-epochs 20 $(resume_flag $out/training_state.pt)
     done
     ;;
@@ -304,15 +313,21 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     # the fair experts beside the teacher, its random floor and the shipped s16 student (same body and recipe),
     # full protocols: each expert's own task (SVM for classification, part seg for segmentation) against the
     # teacher's, and what it loses on the others
-    split=${step#experts-}; models=()
-    for task in classification segmentation; do
-      d=$RUNS/experts/$task-seed0; [ -f $d/student.safetensors ] || continue
-      models+=("expert-$task=$d/student.safetensors")
-      evaluate_one $split expert-$task $d/student.safetensors --wait
+    # (EXPERT_TASKS / SEG_EXPERT_EPOCHS as for experts, into experts-SPLIT-seg-eN; WITH_S16=0: without the s16
+    # column, which a fresh checkout would score again; REUSE_FROM="DIR ...": the teacher's and floor's evaluations)
+    split=${step#experts-}; models=(); others=(); out=$RUNS/experts-$split
+    [ -n "${SEG_EXPERT_EPOCHS:-}" ] && out=$out-seg-e$SEG_EXPERT_EPOCHS
+    [ "${WITH_S16:-1}" = 1 ] && others=(foundry-vits-s16)
+    restore_published $RUNS/compare-$split/evals teacher-vits random-init "${others[@]}"
+    for task in ${EXPERT_TASKS:-classification segmentation}; do
+      read -r name epochs < <(expert_run $task)
+      d=$RUNS/experts/$name-seed0; [ -f $d/student.safetensors ] || continue
+      models+=("expert-$name=$d/student.safetensors")
+      evaluate_one $split expert-$name $d/student.safetensors --wait
     done
-    reuse=(); reuse_scored $split teacher-vits random-init foundry-vits-s16 "${models[@]%%=*}"
-    foundry compare --teacher teacher-vits --models foundry-vits-s16 "${models[@]}" -p svm -p fewshot -p partseg \
-      -p fidelity --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/experts-$split
+    reuse=(); reuse_scored $split teacher-vits random-init "${others[@]}" "${models[@]%%=*}"
+    foundry compare --teacher teacher-vits --models "${others[@]}" "${models[@]}" -p svm -p fewshot -p partseg \
+      -p fidelity --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $out
     ;;
   robust)
     out=$RUNS/robust/foundry-s16-corrupted-seed0
