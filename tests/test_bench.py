@@ -227,3 +227,7 @@ def test_scaling_ratios_without_a_teacher_use_the_first_model():
 
     text = format_ratios([rec("a", 2.0), rec("b", 1.0)])
     assert "ratios to a" in text and "50.0%" in text
+    tiny = [rec("a", 2.0), rec("b", 1.0)]
+    tiny[0]["peak_extra_mb"] = 0.01  # a reference needing next to nothing: no memory ratio, not 100000%
+    row = format_ratios(tiny).splitlines()[-1].split()
+    assert row[2:] == ["50.0%", "-", "100.0%"]

@@ -136,6 +136,9 @@ def format_scaling(records: list[dict], header: bool = True) -> str:
     return "\n".join(lines)
 
 
+MIN_RATIO_MB = 5.0  # peak-memory figures below this are allocator noise (1024 points: 0-2 MB)
+
+
 def format_ratios(records: list[dict]) -> str:
     """Time and peak-memory ratios of every model to the reference, per size (both finished): the
     first teacher-like model (kind "backbone") listed, else the first model."""
@@ -152,9 +155,11 @@ def format_ratios(records: list[dict]) -> str:
         base = ref.get(r["points"])
         if r["model"] == models[0] or base is None or r.get("status") != "ok":
             continue
-        mem = (r.get("peak_extra_mb") or 0) / base["peak_extra_mb"] if base.get("peak_extra_mb") else float("nan")
+        # a reference that needed under MIN_RATIO_MB extra gives no meaningful memory ratio ("-")
+        mem = f"{(r.get('peak_extra_mb') or 0) / base['peak_extra_mb']:8.1%}" \
+            if (base.get("peak_extra_mb") or 0) >= MIN_RATIO_MB else f"{'-':>8}"
         macs = r["macs"]["total"] / base["macs"]["total"] if r.get("macs") and base.get("macs") else float("nan")
-        lines.append(f"{str(r['model'])[:18]:<18} {r['points']:>9} {r['time_s'] / base['time_s']:8.1%} {mem:8.1%} "
+        lines.append(f"{str(r['model'])[:18]:<18} {r['points']:>9} {r['time_s'] / base['time_s']:8.1%} {mem} "
                      f"{macs:8.1%}")
     return "\n".join(lines)
 
