@@ -30,6 +30,8 @@
 #                                                      # robustness protocol (clean, seen and unseen families, sev. 3)
 #   bash scripts/method_study.sh robust-shipped-val | robust-shipped-test  # the robustness protocol (severity 3) on the
 #                                                      # teacher and the shipped students, then their compare
+#   bash scripts/method_study.sh robust-severities-val | robust-severities-test  # the seven families at severities
+#                                                      # 1-5 for the teacher, the shipped students and ToMe (MODELS)
 #   bash scripts/method_study.sh robust-density-val | robust-density-test | robust-seg-val | robust-seg-test  # the
 #                                                      # density rows / part segmentation under corruption (severity 3)
 #                                                      # for the teacher and MODELS (default foundry-vits-s16)
@@ -352,6 +354,15 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     if [ $what = density ]; then sets=("${none[@]}" --set 'robustness.density=[256,512,2048,4096]' --set robustness.seg=false)
     else sets=("${none[@]}" --set 'robustness.density=[]' --set robustness.seg=true --set 'robustness.seg_severities=[3]'); fi
     robust_compare $d "${SEEDS:-0 1 2}" teacher-vits ${MODELS:-foundry-vits-s16}  # REUSE_FROM=DIR: a published seed-0 folder
+    ;;
+  robust-severities-val|robust-severities-test)
+    # the seven ModelNet-C families at all five severities (and the partial view) on the teacher and $MODELS
+    # (default: the shipped students and ToMe r = 16 on the teacher), one model at a time under per-model locks, then
+    # their compare with robustness.png (accuracy against severity per family); the teacher ~50 min a seed at 1 thread
+    # on the AMD EPYC (severity 3 alone: ~12 min), so SEEDS="0" first; more seeds later complete the same folders
+    split=${step#robust-severities-}; d=$RUNS/robust-severities-$split
+    sets=(--set 'robustness.density=[]' --set robustness.seg=false)
+    robust_compare $d "${SEEDS:-0 1 2}" teacher-vits ${MODELS:-$SHIPPED tome-r16=teacher-vits@tome=16}
     ;;
   robust-shipped-val|robust-shipped-test)
     # the robustness protocol (the seven ModelNet-C families at severity 3, single-view partial scans) on the teacher
