@@ -284,6 +284,13 @@ def test_protocol_and_compare_on_tiny_models(tmp_path):
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert "## Robustness" in md and "| mCE |" in md
     assert open(tmp_path / "cmp" / "robustness.png", "rb").read(4) == b"\x89PNG"
+    # every condition paired with the teacher (family means, partial view, part segmentation), in compare.md too
+    paired = rob["models"]["stu"]["paired"]
+    assert {"jitter", "partial", "seg_jitter", "seg_partial"} <= set(paired) and "paired" not in rob["models"]["teach"]
+    iv, teacher_jitter = paired["jitter"], rob["models"]["teach"]["scores"]["jitter"]["mean"]
+    assert iv["items"] == 32 and iv["seeds"] == 2 and iv["difference"]["low"] <= iv["difference"]["high"]
+    assert iv["difference"]["estimate"] == pytest.approx(summ["jitter"]["mean"] - teacher_jitter, abs=1e-6)
+    assert "Paired with the teacher per condition" in md and " seg jitter |" in md
 
 
 def test_protocol_outlier_filter_switch(tmp_path):

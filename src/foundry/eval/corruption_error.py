@@ -10,7 +10,10 @@ accuracies A in percent, severities s run):
 
 mCE 1.05 means 5% more error under corruption than the teacher; RCE is left out for a family
 where the teacher loses nothing. The partial view and each density get CE and retention of
-their own (not in the mCE); part segmentation the same from instance mIoU.
+their own (not in the mCE); part segmentation the same from instance mIoU. Each condition's
+difference to the teacher also gets its paired 95% interval (`eval.paired`, over the test clouds
+or shapes, the same resample for every seed), so a gap under one corruption is judged as the
+summary scores are.
 Writes the Markdown section of compare.md and robustness.png (accuracy against severity).
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 
 from ..data.corruptions import PARTIAL
 from ..io import atomic_write
+from .paired import fmt_interval, item_scores, paired_interval
 from .robustness import conditions
 
 PROTOCOL = "robustness"
@@ -79,11 +83,30 @@ def robustness_summary(evals: dict, teacher_label: str) -> dict | None:
                 row["retention"].setdefault(name, _ratio(100 * am, at))
                 if name not in (prefix + "clean", "corrupted"):
                     row["ce"].setdefault(name, _ratio(100 - am, 100 - at))
+        if label != teacher_label:
+            row["paired"] = _paired_conditions(entry, ref, _condition_names(out))
         ce = [row["ce"][f] for f in families if row["ce"].get(f) is not None]
         rce = [row["rce"][f] for f in families if row["rce"].get(f) is not None]
         row["mce"] = float(np.mean(ce)) if ce else None
         row["rmce"] = float(np.mean(rce)) if rce else None
         out["models"][label] = row
+    return out
+
+
+def _condition_names(summary: dict) -> list[str]:
+    """The per-condition scores a comparison pairs: each family (its mean over severities), the partial
+    view and each density; then the same for part segmentation."""
+    names = summary["families"] + [PARTIAL] + [f"density_{n}" for n in summary["density"]]
+    return names + ["seg_" + f for f in summary["seg_families"]] + ["seg_" + PARTIAL]
+
+
+def _paired_conditions(entry: dict, teacher_entry: dict, names: list[str]) -> dict:
+    """{condition: paired interval against the teacher} for the conditions both recorded per item."""
+    out = {}
+    for name in names:
+        mine, theirs = item_scores(entry, name), item_scores(teacher_entry, name)
+        if mine is not None and theirs is not None and mine[0].shape == theirs[0].shape:
+            out[name] = paired_interval(mine, theirs)
     return out
 
 
@@ -134,6 +157,17 @@ def robustness_markdown(summary: dict, teacher_label: str, split: str = "test") 
         for label, r in models.items():
             cells = [f"{_stat(r, 'seg_' + k)} ({_f(r['retention'].get('seg_' + k))})" for k in seg + [PARTIAL]]
             lines.append(f"| {label} | {_stat(r, 'seg_clean')} | " + " | ".join(cells) + " |")
+    paired = [(label, r["paired"]) for label, r in models.items() if r.get("paired")]
+    if paired:
+        names = [n for n in _condition_names(summary) if any(n in p for _, p in paired)]
+        lines += ["", "Paired with the teacher per condition: model - teacher in points (part segmentation: instance "
+                  "mIoU), `estimate [2.5%, 97.5%]`, resampled over the test clouds or shapes; **bold**: the interval "
+                  "excludes zero (not within noise).", "",
+                  "| model | " + " | ".join(n.replace("_", " ") for n in names) + " |", "|" + "---|" * (len(names) + 1)]
+        for label, p in paired:
+            cells = [("-" if n not in p else fmt_interval(p[n]["difference"]) if p[n]["within_noise"]
+                      else f"**{fmt_interval(p[n]['difference'])}**") for n in names]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
