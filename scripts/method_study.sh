@@ -122,7 +122,9 @@ robust_compare() {
       --split $split --threads ${THREADS:-1} --out $d/evals/$label --cache-dir $d/cache || true
     reuse+=(--reuse $label=$d/evals/$label)
   done
-  flock -w 36000 $d/evals/teacher-vits.lock true
+  # every model another process still evaluates is waited for: the compare would otherwise score it again itself
+  # (on 2026-12-07 that gave a second, slightly different s16 seg evaluation beside the first)
+  for e in "$@"; do flock -w 36000 $d/evals/${e%%=*}.lock true; done
   shift
   foundry compare --teacher teacher-vits --no-random -p robustness --models "$@" "${sets[@]}" --seeds $seeds \
     --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
