@@ -26,6 +26,8 @@
 #   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside the teacher with ToMe (MACs axis)
 #   bash scripts/method_study.sh robust                # foundry-s16 with corrupted views (issue "Real sensor data"'s
 #                                                      # train-time help), the same recipe, init and seed as matched
+#   bash scripts/method_study.sh robust-narrow         # the same at the shipped s16's width, beside narrow/w192-t192-seedN
+#   bash scripts/method_study.sh robust-narrow-val | robust-narrow-test  # the two and the teacher, robustness at sev. 3
 #   bash scripts/method_study.sh robust-val | robust-test  # it against matched foundry-s16 and the teacher: the
 #                                                      # robustness protocol (clean, seen and unseen families, sev. 3)
 #   bash scripts/method_study.sh robust-shipped-val | robust-shipped-test  # the robustness protocol (severity 3) on the
@@ -345,6 +347,21 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       --models foundry-s16=$RUNS/matched/foundry-s16-seed0/student.safetensors \
                foundry-s16-corrupted=$RUNS/robust/foundry-s16-corrupted-seed0/student.safetensors \
       "${ROBUST_SEV3[@]}" --seeds 0 1 2 --split $split --threads ${THREADS:-1} --out $d
+    ;;
+  robust-narrow)
+    # the corrupted-view recipe at the final recipe's width (the shipped s16's body), the same seed and precision as
+    # its plain partner narrow/w192-t192-seedN (SEED, default 1; PRECISION=32-true: both in fp32, ...-fp32)
+    seed=${SEED:-1}; out=$RUNS/robust/w192-t192-corrupted-seed$seed$PTAG
+    [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} \
+      --set width=192 --set heads=3 --set token_dim=192 --set num_supertokens=16 --cache $CACHE --out $out $RECIPE \
+      --seed $seed --corrupted-views ${CORRUPTED:-default} $(resume_flag $out/training_state.pt)
+    ;;
+  robust-narrow-val|robust-narrow-test)
+    # the two beside the teacher, the robustness protocol at severity 3 (seen / unseen families as robust-SPLIT)
+    split=${step#robust-narrow-}; seed=${SEED:-1}; sets=("${ROBUST_SEV3[@]}")
+    robust_compare $RUNS/robust-narrow-$split-seed$seed$PTAG "0 1 2" teacher-vits \
+      w192-t192=$RUNS/narrow/w192-t192-seed$seed$PTAG/student.safetensors \
+      w192-t192-corrupted=$RUNS/robust/w192-t192-corrupted-seed$seed$PTAG/student.safetensors
     ;;
   robust-density-val|robust-density-test|robust-seg-val|robust-seg-test)
     # the rest of the robustness protocol on the teacher and $MODELS (default: foundry-vits-s16), one model at a time
