@@ -7,6 +7,8 @@
 #                                                    # (~40 min), resumable; runs/teachers/jepa-pretrain-eN
 #   JEPA_EMA="0.996 0.9999" bash scripts/teachers_study.sh pretrain-jepa  # a faster-moving EMA target for short
 #                                                    # runs (default 0.9995 -> 0.99999); runs/.../jepa-pretrain-eN-ema..
+#   JEPA_CONTEXT="0.4 0.75" bash scripts/teachers_study.sh pretrain-jepa  # Point-JEPA's contiguous context run
+#                                                    # (a share of the non-target patches); runs/.../jepa-pretrain-eN-ctx..
 #   bash scripts/teachers_study.sh ship-jepa          # its fp16 copy into the package (assets/weights)
 #   bash scripts/teachers_study.sh distill TEACHER    # cache (blocks 1 3 5) + the s16 student, 15 epochs (~20 min)
 #   bash scripts/teachers_study.sh compare TEACHER [SPLIT]  # full protocols, 3 seeds, paired (SPLIT: test | val)
@@ -49,6 +51,7 @@ case $step in
   pretrain-jepa)
     out=$RUNS/jepa-pretrain-e$JEPA_EPOCHS; ema=()
     [ -n "${JEPA_EMA:-}" ] && { out=$out-ema${JEPA_EMA// /-}; ema=(--ema $JEPA_EMA); }
+    [ -n "${JEPA_CONTEXT:-}" ] && { out=$out-ctx${JEPA_CONTEXT// /-}; ema+=(--context-ratio $JEPA_CONTEXT); }
     [ -f $out/summary.json ] && grep -q '"complete": true' $out/summary.json && { echo "[teachers] $out done"; exit 0; }
     foundry pretrain --preset small --objective jepa --data modelnet10:train --data kicadpart:train --epochs $JEPA_EPOCHS \
       --batch-size 32 --lr 1e-3 --warmup-epochs 1 --grad-clip 1.0 --precision bf16-mixed --threads 1 --seed 0 \

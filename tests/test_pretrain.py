@@ -51,6 +51,18 @@ def test_objective_pieces():
         assert len(set(flat)) == len(flat)  # blocks do not overlap
         assert all(row.tolist() == list(range(row[0], row[0] + len(row))) for row in t)  # contiguous
         assert set(flat).isdisjoint(ctx.tolist()) and len(flat) + len(ctx) == 16
+    # Point-JEPA's contiguous context: a run of the non-target sequence, about that share of the patches
+    jepa = build_objective("jepa", create_model("tiny"), context_ratio=(0.4, 0.5))
+    for seed in range(5):
+        targets, context = jepa.sample_blocks(3, 64, torch.Generator().manual_seed(seed))
+        free = 64 - targets[0].numel()
+        assert 0.4 * free - 1 <= context.shape[1] <= 0.5 * free + 1
+        for t, ctx in zip(targets, context):
+            free = [i for i in range(64) if i not in set(t.flatten().tolist())]
+            first = free.index(int(ctx[0]))
+            assert ctx.tolist() == free[first:first + len(ctx)]  # contiguous among the non-target patches
+    with pytest.raises(ValueError, match="context ratio"):
+        build_objective("jepa", create_model("tiny"), context_ratio=(0.6, 0.4))
 
 
 @pytest.mark.parametrize("objective", ["mae", "jepa"])

@@ -32,6 +32,9 @@ def register(p):
     g.add_argument("--ema", type=float, nargs=2, default=None, metavar=("START", "END"),
                    help="jepa: target-encoder EMA momentum, linear from START to END over the run "
                         "(default Point-JEPA's 0.9995 0.99999)")
+    g.add_argument("--context-ratio", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="jepa: a contiguous context run of this share of the non-target patches, drawn per batch "
+                        "(Point-JEPA's 0.4 0.75; default: every non-target patch)")
     g = p.add_argument_group("data")
     g.add_argument("--data", action="append", default=None, metavar="SPEC",
                    help="repeatable: modelnet10:train, kicadpart:train, synthetic:N, a folder, or folder:split "
@@ -86,6 +89,7 @@ def main(args):
         mask_ratio=args.mask_ratio, decoder_depth=args.decoder_depth, predictor_depth=args.predictor_depth,
         predictor_width=args.predictor_width, num_targets=args.num_targets,
         **({"ema": tuple(args.ema)} if args.ema else {}),
+        **({"context_ratio": tuple(args.context_ratio)} if args.context_ratio else {}),
         out=args.out, resume=args.resume, overwrite=args.overwrite, devices=_devices(args.devices),
         precision=args.precision, strategy=args.strategy, accelerator=args.accelerator,
         num_workers=args.num_workers, val_every=args.val_every, val_data=args.val_data, max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every,

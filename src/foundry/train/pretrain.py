@@ -76,6 +76,9 @@ class PretrainConfig:
     # the `small` preset's target followed the online encoder within ~200 steps and the features
     # collapsed (validation SVM 89.7% after 5 epochs, below the random init's 92.0%)
     ema: tuple = (0.9995, 0.99999)
+    # jepa: None, every non-target patch is context; (lo, hi): a contiguous context run of that share of the
+    # non-target patches (Point-JEPA's 0.4-0.75; objectives.jepa). Recorded for resume only when set, so older runs resume
+    context_ratio: tuple | None = None
     # run control (not part of what must match on resume)
     out: str = "runs/pretrain"
     resume: str | None = None  # None, "auto" (out/training_state.pt, or an older run's state.pt, if present) or a path
@@ -102,8 +105,11 @@ class PretrainConfig:
         if self.objective == "mae":
             return {"mask_ratio": self.mask_ratio, "decoder_depth": self.decoder_depth}
         if self.objective == "jepa":
-            return {"predictor_depth": self.predictor_depth, "predictor_width": self.predictor_width,
+            opts = {"predictor_depth": self.predictor_depth, "predictor_width": self.predictor_width,
                     "num_targets": self.num_targets, "target_ratio": tuple(self.target_ratio), "ema": tuple(self.ema)}
+            if self.context_ratio is not None:
+                opts["context_ratio"] = tuple(self.context_ratio)
+            return opts
         raise FoundryInputError(f"unknown objective {self.objective!r}; choose 'mae' or 'jepa'")
 
     def run_config(self, model_config: dict) -> dict:
@@ -111,7 +117,7 @@ class PretrainConfig:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUN_CONTROL}
         d.pop("outlier_filter")  # in the model's config
         for k in ("mask_ratio", "decoder_depth", "predictor_depth", "predictor_width", "num_targets",
-                  "target_ratio", "ema"):
+                  "target_ratio", "ema", "context_ratio"):
             d.pop(k)
         d["objective_options"] = self.objective_options()
         d["model"] = model_config

@@ -5,7 +5,11 @@
 - Targets: `num_targets` non-overlapping contiguous blocks of that sequence (each a fraction
   `target_ratio` of it, drawn per batch; block positions drawn per cloud); their targets are
   the LayerNorm-ed (no affine) last-block tokens of an EMA copy of the encoder on all patches.
-- Context: every other patch, encoded by the online encoder.
+- Context: every other patch (default), or with `context_ratio` (lo, hi) a contiguous run of the
+  non-target sequence holding that share of it (drawn per batch; its start per cloud): the size
+  Point-JEPA's context block (0.4-0.75 of the sequence, targets removed) has on average, with the
+  same count in every cloud of a batch; a harder prediction from less of the shape. Encoded by
+  the online encoder.
 - A narrow predictor (default: 6 blocks, half the width) gets the context tokens plus mask
   tokens at the target centres, one target block at a time (blocks folded into the batch).
 - Loss: SmoothL1 between predictions and targets. The EMA momentum rises linearly from
@@ -50,7 +54,7 @@ def _heads_for(width: int, wanted: int) -> int:
 class JEPAObjective(nn.Module):
     def __init__(self, encoder: nn.Module, predictor_depth: int = 6, predictor_width: int | None = None,
                  predictor_heads: int | None = None, num_targets: int = 4, target_ratio=(0.15, 0.2),
-                 ema=(0.9995, 0.99999)):
+                 ema=(0.9995, 0.99999), context_ratio=None):
         super().__init__()
         c = encoder.config
         self.encoder = encoder
@@ -64,6 +68,9 @@ class JEPAObjective(nn.Module):
             raise ValueError(f"bad JEPA targets: {num_targets} blocks of ratio {target_ratio}")
         if self.num_targets * self.target_ratio[1] >= 1.0:
             raise ValueError(f"{num_targets} target blocks of up to {target_ratio[1]} leave no context")
+        self.context_ratio = None if context_ratio is None else tuple(float(r) for r in context_ratio)
+        if self.context_ratio is not None and not 0 < self.context_ratio[0] <= self.context_ratio[1] <= 1:
+            raise ValueError(f"bad JEPA context ratio {context_ratio}: need 0 < lo <= hi <= 1")
         pw = predictor_width or max(1, c.width // 2)
         self.predictor_embed = nn.Linear(c.width, pw)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, pw))
@@ -84,7 +91,8 @@ class JEPAObjective(nn.Module):
 
     # -- masks ------------------------------------------------------------------------------
     def sample_blocks(self, b: int, g: int, generator=None):
-        """Target indices (B, T, L) into the ordered sequence and context indices (B, G - T*L)."""
+        """Target indices (B, T, L) into the ordered sequence and context indices (B, G - T*L, or
+        fewer with `context_ratio`), the context in sequence order."""
         lo, hi = self.target_ratio
         ratio = lo + (hi - lo) * float(torch.rand((), generator=generator))
         length = max(1, int(round(ratio * g)))
@@ -98,7 +106,12 @@ class JEPAObjective(nn.Module):
         targets = starts.unsqueeze(-1) + torch.arange(length)  # (B, T, L)
         is_target = torch.zeros(b, g, dtype=torch.bool)
         is_target.scatter_(1, targets.reshape(b, -1), True)
-        context = torch.argsort(is_target.to(torch.int8), dim=1, stable=True)[:, : g - t * length]
+        context = torch.argsort(is_target.to(torch.int8), dim=1, stable=True)[:, :free]  # in sequence order
+        if self.context_ratio is not None:  # a contiguous run of the non-target sequence
+            lo, hi = self.context_ratio
+            n = min(free, max(1, int(round((lo + (hi - lo) * float(torch.rand((), generator=generator))) * free))))
+            first = torch.randint(0, free - n + 1, (b, 1), generator=generator)
+            context = context.gather(1, first + torch.arange(n))
         return targets, context
 
     def _target_tokens(self, nbhd: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
