@@ -61,8 +61,11 @@ def test_objective_pieces():
             free = [i for i in range(64) if i not in set(t.flatten().tolist())]
             first = free.index(int(ctx[0]))
             assert ctx.tolist() == free[first:first + len(ctx)]  # contiguous among the non-target patches
-    with pytest.raises(ValueError, match="context ratio"):
-        build_objective("jepa", create_model("tiny"), context_ratio=(0.6, 0.4))
+    from foundry.validation import FoundryInputError
+
+    for bad in ((0.6, 0.4), (0.4,), (0.0, 0.5), (0.5, 1.5)):
+        with pytest.raises(FoundryInputError, match="context ratio"):
+            build_objective("jepa", create_model("tiny"), context_ratio=bad)
 
 
 @pytest.mark.parametrize("objective", ["mae", "jepa"])

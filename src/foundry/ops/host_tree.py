@@ -14,8 +14,9 @@ pykdtree runs its queries on OpenMP threads of a runtime bundled in its wheel, w
 Many queries are asked in the order of a coarse voxel grid (`spatial_order`) and the answers put
 back in the caller's order: neighbouring queries then walk the same leaves while they are still in
 cache. Each query is answered alone, so the answers are the same arrays as in the caller's order;
-only the time changes (300k points asking their 9 nearest, pykdtree at 2 threads on the AMD EPYC:
-0.78 s in a random order, 0.42 s voxel-ordered, the ordering included).
+only the time changes (the outlier filter of 300k random points, pykdtree at 2 threads on the AMD
+EPYC, medians: 0.93 s in the caller's order, 0.76 s voxel-ordered, the ordering included;
+docs/results/2026-12-07-bench-scaling-ordered/).
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from ...models.layers import TransformerEncoder
 from ...models.tokenizer import MlpPositionEmbed
+from ...validation import FoundryInputError
 from ._util import gather_groups, init_weights
 
 
@@ -69,8 +70,10 @@ class JEPAObjective(nn.Module):
         if self.num_targets * self.target_ratio[1] >= 1.0:
             raise ValueError(f"{num_targets} target blocks of up to {target_ratio[1]} leave no context")
         self.context_ratio = None if context_ratio is None else tuple(float(r) for r in context_ratio)
-        if self.context_ratio is not None and not 0 < self.context_ratio[0] <= self.context_ratio[1] <= 1:
-            raise ValueError(f"bad JEPA context ratio {context_ratio}: need 0 < lo <= hi <= 1")
+        if self.context_ratio is not None and (len(self.context_ratio) != 2
+                                               or not 0 < self.context_ratio[0] <= self.context_ratio[1] <= 1):
+            raise FoundryInputError(f"bad JEPA context ratio {context_ratio}: give two shares LO HI with "
+                                    "0 < LO <= HI <= 1 of the non-target patches, e.g. --context-ratio 0.4 0.75")
         pw = predictor_width or max(1, c.width // 2)
         self.predictor_embed = nn.Linear(c.width, pw)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, pw))
