@@ -163,6 +163,7 @@ def test_cli_distill_no_cache(teacher_path, tmp_path, capsys):
     assert model.checkpoint_info["token_cache"] is None
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["finished"]
+    assert summary["info"]["precision"] == "32-true"  # the setting by name (was Lightning's class name, "Precision")
 
 
 def test_classification_expert(teacher_path, tmp_path):

@@ -257,6 +257,18 @@ def test_corruption_error_relative_to_the_teacher_by_hand():
     assert res["models"]["t"]["mce"] == pytest.approx(1.0)
 
 
+def test_markdown_names_the_protocol_filter_and_each_models_own():
+    from foundry.eval.corruption_error import robustness_markdown
+
+    t, s = _fake_eval({"clean": 90.0, "jitter_s1": 80.0, "jitter_s2": 70.0}), _fake_eval({"clean": 88.0})
+    t["model"], s["model"] = {"config": {"outlier_filter": True}}, {"config": {"outlier_filter": True}}
+    note = "\n".join(robustness_markdown(robustness_summary({"t": t, "s": s}, "t"), "t"))
+    assert "protocol's outlier pre-filter off, every model's own grouping filter on" in note
+    s["model"]["config"]["outlier_filter"] = False
+    note = "\n".join(robustness_markdown(robustness_summary({"t": t, "s": s}, "t"), "t"))
+    assert "own grouping filter t on, s off" in note
+
+
 TINY = {"robustness": dict(data="synthetic:32", num_points=256, families=["jitter"], severities=[5], density=[],
                            seg_data="synthetic:32", seg_num_points=256, seg_per_class=2, seg_test_per_class=2,
                            seg_severities=[5], epochs=1, proj_dim=8, point_dim=8, hidden=16, cv=2)}

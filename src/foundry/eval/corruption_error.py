@@ -62,7 +62,8 @@ def robustness_summary(evals: dict, teacher_label: str) -> dict | None:
         if entry is None:
             continue
         m = entry["summary"]
-        row = {"scores": {k: v for k, v in m.items()}, "ce": {}, "rce": {}, "retention": {}}
+        row = {"scores": {k: v for k, v in m.items()}, "ce": {}, "rce": {}, "retention": {},
+               "grouping_filter": _grouping_filter(res)}
         for prefix, fams, clean in (("", families, "clean"), ("seg_", seg_families, "seg_clean")):
             for f in fams:
                 names = [f"{prefix}{f}_s{v}" for v in (out["seg_severities"] if prefix else sevs)]
@@ -119,13 +120,32 @@ def _stat(row, name) -> str:
     return "-" if s is None or not s.get("n") else f"{s['mean']:.1f} ± {s['std']:.1f}"
 
 
+def _grouping_filter(res: dict) -> bool | None:
+    """The model's own outlier filter before its grouping (its config), None when the results do not say."""
+    value = ((res.get("model") or {}).get("config") or {}).get("outlier_filter")
+    return None if value is None else bool(value)
+
+
+def _filters_phrase(summary: dict) -> str:
+    """Both filters named apart: the protocol's pre-filter on every cloud (a setting of the protocol) and each
+    model's own grouping filter (its config, FOUNDRY_OUTLIER_FILTER); "outlier filter off" alone misread the second."""
+    own = {label: r.get("grouping_filter") for label, r in summary["models"].items()}
+    known = {v for v in own.values() if v is not None}
+    if not known:
+        models = "models' own grouping filter not recorded"
+    elif len(known) == 1:
+        models = f"every model's own grouping filter {'on' if known.pop() else 'off'}"
+    else:
+        models = "own grouping filter " + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in own.items() if v is not None)
+    return f"the protocol's outlier pre-filter {'on' if summary['outlier_filter'] else 'off'}, {models}"
+
+
 def robustness_markdown(summary: dict, teacher_label: str, split: str = "test") -> list[str]:
     """Lines of the robustness section of compare.md (split: the one scored, "test" or "val")."""
     fams, models = summary["families"], summary["models"]
     scored = "validation" if split == "val" else split
     note = (f"Linear SVM fitted on clean train clouds, scored on corrupted {scored} clouds (the same clouds for every "
-            f"model); severities {summary['severities']}; outlier filter "
-            f"{'on' if summary['outlier_filter'] else 'off'}. mCE / RmCE (over the families run) relative to the teacher "
+            f"model); severities {summary['severities']}; {_filters_phrase(summary)}. mCE / RmCE (over the families run) relative to the teacher "
             f"({teacher_label} = 1.00; lower is better); retention = accuracy / the teacher's accuracy, %.")
     lines = ["", "## Robustness: accuracy under corruption (ModelNet-C families, partial view, density)", "", note, "",
              "| " + " | ".join(["model", "clean", *fams, "corrupted", "partial", "mCE", "RmCE", "retention corrupted %",
@@ -231,8 +251,7 @@ def plot_robustness(summary: dict, path, title: str = "") -> Path | None:
     for ax in flat[n:]:
         ax.axis("off")
     flat[0].legend(fontsize=6)
-    fig.suptitle(title or f"Robustness (outlier filter {'on' if summary['outlier_filter'] else 'off'}; "
-                 "mean ± std over seeds)", fontsize=10)
+    fig.suptitle(title or f"Robustness ({_filters_phrase(summary)}; mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

@@ -266,7 +266,7 @@ def distill(teacher, student, *, teacher_name: str, data: list[str], out_dir, ep
         "views": views, "token_cache": cache_info, "seed": seed, "cache_seed": cache_seed,
         **({"corrupted_views": run_config["corrupted_views"]} if corrupted_views else {}),
         "wall_time_s": round(res.wall_seconds, 1),
-        "device": device_name(fabric.device), "precision": str(fabric.strategy.precision.__class__.__name__),
+        "device": device_name(fabric.device), "precision": precision or common.default_precision(),
         "final_loss": history[-1]["loss"] if history else None,
         "final_cosine": history[-1]["cosine"] if history else None,
         **(extra_info or {}),
