@@ -9,6 +9,7 @@
 #                                                    # runs (default 0.9995 -> 0.99999); runs/.../jepa-pretrain-eN-ema..
 #   JEPA_CONTEXT="0.4 0.75" bash scripts/teachers_study.sh pretrain-jepa  # Point-JEPA's contiguous context run
 #                                                    # (a share of the non-target patches); runs/.../jepa-pretrain-eN-ctx..
+#   PRECISION=32-true bash scripts/teachers_study.sh pretrain-jepa  # in fp32 (...-fp32), for CPUs without AVX512-BF16
 #   bash scripts/teachers_study.sh ship-jepa          # its fp16 copy into the package (assets/weights)
 #   bash scripts/teachers_study.sh distill TEACHER    # cache (blocks 1 3 5) + the s16 student, 15 epochs (~20 min)
 #   bash scripts/teachers_study.sh compare TEACHER [SPLIT]  # full protocols, 3 seeds, paired (SPLIT: test | val)
@@ -32,6 +33,10 @@ export FOUNDRY_OUTLIER_FILTER=${FOUNDRY_OUTLIER_FILTER:-0}
 RUNS=${RUNS:-runs/teachers}
 EPOCHS=${EPOCHS:-15}
 JEPA_EPOCHS=${JEPA_EPOCHS:-20}  # the shipped teacher; 40 was tried and scored lower on validation (its card)
+# PRECISION=32-true: pretraining in fp32, the run named ...-fp32 (bf16 autocast is emulated, several times slower, on
+# CPUs without AVX512-BF16, e.g. the AMD EPYC of 2026-12-07; the shipped teacher-small-jepa was pretrained in bf16-mixed)
+PRECISION=${PRECISION:-bf16-mixed}
+PTAG=""; [ $PRECISION = bf16-mixed ] || PTAG=-fp${PRECISION%%-*}
 RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision bf16-mixed --views 1"
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
 student_of() { case $1 in teacher-small) echo foundry-small-s16 ;; teacher-small-jepa) echo foundry-small-jepa-s16 ;;
@@ -52,9 +57,10 @@ case $step in
     out=$RUNS/jepa-pretrain-e$JEPA_EPOCHS; ema=()
     [ -n "${JEPA_EMA:-}" ] && { out=$out-ema${JEPA_EMA// /-}; ema=(--ema $JEPA_EMA); }
     [ -n "${JEPA_CONTEXT:-}" ] && { out=$out-ctx${JEPA_CONTEXT// /-}; ema+=(--context-ratio $JEPA_CONTEXT); }
+    out=$out$PTAG
     [ -f $out/summary.json ] && grep -q '"complete": true' $out/summary.json && { echo "[teachers] $out done"; exit 0; }
     foundry pretrain --preset small --objective jepa --data modelnet10:train --data kicadpart:train --epochs $JEPA_EPOCHS \
-      --batch-size 32 --lr 1e-3 --warmup-epochs 1 --grad-clip 1.0 --precision bf16-mixed --threads 1 --seed 0 \
+      --batch-size 32 --lr 1e-3 --warmup-epochs 1 --grad-clip 1.0 --precision $PRECISION --threads 1 --seed 0 \
       --log-every 20 --no-progress --val-every 5 --max-minutes ${MAX_MINUTES:-100} --out $out \
       "${ema[@]}" $(resume_flag $out/training_state.pt)
     ;;
