@@ -430,8 +430,12 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     [ -e $dest ] && { echo "$dest exists: not overwritten (DATE=YYYY-MM-DD to publish under another date)" >&2; exit 1; }
     mkdir -p $dest.tmp
     cp $src/compare.md $src/compare.json $dest.tmp/; cp $src/*.png $dest.tmp/ 2>/dev/null || true
-    for e in $src/evals/*/; do
-      [ -f $e/results.json ] && { mkdir -p $dest.tmp/evals/$(basename $e); cp -r $e/results.json $e/runs $dest.tmp/evals/$(basename $e)/; }
+    # every model of the compare, from wherever its evaluation lives (its own evals/, or a reused compare-SPLIT/evals)
+    python -c "import json, sys; [print(r['label'], r['eval_dir']) for r in json.load(open(sys.argv[1]))['rows'] if r.get('eval_dir')]" \
+      $src/compare.json | while read -r label e; do
+      [ -f $e/results.json ] || continue
+      mkdir -p $dest.tmp/evals/$label; cp $e/results.json $dest.tmp/evals/$label/
+      [ -d $e/runs ] && cp -r $e/runs $dest.tmp/evals/$label/
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
