@@ -26,7 +26,9 @@
 #   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside the teacher with ToMe (MACs axis)
 #   bash scripts/method_study.sh robust                # foundry-s16 with corrupted views (issue "Real sensor data"'s
 #                                                      # train-time help), the same recipe, init and seed as matched
-#   bash scripts/method_study.sh robust-narrow         # the same at the shipped s16's width, beside narrow/w192-t192-seedN
+#   bash scripts/method_study.sh robust-narrow         # the same at the shipped s16's width, beside narrow/w192-t192-seedN,
+#                                                      # then its blocks 3/7 (reship/foundry-vits-s16-robust-seedN)
+#   bash scripts/method_study.sh robust-ship-val | robust-ship-test  # that file's full protocols, paired with the s16
 #   bash scripts/method_study.sh robust-narrow-val | robust-narrow-test  # the two and the teacher, robustness at sev. 3
 #   bash scripts/method_study.sh robust-val | robust-test  # it against matched foundry-s16 and the teacher: the
 #                                                      # robustness protocol (clean, seen and unseen families, sev. 3)
@@ -128,6 +130,7 @@ robust_compare() {
   # (on 2026-12-07 that gave a second, slightly different s16 seg evaluation beside the first)
   for e in "$@"; do flock -w 36000 $d/evals/${e%%=*}.lock true; done
   shift
+  [ -n "${PAIR_WITH:-}" ] && reuse+=(--pair-with $PAIR_WITH)
   foundry compare --teacher teacher-vits --no-random -p robustness --models "$@" "${sets[@]}" --seeds $seeds \
     --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $d
 }
@@ -355,11 +358,28 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     [ -f $out/student.safetensors ] || foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} \
       --set width=192 --set heads=3 --set token_dim=192 --set num_supertokens=16 --cache $CACHE --out $out $RECIPE \
       --seed $seed --corrupted-views ${CORRUPTED:-default} $(resume_flag $out/training_state.pt)
+    # then its blocks 3 and 7 learned as the shipped s16's were (the part head's), into reship/foundry-vits-s16-robust-seedN
+    ship=$RUNS/reship/foundry-vits-s16-robust-seed$seed$PTAG
+    [ -f $ship/student.safetensors ] || foundry distill --teacher teacher-vits --student $out/student.safetensors \
+      --extra-layers 3 7 --train-only layer-heads --cache $CACHE --out $ship --epochs 3 --batch-size 32 --lr 1e-3 \
+      --warmup-epochs 0.2 --views 1 --precision $PRECISION --seed 0 $(resume_flag $ship/training_state.pt)
+    ;;
+  robust-ship-val|robust-ship-test)
+    # the corrupted-view student with its blocks (robust-narrow) beside the shipped s16 and the teacher, full
+    # protocols, paired with foundry-vits-s16 (REUSE_FROM: their published evaluations), into robust-ship-SPLIT-seedN
+    split=${step#robust-ship-}; seed=${SEED:-1}; label=foundry-vits-s16-robust-seed$seed$PTAG
+    restore_published $RUNS/compare-$split/evals teacher-vits random-init foundry-vits-s16
+    evaluate_one $split $label $RUNS/reship/$label/student.safetensors --wait
+    reuse=(); reuse_scored $split teacher-vits random-init foundry-vits-s16 $label
+    foundry compare --teacher teacher-vits --models foundry-vits-s16=foundry-vits-s16 $label=$RUNS/reship/$label/student.safetensors \
+      -p svm -p fewshot -p partseg -p fidelity --pair-with foundry-vits-s16 --seeds 0 1 2 --split $split \
+      --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/robust-ship-$split-seed$seed$PTAG
     ;;
   robust-narrow-val|robust-narrow-test)
     # the two beside the teacher, the robustness protocol at severity 3 (seen / unseen families as robust-SPLIT)
+    # (the corrupted-view run also paired with its plain partner: what the recipe costs on clean clouds)
     split=${step#robust-narrow-}; seed=${SEED:-1}; sets=("${ROBUST_SEV3[@]}")
-    robust_compare $RUNS/robust-narrow-$split-seed$seed$PTAG "0 1 2" teacher-vits \
+    PAIR_WITH=w192-t192 robust_compare $RUNS/robust-narrow-$split-seed$seed$PTAG "0 1 2" teacher-vits \
       w192-t192=$RUNS/narrow/w192-t192-seed$seed$PTAG/student.safetensors \
       w192-t192-corrupted=$RUNS/robust/w192-t192-corrupted-seed$seed$PTAG/student.safetensors
     ;;
@@ -439,6 +459,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test robust-density-val robust-density-test robust-seg-val robust-seg-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test robust-density-val robust-density-test robust-seg-val robust-seg-test robust-narrow robust-narrow-val robust-narrow-test robust-ship-val robust-ship-test robust-severities-val robust-severities-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
      exit 2 ;;
 esac

@@ -267,6 +267,8 @@ def test_markdown_names_the_protocol_filter_and_each_models_own():
     s["model"]["config"]["outlier_filter"] = False
     note = "\n".join(robustness_markdown(robustness_summary({"t": t, "s": s}, "t"), "t"))
     assert "own grouping filter t on, s off" in note
+    val = "\n".join(robustness_markdown(robustness_summary({"t": t, "s": s}, "t"), "t", split="val"))
+    assert "validation clouds" in val and "test clouds" not in val
 
 
 TINY = {"robustness": dict(data="synthetic:32", num_points=256, families=["jitter"], severities=[5], density=[],

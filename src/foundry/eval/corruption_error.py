@@ -181,7 +181,7 @@ def robustness_markdown(summary: dict, teacher_label: str, split: str = "test") 
     if paired:
         names = [n for n in _condition_names(summary) if any(n in p for _, p in paired)]
         lines += ["", "Paired with the teacher per condition: model - teacher in points (part segmentation: instance "
-                  "mIoU), `estimate [2.5%, 97.5%]`, resampled over the test clouds or shapes; **bold**: the interval "
+                  f"mIoU), `estimate [2.5%, 97.5%]`, resampled over the {scored} clouds or shapes; **bold**: the interval "
                   "excludes zero (not within noise).", "",
                   "| model | " + " | ".join(n.replace("_", " ") for n in names) + " |", "|" + "---|" * (len(names) + 1)]
         for label, p in paired:
