@@ -2,6 +2,7 @@
 
     python scripts/ship_weights.py runs/ts2/run/encoder.safetensors teacher-small [--set key=value ...]
     python scripts/ship_weights.py runs/study/reship/foundry-vits-s16-gate/student.safetensors foundry-vits-s16-gate --budget 64
+    python scripts/ship_weights.py runs/study/reship/foundry-vits-s16-robust-seed1-fp32/student.safetensors foundry-vits-s16-robust --outliers 1
 
 Writes src/foundry/assets/weights/<name>.safetensors in float16 with the run's provenance
 (the checkpoint's own info, plus the run's summary.json when it sits beside it, plus --set
@@ -32,6 +33,9 @@ def main() -> int:
     p.add_argument("--budget", type=int, default=None,
                    help="a gated student's default merge budget r in the shipped file (its config's merge_count; "
                         "MODEL@r=N still sets another at run time)")
+    p.add_argument("--outliers", type=int, choices=(0, 1), default=None,
+                   help="the grouping's outlier filter in the shipped file's config (1: on, every shipped model's "
+                        "default; a run trained under FOUNDRY_OUTLIER_FILTER=0 records it off)")
     args = p.parse_args()
 
     src = Path(args.checkpoint)
@@ -40,7 +44,13 @@ def main() -> int:
         from foundry.api import with_budget
 
         model = with_budget(model, "r", str(args.budget))
+    if args.outliers is not None:
+        from foundry.api import with_budget
+
+        model = with_budget(model, "outliers", str(args.outliers))
+        model.config = model.config.replace(outlier_filter=bool(args.outliers))
     info = dict(getattr(model, "checkpoint_info", {}) or {})
+    info.pop("runtime_outlier_filter", None)
     summary_path = src.parent / "summary.json"
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())

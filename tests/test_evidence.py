@@ -146,6 +146,7 @@ GOLDEN_STUDENTS = {  # teacher, final-token cosine to it, cosine to its earlier 
     "foundry-vits-s4": ("teacher-vits", 0.96602, (0.93541, 0.95153)),
     "foundry-vits-s1": ("teacher-vits", 0.91844, (0.89652, 0.90341)),
     "foundry-vits-s16-gate": ("teacher-vits", 0.97954, (0.94269, 0.96387)),  # at its shipped default budget r = 64
+    "foundry-vits-s16-robust": ("teacher-vits", 0.97374, (0.94095, 0.96089)),  # distilled with corrupted views
     "foundry-small-s16": ("teacher-small", 0.99170, (0.99197, 0.99226)),
     "foundry-small-jepa-s16": ("teacher-small-jepa", 0.98781, (0.99430, 0.99189)),
 }
