@@ -50,8 +50,9 @@
 #                                                      # evals-SPLIT scores them one at a time first, for two processes)
 #   bash scripts/method_study.sh publish NAME-SPLIT    # a finished compare folder (e.g. compare-val, gate-test) into
 #                                                      # docs/results/DATE-study-NAME-SPLIT: tables, plots and each
-#                                                      # model's results.json and per-seed runs/ (what `foundry
-#                                                      # compare --reuse LABEL=DIR` reads: no evaluation is repeated)
+#                                                      # model's results.json (what `foundry compare --reuse
+#                                                      # LABEL=DIR` restores: no evaluation is repeated; the per-seed
+#                                                      # runs/ are copied too, but .gitignore's runs/ keeps them out)
 #   bash scripts/method_study.sh experts               # fair KD experts: same preset, seed and epochs as the student,
 #                                                      # labels + the teacher's soft targets (a head fitted on it first)
 #   bash scripts/method_study.sh seed                  # the final recipe's s16 at a second training seed (SEED=1)

@@ -40,13 +40,11 @@ def main() -> int:
 
     src = Path(args.checkpoint)
     model = load_checkpoint(src)
-    if args.budget is not None:
-        from foundry.api import with_budget
+    from foundry.api import with_budget
 
+    if args.budget is not None:
         model = with_budget(model, "r", str(args.budget))
     if args.outliers is not None:
-        from foundry.api import with_budget
-
         model = with_budget(model, "outliers", str(args.outliers))
         model.config = model.config.replace(outlier_filter=bool(args.outliers))
     info = dict(getattr(model, "checkpoint_info", {}) or {})

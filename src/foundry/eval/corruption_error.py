@@ -126,7 +126,7 @@ def _grouping_filter(res: dict) -> bool | None:
     return None if value is None else bool(value)
 
 
-def _filters_phrase(summary: dict) -> str:
+def _filters_phrase(summary: dict, short: bool = False) -> str:
     """Both filters named apart: the protocol's pre-filter on every cloud (a setting of the protocol) and each
     model's own grouping filter (its config, FOUNDRY_OUTLIER_FILTER); "outlier filter off" alone misread the second."""
     own = {label: r.get("grouping_filter") for label, r in summary["models"].items()}
@@ -135,6 +135,8 @@ def _filters_phrase(summary: dict) -> str:
         models = "models' own grouping filter not recorded"
     elif len(known) == 1:
         models = f"every model's own grouping filter {'on' if known.pop() else 'off'}"
+    elif short:  # a figure's title: the per-model list is in compare.md
+        models = "own grouping filter on for some models, off for others"
     else:
         models = "own grouping filter " + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in own.items() if v is not None)
     return f"the protocol's outlier pre-filter {'on' if summary['outlier_filter'] else 'off'}, {models}"
@@ -251,7 +253,7 @@ def plot_robustness(summary: dict, path, title: str = "") -> Path | None:
     for ax in flat[n:]:
         ax.axis("off")
     flat[0].legend(fontsize=6)
-    fig.suptitle(title or f"Robustness ({_filters_phrase(summary)}; mean ± std over seeds)", fontsize=10)
+    fig.suptitle(title or f"Robustness ({_filters_phrase(summary, short=True)}; mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
