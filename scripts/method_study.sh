@@ -162,6 +162,17 @@ evaluate_one() {
     --split $split --threads ${THREADS:-1} "${ref[@]}" --out $dir/evals/$label --cache-dir $dir/cache
 }
 
+# compare_pair SPLIT OUT FIRST SECOND: two LABEL=MODEL specs, full protocols, each paired with the teacher and the
+# second with the first, into OUT; REUSE_FROM restores the teacher's, the floor's and FIRST's published evaluations
+compare_pair() {
+  local split=$1 out=$2 first=$3 second=$4 e reuse=()
+  restore_published $RUNS/compare-$split/evals teacher-vits random-init ${first%%=*}
+  for e in $first $second; do evaluate_one $split ${e%%=*} ${e#*=} --wait; done
+  reuse_scored $split teacher-vits random-init ${first%%=*} ${second%%=*}
+  foundry compare --teacher teacher-vits --models $first $second -p svm -p fewshot -p partseg -p fidelity \
+    --pair-with ${first%%=*} --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $out
+}
+
 step=${1:-matched}; shift || true
 case $step in
   cache)
@@ -312,12 +323,7 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       first=foundry-vits-s16=foundry-vits-s16
       second=foundry-vits-s16-seed$seed$PTAG=$RUNS/reship/foundry-vits-s16-seed$seed$PTAG/student.safetensors
     fi
-    restore_published $RUNS/compare-$split/evals teacher-vits random-init ${first%%=*}
-    for e in $first $second; do evaluate_one $split ${e%%=*} ${e#*=} --wait; done
-    reuse=(); reuse_scored $split teacher-vits random-init ${first%%=*} ${second%%=*}
-    foundry compare --teacher teacher-vits --models $first $second -p svm -p fewshot -p partseg -p fidelity \
-      --pair-with ${first%%=*} --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" \
-      --out $RUNS/seed-$split$([ "$seed$PTAG" = 1 ] || echo "-seed$seed$PTAG")
+    compare_pair $split $RUNS/seed-$split$([ "$seed$PTAG" = 1 ] || echo "-seed$seed$PTAG") $first $second
     ;;
   experts-val|experts-test)
     # the fair experts beside the teacher, its random floor and the shipped s16 student (same body and recipe),
@@ -369,12 +375,8 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     # the corrupted-view student with its blocks (robust-narrow) beside the shipped s16 and the teacher, full
     # protocols, paired with foundry-vits-s16 (REUSE_FROM: their published evaluations), into robust-ship-SPLIT-seedN
     split=${step#robust-ship-}; seed=${SEED:-1}; label=foundry-vits-s16-robust-seed$seed$PTAG
-    restore_published $RUNS/compare-$split/evals teacher-vits random-init foundry-vits-s16
-    evaluate_one $split $label $RUNS/reship/$label/student.safetensors --wait
-    reuse=(); reuse_scored $split teacher-vits random-init foundry-vits-s16 $label
-    foundry compare --teacher teacher-vits --models foundry-vits-s16=foundry-vits-s16 $label=$RUNS/reship/$label/student.safetensors \
-      -p svm -p fewshot -p partseg -p fidelity --pair-with foundry-vits-s16 --seeds 0 1 2 --split $split \
-      --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/robust-ship-$split-seed$seed$PTAG
+    compare_pair $split $RUNS/robust-ship-$split-seed$seed$PTAG foundry-vits-s16=foundry-vits-s16 \
+      $label=$RUNS/reship/$label/student.safetensors
     ;;
   robust-narrow-val|robust-narrow-test)
     # the two beside the teacher, the robustness protocol at severity 3 (seen / unseen families as robust-SPLIT)
