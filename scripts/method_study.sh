@@ -20,7 +20,12 @@
 #                                                      # heads), same recipe: what batch-1 latency is bound by (the
 #                                                      # encoder's weights, read once per call over 16 SuperTokens);
 #                                                      # NARROW_S="16 4 1" WIDTHS=192: the narrow recipe at s 4 and 1 too;
-#                                                      # TOKEN_DIM=192: the tokenizer's tokens that wide as well
+#                                                      # TOKEN_DIM=192: the tokenizer's tokens that wide as well;
+#                                                      # EXTRA_LAYERS="3 7": the teacher's blocks 3 / 7 learned in the
+#                                                      # run itself (the body trained for them), named ...-xl3-7-...
+#   bash scripts/method_study.sh layers-val | layers-test  # that run (SEED, default 1) beside the shipped recipe's
+#                                                      # file of the same seed (blocks learned afterwards, body frozen),
+#                                                      # full protocols, paired with it: does the part-seg gap close
 #   bash scripts/method_study.sh gate                  # foundry-s16-gate, same recipe (GATE=foundry-s16-narrow-gate:
 #                                                      # the final recipe's width with the gate)
 #   bash scripts/method_study.sh gate-val | gate-test  # one gated file at run-time budgets r, beside the teacher with ToMe (MACs axis)
@@ -233,13 +238,14 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
   narrow)
     # TOKEN_DIM=D: the tokenizer's tokens D wide too (default 384: its last layer, 128 -> 384 over every point,
     # is most of the student's MACs); runs are named narrow/wW[-tD][-sS]-seedN (no -sS for s = 16)
-    t=${TOKEN_DIM:-384}
+    t=${TOKEN_DIM:-384}; xl=(); [ -n "${EXTRA_LAYERS:-}" ] && xl=(--extra-layers $EXTRA_LAYERS)
     for w in ${WIDTHS:-192 256}; do for s in ${NARROW_S:-16}; do
       seed=${SEED:-0}; name=w$w; [ $t = 384 ] || name=$name-t$t; [ $s = 16 ] || name=$name-s$s
+      [ -n "${EXTRA_LAYERS:-}" ] && name=$name-xl${EXTRA_LAYERS// /-}
       out=$RUNS/narrow/$name-seed$seed$PTAG
       [ -f $out/student.safetensors ] && { echo "[study] $out done"; continue; }
       foundry distill --teacher teacher-vits --student ${WINNER:-foundry-s16} --set width=$w --set heads=$((w / 64)) \
-        --set token_dim=$t --set num_supertokens=$s --cache $CACHE --out $out $RECIPE --seed $seed \
+        --set token_dim=$t --set num_supertokens=$s --cache $CACHE --out $out $RECIPE --seed $seed "${xl[@]}" \
         $(resume_flag $out/training_state.pt)
     done; done
     ;;
@@ -324,6 +330,14 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
       second=foundry-vits-s16-seed$seed$PTAG=$RUNS/reship/foundry-vits-s16-seed$seed$PTAG/student.safetensors
     fi
     compare_pair $split $RUNS/seed-$split$([ "$seed$PTAG" = 1 ] || echo "-seed$seed$PTAG") $first $second
+    ;;
+  layers-val|layers-test)
+    # issue "The method at length"'s part-segmentation gap: the blocks' losses in the run itself (EXTRA_LAYERS="3 7"
+    # narrow, seed SEED) against the shipped recipe's two stages at the same seed and precision (seed step), paired
+    split=${step#layers-}; seed=${SEED:-1}; label=w192-t192-xl3-7-seed$seed$PTAG
+    compare_pair $split $RUNS/layers-$split-seed$seed$PTAG \
+      foundry-vits-s16-seed$seed$PTAG=$RUNS/reship/foundry-vits-s16-seed$seed$PTAG/student.safetensors \
+      $label=$RUNS/narrow/$label/student.safetensors
     ;;
   experts-val|experts-test)
     # the fair experts beside the teacher, its random floor and the shipped s16 student (same body and recipe),
@@ -462,6 +476,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test robust-density-val robust-density-test robust-seg-val robust-seg-test robust-narrow robust-narrow-val robust-narrow-test robust-ship-val robust-ship-test robust-severities-val robust-severities-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test robust-density-val robust-density-test robust-seg-val robust-seg-test robust-narrow robust-narrow-val robust-narrow-test robust-ship-val robust-ship-test robust-severities-val robust-severities-test layers-val layers-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
      exit 2 ;;
 esac

@@ -10,7 +10,8 @@
 #   JEPA_CONTEXT="0.4 0.75" bash scripts/teachers_study.sh pretrain-jepa  # Point-JEPA's contiguous context run
 #                                                    # (a share of the non-target patches); runs/.../jepa-pretrain-eN-ctx..
 #   PRECISION=32-true bash scripts/teachers_study.sh pretrain-jepa  # in fp32 (...-fp32), for CPUs without AVX512-BF16
-#   bash scripts/teachers_study.sh ship-jepa          # its fp16 copy into the package (assets/weights)
+#   bash scripts/teachers_study.sh ship-jepa          # its fp16 copy into the package (assets/weights; PRECISION=32-true:
+#                                                    # the fp32 run's, the shipped teacher since 2026-12-07)
 #   bash scripts/teachers_study.sh distill TEACHER    # cache (blocks 1 3 5) + the s16 student, 15 epochs (~20 min)
 #   bash scripts/teachers_study.sh compare TEACHER [SPLIT]  # full protocols, 3 seeds, paired (SPLIT: test | val)
 #   bash scripts/teachers_study.sh eval TEACHER WHICH [SPLIT]  # one model of that compare (teacher | student |
@@ -18,6 +19,8 @@
 #   bash scripts/teachers_study.sh floor-copy        # teacher-small's random floor into teacher-small-jepa's
 #                                                    # compare (same shape and seed: the same weights, checked)
 #   bash scripts/teachers_study.sh ship-student TEACHER     # the student into the package
+#   (PRECISION=32-true for distill / compare / eval / ship-student: the student distilled in fp32, its run folder
+#   named ...-fp32; the students shipped before 2026-12-07 were distilled in bf16-mixed on an Intel Xeon)
 #
 # TEACHER: teacher-small or teacher-small-jepa. The recipe is the method study's current one
 # (scripts/method_study.sh, RECIPE) plus the part-segmentation blocks of a 6-block teacher (1, 3; the
@@ -33,16 +36,16 @@ export FOUNDRY_OUTLIER_FILTER=${FOUNDRY_OUTLIER_FILTER:-0}
 RUNS=${RUNS:-runs/teachers}
 EPOCHS=${EPOCHS:-15}
 JEPA_EPOCHS=${JEPA_EPOCHS:-20}  # the shipped teacher; 40 was tried and scored lower on validation (its card)
-# PRECISION=32-true: pretraining in fp32, the run named ...-fp32 (bf16 autocast is emulated, several times slower, on
-# CPUs without AVX512-BF16, e.g. the AMD EPYC of 2026-12-07; the shipped teacher-small-jepa was pretrained in bf16-mixed)
+# PRECISION=32-true: pretraining and distillation in fp32, the runs named ...-fp32 (bf16 autocast is emulated, several
+# times slower, on CPUs without AVX512-BF16, e.g. the AMD EPYC of 2026-12-07)
 PRECISION=${PRECISION:-bf16-mixed}
 PTAG=""; [ $PRECISION = bf16-mixed ] || PTAG=-fp${PRECISION%%-*}
-RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision bf16-mixed --views 1"
+RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision $PRECISION --views 1"
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
 student_of() { case $1 in teacher-small) echo foundry-small-s16 ;; teacher-small-jepa) echo foundry-small-jepa-s16 ;;
   *) echo "unknown teacher $1 (teacher-small, teacher-small-jepa)" >&2; exit 2 ;; esac; }
 
-student_file() { [ -f $RUNS/$1/student.safetensors ] && echo $RUNS/$1/student.safetensors || echo $1; }  # run's, else shipped
+student_file() { [ -f $RUNS/$1$PTAG/student.safetensors ] && echo $RUNS/$1$PTAG/student.safetensors || echo $1; }  # run's, else shipped
 # ToMe on the teacher, the token-merging baseline: merges per block r at the student's MACs where ToMe
 # reaches them, but never fewer than the student's 16 tokens after the last block (on a 6-block teacher
 # ToMe cannot reach the student's MACs: the tokenizer alone costs twice the student; r = 8 merges 64 -> 16)
@@ -65,10 +68,10 @@ case $step in
       "${ema[@]}" $(resume_flag $out/training_state.pt)
     ;;
   ship-jepa)
-    python scripts/ship_weights.py $RUNS/jepa-pretrain-e$JEPA_EPOCHS/encoder.safetensors teacher-small-jepa
+    python scripts/ship_weights.py $RUNS/jepa-pretrain-e$JEPA_EPOCHS$PTAG/encoder.safetensors teacher-small-jepa
     ;;
   distill)
-    teacher=${1:?teacher}; student=$(student_of $teacher); out=$RUNS/$student
+    teacher=${1:?teacher}; student=$(student_of $teacher); out=$RUNS/$student$PTAG
     [ -f $out/student.safetensors ] && { echo "[teachers] $out done"; exit 0; }
     foundry distill --teacher $teacher --student foundry-s16 --extra-layers 1 3 --cache $RUNS/cache/$teacher-train \
       --out $out $RECIPE --seed 0 $(resume_flag $out/training_state.pt)
@@ -112,7 +115,7 @@ assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), 'floors
     ;;
   ship-student)
     teacher=${1:?teacher}; student=$(student_of $teacher)
-    python scripts/ship_weights.py $RUNS/$student/student.safetensors $student
+    python scripts/ship_weights.py $RUNS/$student$PTAG/student.safetensors $student
     ;;
   *) echo "unknown step '$step' (pretrain-jepa ship-jepa distill compare eval floor-copy ship-student)" >&2; exit 2 ;;
 esac
