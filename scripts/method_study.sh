@@ -332,9 +332,9 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     compare_pair $split $RUNS/seed-$split$([ "$seed$PTAG" = 1 ] || echo "-seed$seed$PTAG") $first $second
     ;;
   layers-val|layers-test)
-    # issue "The method at length"'s part-segmentation gap: the blocks' losses in the run itself (EXTRA_LAYERS="3 7"
-    # narrow, seed SEED) against the shipped recipe's two stages at the same seed and precision (seed step), paired
-    split=${step#layers-}; seed=${SEED:-1}; label=w192-t192-xl3-7-seed$seed$PTAG
+    # issue "The method at length"'s part-segmentation gap: the blocks' losses in the run itself (the narrow run of
+    # EXTRA_LAYERS, default "3 7", seed SEED) against the shipped recipe's two stages at the same seed and precision (seed step), paired
+    split=${step#layers-}; seed=${SEED:-1}; xl=${EXTRA_LAYERS:-3 7}; label=w192-t192-xl${xl// /-}-seed$seed$PTAG
     compare_pair $split $RUNS/layers-$split-seed$seed$PTAG \
       foundry-vits-s16-seed$seed$PTAG=$RUNS/reship/foundry-vits-s16-seed$seed$PTAG/student.safetensors \
       $label=$RUNS/narrow/$label/student.safetensors

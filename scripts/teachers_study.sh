@@ -11,7 +11,7 @@
 #                                                    # (a share of the non-target patches); runs/.../jepa-pretrain-eN-ctx..
 #   PRECISION=32-true bash scripts/teachers_study.sh pretrain-jepa  # in fp32 (...-fp32), for CPUs without AVX512-BF16
 #   bash scripts/teachers_study.sh ship-jepa          # its fp16 copy into the package (assets/weights; PRECISION=32-true:
-#                                                    # the fp32 run's, the shipped teacher since 2026-12-07)
+#                                                    # the fp32 run's, to replace the bf16 file with its new student)
 #   bash scripts/teachers_study.sh distill TEACHER    # cache (blocks 1 3 5) + the s16 student, 15 epochs (~20 min)
 #   bash scripts/teachers_study.sh compare TEACHER [SPLIT]  # full protocols, 3 seeds, paired (SPLIT: test | val)
 #   bash scripts/teachers_study.sh eval TEACHER WHICH [SPLIT]  # one model of that compare (teacher | student |
