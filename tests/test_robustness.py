@@ -342,3 +342,29 @@ def test_outlier_filter_default_and_its_environment_switch(monkeypatch):
     monkeypatch.setenv("FOUNDRY_OUTLIER_FILTER", "maybe")
     with pytest.raises(FoundryInputError, match="FOUNDRY_OUTLIER_FILTER"):
         default_outlier_filter()
+
+
+def test_protocol_resumes_from_its_feature_cache(tmp_path, monkeypatch):
+    """Every condition's features go through the evaluation's cache: a run cut short resumes where it
+    stopped, and a second run over the same clouds extracts nothing and scores the same."""
+    import foundry.eval.common as common
+    from foundry.eval.common import FeatureCache
+    from foundry.eval.runner import run_eval
+
+    torch.manual_seed(0)
+    model = foundry.create_model("tiny").eval()
+    over = {"robustness": dict(TINY["robustness"], families=["jitter", "add_global"], severities=[1, 5],
+                               density=[128], density_patches="scaled", seg=False)}
+
+    def once(out):
+        FeatureCache._shared.clear()  # as a fresh process
+        return run_eval(model, ["robustness"], seeds=[0], overrides=over, out_dir=tmp_path / out,
+                        cache_dir=tmp_path / "cache", log=lambda *a: None)["protocols"]["robustness"]["summary"]
+
+    first = once("a")
+    files = sorted(p.name for p in (tmp_path / "cache").glob("features_*.npz"))
+    # train, clean test, 2 families x 2 severities, partial view, density (its own patch count's key)
+    assert len(files) == 1 + 1 + 4 + 1 + 1
+    monkeypatch.setattr(common, "extract_features", lambda *a, **k: pytest.fail("features extracted again"))
+    second = once("b")
+    assert {k: v["mean"] for k, v in second.items()} == {k: v["mean"] for k, v in first.items()}
