@@ -19,6 +19,8 @@
 #   bash scripts/teachers_study.sh floor-copy        # teacher-small's random floor into teacher-small-jepa's
 #                                                    # compare (same shape and seed: the same weights, checked)
 #   bash scripts/teachers_study.sh ship-student TEACHER     # the student into the package
+#   (both ship steps write the grouping's outlier filter on, every shipped model's default: the runs here record it
+#   off, as FOUNDRY_OUTLIER_FILTER=0 below sets for them)
 #   (PRECISION=32-true for distill / compare / eval / ship-student: the student distilled in fp32, its run folder
 #   named ...-fp32; the students shipped before 2026-12-07 were distilled in bf16-mixed on an Intel Xeon)
 #
@@ -68,7 +70,7 @@ case $step in
       "${ema[@]}" $(resume_flag $out/training_state.pt)
     ;;
   ship-jepa)
-    python scripts/ship_weights.py $RUNS/jepa-pretrain-e$JEPA_EPOCHS$PTAG/encoder.safetensors teacher-small-jepa
+    python scripts/ship_weights.py $RUNS/jepa-pretrain-e$JEPA_EPOCHS$PTAG/encoder.safetensors teacher-small-jepa --outliers 1
     ;;
   distill)
     teacher=${1:?teacher}; student=$(student_of $teacher); out=$RUNS/$student$PTAG
@@ -115,7 +117,7 @@ assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), 'floors
     ;;
   ship-student)
     teacher=${1:?teacher}; student=$(student_of $teacher)
-    python scripts/ship_weights.py $RUNS/$student$PTAG/student.safetensors $student
+    python scripts/ship_weights.py $RUNS/$student$PTAG/student.safetensors $student --outliers 1
     ;;
   *) echo "unknown step '$step' (pretrain-jepa ship-jepa distill compare eval floor-copy ship-student)" >&2; exit 2 ;;
 esac
