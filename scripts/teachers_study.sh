@@ -16,6 +16,9 @@
 #   bash scripts/teachers_study.sh compare TEACHER [SPLIT]  # full protocols, 3 seeds, paired (SPLIT: test | val)
 #   bash scripts/teachers_study.sh eval TEACHER WHICH [SPLIT]  # one model of that compare (teacher | student |
 #                                                    # tome | floor) in another process; the compare reuses it
+#   FEATURE_WEIGHT=2 bash scripts/teachers_study.sh distill TEACHER  # the pooled-feature loss at weight 2 (...-fw2)
+#   FEATURE_WEIGHT=2 bash scripts/teachers_study.sh fw-val TEACHER   # it beside the default run on validation, paired
+#   FEATURE_WEIGHT=2 bash scripts/teachers_study.sh fw-val-eval TEACHER teacher|base  # one of its models, another process
 #   bash scripts/teachers_study.sh floor-copy        # teacher-small's random floor into teacher-small-jepa's
 #                                                    # compare (same shape and seed: the same weights, checked)
 #   bash scripts/teachers_study.sh ship-student TEACHER     # the student into the package
@@ -42,12 +45,20 @@ JEPA_EPOCHS=${JEPA_EPOCHS:-20}  # the shipped teacher; 40 was tried and scored l
 # times slower, on CPUs without AVX512-BF16, e.g. the AMD EPYC of 2026-12-07)
 PRECISION=${PRECISION:-bf16-mixed}
 PTAG=""; [ $PRECISION = bf16-mixed ] || PTAG=-fp${PRECISION%%-*}
-RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision $PRECISION --views 1"
+# FEATURE_WEIGHT (default 0.5, the recipe's): the pooled-feature loss's weight in distill; another value names the
+# student's run ...-fwW (a variant scored against the default on validation by `fw-val`, never shipped unchosen)
+FEATURE_WEIGHT=${FEATURE_WEIGHT:-0.5}
+STAG=$PTAG; [ "$FEATURE_WEIGHT" = 0.5 ] || STAG=$PTAG-fw$FEATURE_WEIGHT  # a student run's suffix
+RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight $FEATURE_WEIGHT --precision $PRECISION --views 1"
+# spec NAME_OR_PATH: the model as these figures were measured: with FOUNDRY_OUTLIER_FILTER=0 (the default here) the
+# grouping's outlier filter off, also for a file that records it on (the shipped JEPA pair since 2026-12-07); the
+# same model fingerprint as the published evaluations, so they are reused
+spec() { if [ "$FOUNDRY_OUTLIER_FILTER" = 0 ]; then echo "$1@outliers=0"; else echo "$1"; fi; }
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
 student_of() { case $1 in teacher-small) echo foundry-small-s16 ;; teacher-small-jepa) echo foundry-small-jepa-s16 ;;
   *) echo "unknown teacher $1 (teacher-small, teacher-small-jepa)" >&2; exit 2 ;; esac; }
 
-student_file() { [ -f $RUNS/$1$PTAG/student.safetensors ] && echo $RUNS/$1$PTAG/student.safetensors || echo $1; }  # run's, else shipped
+student_file() { [ -f $RUNS/$1$STAG/student.safetensors ] && echo $RUNS/$1$STAG/student.safetensors || echo $1; }  # run's, else shipped
 # ToMe on the teacher, the token-merging baseline: merges per block r at the student's MACs where ToMe
 # reaches them, but never fewer than the student's 16 tokens after the last block (on a 6-block teacher
 # ToMe cannot reach the student's MACs: the tokenizer alone costs twice the student; r = 8 merges 64 -> 16)
@@ -73,15 +84,15 @@ case $step in
     python scripts/ship_weights.py $RUNS/jepa-pretrain-e$JEPA_EPOCHS$PTAG/encoder.safetensors teacher-small-jepa --outliers 1
     ;;
   distill)
-    teacher=${1:?teacher}; student=$(student_of $teacher); out=$RUNS/$student$PTAG
+    teacher=${1:?teacher}; student=$(student_of $teacher); out=$RUNS/$student$STAG
     [ -f $out/student.safetensors ] && { echo "[teachers] $out done"; exit 0; }
-    foundry distill --teacher $teacher --student foundry-s16 --extra-layers 1 3 --cache $RUNS/cache/$teacher-train \
+    foundry distill --teacher $(spec $teacher) --student foundry-s16 --extra-layers 1 3 --cache $RUNS/cache/$teacher-train \
       --out $out $RECIPE --seed 0 $(resume_flag $out/training_state.pt)
     ;;
   compare)
     teacher=${1:?teacher}; split=${2:-test}; student=$(student_of $teacher); s=$(student_file $student)
     r=$(tome_r $teacher $s)
-    foundry compare --teacher $teacher --models $student=$s tome-r$r=$teacher@tome=$r \
+    foundry compare --teacher $teacher=$(spec $teacher) --models $student=$(spec $s) tome-r$r=$(spec $teacher)@tome=$r \
       $PROTOCOLS --seeds 0 1 2 --split $split --threads ${THREADS:-1} \
       --out $RUNS/compare-$teacher-$split
     ;;
@@ -89,22 +100,42 @@ case $step in
     teacher=${1:?teacher}; which=${2:?teacher, student or tome}; split=${3:-test}; student=$(student_of $teacher)
     s=$(student_file $student); out=$RUNS/compare-$teacher-$split
     case $which in
-      teacher) label=$teacher; model=$teacher ;;
-      student) label=$student; model=$s ;;
-      tome) r=$(tome_r $teacher $s); label=tome-r$r; model=$teacher@tome=$r ;;
+      teacher) label=$teacher; model=$(spec $teacher) ;;
+      student) label=$student; model=$(spec $s) ;;
+      tome) r=$(tome_r $teacher $s); label=tome-r$r; model=$(spec $teacher)@tome=$r ;;
       floor) label=random-init; model=$out/models/random-init.safetensors ;;
       *) echo "eval: WHICH is teacher, student, tome or floor" >&2; exit 2 ;;
     esac
     if [ $which = floor ]; then  # the compare's random-init floor (seed 0), scored as the compare does: no reference
       mkdir -p $out/models; [ -f $model ] || python -c "import foundry; from foundry.eval.compare import random_init_like as r; \
-foundry.save(r(foundry.load('$teacher'), 0), '$model', \
+foundry.save(r(foundry.load('$(spec $teacher)'), 0), '$model', \
 info={'role': 'random-init floor', 'teacher': '$teacher', 'seed': 0})"
       foundry eval $model -p svm -p fewshot -p partseg --seeds 0 1 2 --split $split --threads ${THREADS:-1} \
         --out $out/evals/$label --cache-dir $out/cache
     else
-      foundry eval $model $PROTOCOLS --seeds 0 1 2 --split $split --reference $teacher --threads ${THREADS:-1} \
+      foundry eval $model $PROTOCOLS --seeds 0 1 2 --split $split --reference $(spec $teacher) --threads ${THREADS:-1} \
         --out $out/evals/$label --cache-dir $out/cache
     fi
+    ;;
+  fw-val)
+    # the FEATURE_WEIGHT run beside the default-recipe run of the same PRECISION, full protocols on validation, the
+    # variant paired with the default (the choice between them; test only for the one chosen)
+    teacher=${1:?teacher}; student=$(student_of $teacher); base=$PTAG; out=$RUNS/fw-val-$teacher$STAG
+    [ "$STAG" != "$base" ] || { echo "fw-val: set FEATURE_WEIGHT to the variant's value (not 0.5)" >&2; exit 2; }
+    foundry compare --teacher $teacher=$(spec $teacher) --models $student$base=$(spec $RUNS/$student$base/student.safetensors) \
+      $student$STAG=$(spec $RUNS/$student$STAG/student.safetensors) --pair-with $student$base \
+      $PROTOCOLS --seeds 0 1 2 --split val --no-random --threads ${THREADS:-1} --out $out
+    ;;
+  fw-val-eval)
+    # one model of fw-val in another process (teacher | base: the default run), into the folder fw-val reuses
+    teacher=${1:?teacher}; which=${2:?teacher or base}; student=$(student_of $teacher); out=$RUNS/fw-val-$teacher$STAG
+    case $which in
+      teacher) label=$teacher; model=$(spec $teacher) ;;
+      base) label=$student$PTAG; model=$(spec $RUNS/$student$PTAG/student.safetensors) ;;
+      *) echo "fw-val-eval: WHICH is teacher or base" >&2; exit 2 ;;
+    esac
+    foundry eval $model $PROTOCOLS --seeds 0 1 2 --split val --reference $(spec $teacher) --threads ${THREADS:-1} \
+      --out $out/evals/$label --cache-dir $out/cache
     ;;
   floor-copy)
     split=${1:-test}; from=$RUNS/compare-teacher-small-$split; to=$RUNS/compare-teacher-small-jepa-$split
@@ -117,7 +148,7 @@ assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), 'floors
     ;;
   ship-student)
     teacher=${1:?teacher}; student=$(student_of $teacher)
-    python scripts/ship_weights.py $RUNS/$student$PTAG/student.safetensors $student --outliers 1
+    python scripts/ship_weights.py $RUNS/$student$STAG/student.safetensors $student --outliers 1
     ;;
-  *) echo "unknown step '$step' (pretrain-jepa ship-jepa distill compare eval floor-copy ship-student)" >&2; exit 2 ;;
+  *) echo "unknown step '$step' (pretrain-jepa ship-jepa distill compare eval fw-val fw-val-eval floor-copy ship-student)" >&2; exit 2 ;;
 esac
