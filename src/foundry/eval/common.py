@@ -259,7 +259,9 @@ class FeatureCache:
             self.mem.pop(next(iter(self.mem)))
 
     def features(self, model, split: Split, fingerprint: str, batch_size: int = 64, device="cpu",
-                 progress: bool = False) -> np.ndarray:
+                 progress: bool = False, remember: bool = True) -> np.ndarray:
+        """remember=False: on disk only, not kept in this process's memory (features read once, e.g. the
+        robustness protocol's corrupted test clouds: dozens per model and seed)."""
         key = (fingerprint, split.checksum())
         if key in self.mem:
             return self.mem[key]
@@ -268,7 +270,8 @@ class FeatureCache:
             path = self.folder / f"features_{fingerprint[:16]}_{key[1][:16]}.npz"
             feats = _read_features(path, len(split))
             if feats is not None:
-                self.mem[key] = feats
+                if remember:
+                    self.mem[key] = feats
                 return feats
         feats = extract_features(model, split.points, batch_size=batch_size, device=device, progress=progress)
         if not np.isfinite(feats).all():
@@ -281,7 +284,8 @@ class FeatureCache:
                     np.savez(f, features=feats, sha256=np.array(digest))
 
             atomic_write(path, write)
-        self.mem[key] = feats
+        if remember:
+            self.mem[key] = feats
         return feats
 
 

@@ -129,16 +129,18 @@ class _Groups(torch.nn.Module):
 
 
 def _features(ctx, split: Split, num_groups: int | None = None) -> np.ndarray:
-    """Features of a (corrupted) split through the evaluation's feature cache, so that a run cut short
-    (the seven families at five severities take the ViT-S teacher ~50 min a seed) resumes at the first
-    condition it had not scored, and a later compare with the same clouds scores none again. The cache
-    is keyed by the split's checksum (the corrupted points themselves) and the model's fingerprint;
-    with scaled density patches by a fingerprint of the model and the patch count."""
-    if num_groups is None:
-        return ctx.features(split)
-    fingerprint = hashlib.sha256(f"{ctx.fingerprint}|num_groups={int(num_groups)}".encode()).hexdigest()
-    return ctx.cache.features(_Groups(ctx.model, num_groups), split, fingerprint, batch_size=ctx.batch_size,
-                              device=ctx.device, progress=ctx.progress)
+    """Features of a corrupted split through the evaluation's feature cache on disk (not kept in memory:
+    each is read once), so that a run cut short (the seven families at five severities take the ViT-S
+    teacher ~90 min a seed) resumes at the first condition it had not scored, and a later compare with
+    the same clouds scores none again. Keyed by the split's checksum (the corrupted points themselves)
+    and the model's fingerprint; with scaled density patches by a fingerprint of the model and the
+    patch count."""
+    model, fingerprint = ctx.model, ctx.fingerprint
+    if num_groups is not None:
+        model = _Groups(ctx.model, num_groups)
+        fingerprint = hashlib.sha256(f"{ctx.fingerprint}|num_groups={int(num_groups)}".encode()).hexdigest()
+    return ctx.cache.features(model, split, fingerprint, batch_size=ctx.batch_size, device=ctx.device,
+                              progress=ctx.progress, remember=False)
 
 
 def _bits(ok) -> str:
@@ -189,7 +191,7 @@ def _classification(ctx, s, seed, metrics, details, data):
             details.setdefault("density_groups", {})[name] = g
         ctx.log(f"  robustness: {name} ({i + 1}/{len(todo)})")
         try:
-            x = _features(ctx, split, g)
+            x = ctx.features(split) if family == "clean" else _features(ctx, split, g)
         except FoundryInputError as exc:  # e.g. too few points for the model's patches
             details.setdefault("not_scored", {})[name] = str(exc)
             continue
