@@ -15,7 +15,8 @@ def tiny_analytic_macs(cfg, n_points: int, groups: int | None = None) -> dict:
     h1, h2, h3 = cfg.tokenizer_hidden
     hidden = int(c * cfg.mlp_ratio)
     grouping = g * n_points * 3  # kNN: (G x 3) @ (3 x N) distance product
-    tokenizer = g * k * (3 * h1 + h1 * h2 + 2 * h2 * h3 + h3 * c)  # mini-PointNet per point, 4 linears
+    # mini-PointNet: 4 linears per point, the pooled half of the third once per patch (eval mode)
+    tokenizer = g * k * (3 * h1 + h1 * h2 + h2 * h3 + h3 * c) + g * h2 * h3
     pos = g * (3 * cfg.pos_hidden + cfg.pos_hidden * c)
     per_block = g * (3 * c * c + c * c + 2 * c * hidden) + 2 * g * g * c  # qkv, proj, MLP + QK^T and AV
     return {"grouping": grouping, "tokenizer": tokenizer, "encoder": pos + depth * per_block}
@@ -44,7 +45,7 @@ def test_flop_counter_counts_attention_and_scales_with_batch():
     from foundry.ops.knn import brute_force_knn
 
     with FlopCounterMode(display=False) as plain, brute_force_knn(), torch.no_grad():
-        model.forward_features(torch.randn(1, 256, 3))
+        model.eval().forward_features(torch.randn(1, 256, 3))  # eval, as stage_costs counts
     assert one["total_flops"] - plain.get_total_flops() == 2 * attention
     assert model_macs(model, 256) == one["total_macs"]
 

@@ -95,3 +95,29 @@ def test_sdpa_attention_matches_explicit_softmax():
     w = (q @ k.transpose(-2, -1) / 2.0).softmax(-1)
     ref = attn.proj((w @ v).transpose(1, 2).reshape(b, n, c))
     assert torch.allclose(attn(x), ref, atol=1e-5)
+
+
+def test_tokenizer_eval_path_is_the_training_formula_with_running_statistics():
+    """Eval mode folds each BatchNorm into its Linear and computes the pooled half of the second MLP
+    once per patch: the same tokens as the plain formula (BatchNorm on running statistics)."""
+    from foundry.models.tokenizer import PointNetPatchEmbed
+
+    torch.manual_seed(0)
+    pe = PointNetPatchEmbed(48, (16, 32, 64))
+    for bn in (pe.bn1, pe.bn2):  # statistics and affine parameters far from the identity
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.2, 3)
+        bn.weight.data.uniform_(0.5, 2)
+        bn.bias.data.uniform_(-1, 1)
+    x = torch.randn(2, 5, 7, 3)
+    pe.train()
+    plain = PointNetPatchEmbed._embed  # the training path, made to use running statistics below
+    for bn in (pe.bn1, pe.bn2):
+        bn.eval()
+    want = plain(pe, x)
+    pe.eval()
+    got = pe(x)
+    assert got.shape == (2, 5, 48)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    got.sum().backward()  # the eval path keeps gradients for a frozen-statistics fine-tune
+    assert pe.conv2a.weight.grad is not None and pe.bn2.weight.grad is not None

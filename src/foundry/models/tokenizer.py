@@ -47,6 +47,8 @@ class PointNetPatchEmbed(nn.Module):
         return torch.cat([self._embed(neighborhoods[:, i:i + step]) for i in range(0, g, step)], dim=1)
 
     def _embed(self, neighborhoods: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self._embed_folded(neighborhoods)
         # amax, not max(dim).values: the same values, but a vectorised kernel (~20x faster on CPU)
         x = torch.relu(self._bn(self.bn1, self.conv1a(neighborhoods)))
         x = self.conv1b(x)  # (B, G, K, h2)
@@ -55,6 +57,30 @@ class PointNetPatchEmbed(nn.Module):
         x = torch.relu(self._bn(self.bn2, self.conv2a(x)))
         x = self.conv2b(x)
         return x.amax(dim=2)
+
+    def _embed_folded(self, neighborhoods: torch.Tensor) -> torch.Tensor:
+        """`_embed` in eval mode with fewer MACs and passes, the same function up to float rounding:
+        each BatchNorm (running statistics) is folded into the Linear before it, and the second MLP's
+        first layer is split over its concatenated input, [pooled, x] @ W.T = pooled @ W_p.T + x @ W_x.T,
+        so the pooled half is computed once per patch instead of once per point (for the teacher's
+        (128, 256, 512) that is 131k of the 492k MACs per point, about a quarter of the tokenizer)."""
+        w1, b1 = _fold(self.conv1a, self.bn1)
+        x = nn.functional.linear(neighborhoods, w1, b1).relu_()
+        x = self.conv1b(x)  # (B, G, K, h2)
+        pooled = x.amax(dim=2, keepdim=True)
+        w2, b2 = _fold(self.conv2a, self.bn2)
+        h2 = x.shape[-1]
+        per_patch = nn.functional.linear(pooled, w2[:, :h2], b2)  # (B, G, 1, h3)
+        x = nn.functional.linear(x, w2[:, h2:]).add_(per_patch).relu_()
+        x = self.conv2b(x)
+        return x.amax(dim=2)
+
+
+def _fold(linear: nn.Linear, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of `bn(linear(x))` as one affine map, `bn` with its running statistics."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    bias = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+    return linear.weight * scale.unsqueeze(1), (bias - bn.running_mean) * scale + bn.bias
 
 
 class MlpPositionEmbed(nn.Module):
