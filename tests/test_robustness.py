@@ -368,3 +368,15 @@ def test_protocol_resumes_from_its_feature_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "extract_features", lambda *a, **k: pytest.fail("features extracted again"))
     second = once("b")
     assert {k: v["mean"] for k, v in second.items()} == {k: v["mean"] for k, v in first.items()}
+
+
+def test_markdown_lists_each_severity_when_several_ran():
+    from foundry.eval.corruption_error import robustness_markdown
+
+    t = _fake_eval({"clean": 90.0, "jitter_s1": 80.0, "jitter_s2": 70.0, "jitter": 75.0, "corrupted": 75.0})
+    s = _fake_eval({"clean": 88.0, "jitter_s1": 75.0, "jitter_s2": 60.0, "jitter": 67.5, "corrupted": 67.5})
+    lines = robustness_markdown(robustness_summary({"t": t, "s": s}, "t"), "t")
+    assert "| s | jitter | 88.0 ± 0.0 | 75.0 ± 0.0 | 60.0 ± 0.0 |" in lines
+    one = robustness_summary({"t": t, "s": s}, "t")  # one severity: the family column says it all
+    one["severities"] = [3]
+    assert not any("severity 3" in line for line in robustness_markdown(one, "t"))

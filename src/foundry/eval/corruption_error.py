@@ -164,6 +164,15 @@ def robustness_markdown(summary: dict, teacher_label: str, split: str = "test") 
         for label, r in models.items():
             cells = [_f(r["ce"].get(k), 3) for k in fams + [PARTIAL] + [f"density_{n}" for n in summary["density"]]]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    sevs = summary["severities"]
+    if fams and len(sevs) > 1:  # the curves of robustness.png as numbers
+        lines += ["", "Accuracy per family and severity (the family column above is the mean over severities):", "",
+                  "| model | family | clean | " + " | ".join(f"severity {s}" for s in sevs) + " |",
+                  "|" + "---|" * (len(sevs) + 3)]
+        for label, r in models.items():
+            for f in fams:
+                lines.append(f"| {label} | {f} | {_stat(r, 'clean')} | "
+                             + " | ".join(_stat(r, f"{f}_s{s}") for s in sevs) + " |")
     if summary["density"]:
         lines += ["", f"Density (points per cloud; patches {summary['density_patches']}; above the clouds' own count "
                   "by interpolation between neighbours):", "",
