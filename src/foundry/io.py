@@ -181,14 +181,16 @@ def _cpu_isa() -> str | None:
 
 def machine_info(device, threads: int | None = None) -> dict:
     """What a measurement ran on: device, CPU, threads, load, versions, time. `cpu_isa` is the vector
-    instruction set torch's CPU kernels use (AVX2, AVX512, ...): two CPUs of one name may differ in it,
-    and with it in the rounding of every float sum, which moves trained heads by a few tenths."""
+    instruction set torch's CPU kernels use (AVX2, AVX512, ...): two hosts of one CPU name may differ in
+    it, and so in how float sums round (one random floor's part-segmentation score moved by 0.2 between
+    two such hosts while it repeats bit for bit on one)."""
     device = torch.device(device)
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    info = {"device": str(device), "cpu": cpu_name(), "cpu_isa": _cpu_isa(), "cpu_count": os.cpu_count(), "load_average_1_5_15min": load,
+    info = {"device": str(device), "cpu": cpu_name(), "cpu_isa": _cpu_isa(), "cpu_count": os.cpu_count(),
+            "load_average_1_5_15min": load,
             "torch": torch.__version__, "python": platform.python_version(),
             "torch_threads": torch.get_num_threads() if threads is None else threads,
             "platform": platform.platform(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
