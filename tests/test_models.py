@@ -97,9 +97,19 @@ def test_sdpa_attention_matches_explicit_softmax():
     assert torch.allclose(attn(x), ref, atol=1e-5)
 
 
-def test_tokenizer_eval_path_is_the_training_formula_with_running_statistics():
-    """Eval mode folds each BatchNorm into its Linear and computes the pooled half of the second MLP
-    once per patch: the same tokens as the plain formula (BatchNorm on running statistics)."""
+def _plain_tokenizer(pe, x):
+    """The mini-PointNet as published: the pooled feature concatenated to every point."""
+    h = torch.relu(pe._bn(pe.bn1, pe.conv1a(x)))
+    h = pe.conv1b(h)
+    h = torch.cat([h.amax(dim=2, keepdim=True).expand_as(h), h], dim=-1)
+    return pe.conv2b(torch.relu(pe._bn(pe.bn2, pe.conv2a(h)))).amax(dim=2)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_tokenizer_is_the_published_formula(training):
+    """Eval mode folds each BatchNorm into its Linear, both modes compute the pooled half of the second
+    MLP once per patch: the same tokens and gradients as the plain formula (BatchNorm on running
+    statistics in eval, on the batch's in training)."""
     from foundry.models.tokenizer import PointNetPatchEmbed
 
     torch.manual_seed(0)
@@ -109,15 +119,15 @@ def test_tokenizer_eval_path_is_the_training_formula_with_running_statistics():
         bn.running_var.uniform_(0.2, 3)
         bn.weight.data.uniform_(0.5, 2)
         bn.bias.data.uniform_(-1, 1)
+    pe.train(training)
     x = torch.randn(2, 5, 7, 3)
-    pe.train()
-    plain = PointNetPatchEmbed._embed  # the training path, made to use running statistics below
-    for bn in (pe.bn1, pe.bn2):
-        bn.eval()
-    want = plain(pe, x)
-    pe.eval()
+    want = _plain_tokenizer(pe, x)
+    want.square().sum().backward()
+    want_grads = [p.grad.clone() for p in pe.parameters()]
+    pe.zero_grad()
     got = pe(x)
     assert got.shape == (2, 5, 48)
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
-    got.sum().backward()  # the eval path keeps gradients for a frozen-statistics fine-tune
-    assert pe.conv2a.weight.grad is not None and pe.bn2.weight.grad is not None
+    got.square().sum().backward()
+    for p, g in zip(pe.parameters(), want_grads):
+        assert torch.allclose(p.grad, g, atol=1e-4, rtol=1e-4)
