@@ -33,6 +33,18 @@ def test_export_matches_pytorch_with_dynamic_batch_and_points(tiny_onnx):
         assert np.abs(got - ref).max() < 1e-4
 
 
+def test_tokenizer_weights_stay_constants_in_the_graph(tiny_onnx):
+    """Every MatMul of the mini-PointNet multiplies by an initializer: the eval path's folded and split
+    weights are constant-folded at export (no per-call weight arithmetic), and int8 quantises them all."""
+    import onnx
+
+    graph = onnx.load(str(tiny_onnx[1])).graph
+    inits = {i.name for i in graph.initializer}
+    matmuls = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and "patch_embed" in n.name]
+    assert len(matmuls) == 5  # conv1a, conv1b, the second MLP's two halves, conv2b
+    assert all(any(i in inits for i in n.input) for n in matmuls), [n.name for n in matmuls]
+
+
 def test_int8_quantisation_and_onnx_features(tiny_onnx, tmp_path):
     model, path, _ = tiny_onnx
     q = quantize_int8(path, tmp_path / "tiny.int8.onnx")

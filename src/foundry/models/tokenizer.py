@@ -57,12 +57,13 @@ class PointNetPatchEmbed(nn.Module):
         x = self.conv2b(x)
         return x.amax(dim=2)
 
-    @staticmethod
-    def _second_mlp_input(x: torch.Tensor, pooled: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    def _second_mlp_input(self, x: torch.Tensor, pooled: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
         """Linear(weight, bias) of [pooled broadcast to every point, x] without building the concatenation:
         [pooled, x] @ W.T = pooled @ W_p.T + x @ W_x.T, the pooled half once per patch instead of once per
-        point (for the teacher's (128, 256, 512) that is 131k of the 492k MACs per point)."""
-        h2 = x.shape[-1]
+        point (for the teacher's (128, 256, 512) that is 131k of the 492k MACs per point). The split is at
+        a Python int, so an exported graph slices the weight once (constant folding) and int8 quantisation
+        sees both halves as constant weights."""
+        h2 = self.hidden[1]
         return nn.functional.linear(x, weight[:, h2:]).add_(nn.functional.linear(pooled, weight[:, :h2], bias))
 
     def _embed_folded(self, neighborhoods: torch.Tensor) -> torch.Tensor:
