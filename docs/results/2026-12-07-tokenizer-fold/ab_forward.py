@@ -2,13 +2,7 @@ import time, torch, foundry
 from foundry.models import tokenizer as T
 import sys; torch.set_num_threads(int(sys.argv[1]))
 new_f = T.PointNetPatchEmbed._embed_folded
-def old(pe, n):
-    x = torch.relu(pe._bn(pe.bn1, pe.conv1a(n)))
-    x = pe.conv1b(x)
-    pooled = x.amax(dim=2, keepdim=True)
-    x = torch.cat([pooled.expand_as(x), x], dim=-1)
-    x = torch.relu(pe._bn(pe.bn2, pe.conv2a(x)))
-    return pe.conv2b(x).amax(dim=2)
+from plain_tokenizer import old  # noqa: E402
 cloud = torch.rand(32, 1024, 3) - 0.5
 for name in ["teacher-vits", "foundry-vits-s16"]:
     m = foundry.load(name).eval()

@@ -4,13 +4,7 @@ from foundry.eval.svm import extract_features, linear_svm_eval
 from foundry.models import tokenizer as T
 torch.set_num_threads(1)
 new = T.PointNetPatchEmbed._embed_folded
-def old(pe, n):
-    x = torch.relu(pe._bn(pe.bn1, pe.conv1a(n)))
-    x = pe.conv1b(x)
-    pooled = x.amax(dim=2, keepdim=True)
-    x = torch.cat([pooled.expand_as(x), x], dim=-1)
-    x = torch.relu(pe._bn(pe.bn2, pe.conv2a(x)))
-    return pe.conv2b(x).amax(dim=2)
+from plain_tokenizer import old  # noqa: E402
 tr = load_split("modelnet10", "train", 1024, None, False)
 va = load_split("modelnet10", "val", 1024, None, False)
 for name in sys.argv[1:]:
