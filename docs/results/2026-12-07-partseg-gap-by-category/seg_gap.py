@@ -1,5 +1,7 @@
 """Per-category part-segmentation gap of students against the teacher (paired per shape, 3 seeds)."""
-import json, sys, numpy as np
+import json
+
+import numpy as np
 def load(path):
     r = json.load(open(path))["protocols"]["partseg"]
     return np.array([r["details"][k]["shape_iou"] for k in ("0", "1", "2")]), np.array(r["details"]["0"]["shape_category"]), list(r["details"]["0"]["per_category_miou"])
