@@ -122,3 +122,32 @@ def test_reuse_labels_may_be_run_time_specs():
     assert _label_pairs(["gate-r8=/runs/g"], "--reuse", "DIR") == {"gate-r8": "/runs/g"}
     with pytest.raises(FoundryInputError, match="LABEL=DIR"):
         _label_pairs(["/runs/e"], "--reuse", "DIR")
+
+
+def test_partseg_by_category_pairs_each_categorys_shapes():
+    """The per-category part-segmentation table: each category's shapes resampled on their own, the
+    category names in index order as the protocol records them, and the compare.md section."""
+    from foundry.eval.compare import compare_markdown
+    from foundry.eval.paired import partseg_by_category
+
+    cats = [0, 0, 0, 0, 1, 1, 1, 1]
+    def entry(ious):
+        return {"details": {str(s): {"shape_iou": ious, "shape_category": cats,
+                                     "per_category_miou": {"pin": 0.0, "cap": 0.0}} for s in (0, 1)}}
+    teacher = entry([0.8, 0.7, 0.9, 0.6, 0.5, 0.5, 0.6, 0.4])
+    student = entry([0.6, 0.5, 0.7, 0.4, 0.5, 0.5, 0.6, 0.4])  # 20 points lower on "pin", equal on "cap"
+    by_cat = partseg_by_category(student, teacher)
+    assert list(by_cat) == ["pin", "cap"]
+    n, t, pin = by_cat["pin"]
+    assert n == 4 and t == pytest.approx(75.0)
+    assert pin["difference"]["estimate"] == pytest.approx(-20.0) and not pin["within_noise"]
+    assert by_cat["cap"][2]["difference"]["estimate"] == pytest.approx(0.0) and by_cat["cap"][2]["within_noise"]
+    assert partseg_by_category({"details": {}}, teacher) == {}
+
+    row = {"label": "stu", "group": "Foundry student", "parameters": 1e6, "gmacs": 0.1, "macs_points": 1024,
+           "scores": {}, "retention_raw": {}, "retention_gain": {},
+           "partseg_by_category": {k: {"shapes": n, "teacher": t, "paired": iv} for k, (n, t, iv) in by_cat.items()}}
+    md = compare_markdown({"columns": [], "rows": [row], "teacher": "teach", "seeds": [0, 1], "quick": False,
+                           "mismatches": []})
+    assert "## Part segmentation by category, paired with the teacher" in md
+    assert "| pin | 4 | 75.0 | **-20.00" in md and "| cap | 4 | 50.0 | 0.00" in md

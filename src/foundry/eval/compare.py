@@ -31,7 +31,7 @@ from ..io import atomic_write, config_dict, write_json
 from ..models.kinds import build_model
 from ..validation import FoundryInputError
 from .corruption_error import plot_robustness, robustness_markdown, robustness_summary
-from .paired import fmt_interval, item_scores, paired_interval, verdict
+from .paired import fmt_interval, item_scores, paired_interval, partseg_by_category, verdict
 from .protocols import LOWER_IS_BETTER
 from .runner import fmt, load_model, run_eval
 
@@ -165,6 +165,10 @@ def run_compare(teacher, models, out_dir, *, protocols=("svm", "fewshot", "parts
         seg = res["protocols"].get("partseg", {}).get("details", {})
         if seg:
             row["partseg_layers"] = next(iter(seg.values())).get("layers")
+            if row["label"] not in (tlabel, RANDOM_LABEL):
+                by_cat = partseg_by_category(res["protocols"]["partseg"], teacher_res["protocols"].get("partseg", {}))
+                row["partseg_by_category"] = {name: {"shapes": n, "teacher": t, "paired": iv}
+                                              for name, (n, t, iv) in by_cat.items()}
         pooled = res["protocols"].get("fewshot", {}).get("pooled", {})
         row["fewshot_paired"] = {k: v["paired_difference_all_folds"] for k, v in pooled.items()
                                  if "paired_difference_all_folds" in v}
@@ -294,6 +298,22 @@ def compare_markdown(result: dict) -> str:
                   "", "| model | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
         for r in result["rows"]:
             lines.append("| " + r["label"] + " | " + " | ".join(fmt(r["fewshot_paired"].get(k)) for k in keys) + " |")
+    by_cat = [r for r in result["rows"] if r.get("partseg_by_category")]
+    if by_cat:
+        cats = list(by_cat[0]["partseg_by_category"])
+        lines += ["", "## Part segmentation by category, paired with the teacher",
+                  "", "Instance mIoU over each category's shapes, model - teacher in points, `estimate [2.5%, 97.5%]` "
+                  "(resampled over that category's shapes); **bold**: the interval excludes zero.", "",
+                  "| category | shapes | teacher | " + " | ".join(r["label"] for r in by_cat) + " |",
+                  "|" + "---|" * (len(by_cat) + 3)]
+        for c in cats:
+            first = by_cat[0]["partseg_by_category"][c]
+            cells = []
+            for r in by_cat:
+                iv = r["partseg_by_category"].get(c, {}).get("paired")
+                text = "-" if iv is None else fmt_interval(iv["difference"], 2)
+                cells.append(text if iv is None or iv["within_noise"] else f"**{text}**")
+            lines.append(f"| {c} | {first['shapes']} | {first['teacher']:.1f} | " + " | ".join(cells) + " |")
     if result.get("robustness"):
         lines += robustness_markdown(result["robustness"], result["teacher"], split)
     lines += ["", "Per-model results, settings, data checksums and versions: `evals/<model>/results.json`. "

@@ -104,6 +104,28 @@ def paired_interval(model, teacher, floor=None, n_boot: int = N_BOOT, seed: int 
     return out
 
 
+def partseg_by_category(entry: dict, teacher_entry: dict) -> dict:
+    """{category name: (number of shapes, teacher's mean shape IoU in %, paired interval of the model's
+    instance mIoU over that category's shapes)} from two `partseg` entries of results.json, or {} when
+    either lacks the per-shape records. Where an overall part-segmentation gap lies (one category's
+    fine parts, or every category a little) decides what a recipe has to change."""
+    mine, theirs = item_scores(entry, "instance_miou"), item_scores(teacher_entry, "instance_miou")
+    details = [entry.get("details", {}).get(k, {}) for k in sorted(entry.get("details", {}), key=int)]
+    if mine is None or theirs is None or mine[0].shape != theirs[0].shape or not details:
+        return {}
+    cats = np.asarray(details[0].get("shape_category", []))
+    names = list(details[0].get("per_category_miou", {}))  # the test categories by index, as named there
+    present = np.unique(cats)
+    if len(cats) != mine[0].shape[1] or len(names) != len(present):
+        return {}
+    out = {}
+    for name, c in zip(names, present):
+        idx = np.flatnonzero(cats == c)
+        out[str(name)] = (int(len(idx)), float(theirs[0][:, idx].mean()),
+                          paired_interval((mine[0][:, idx], _mean), (theirs[0][:, idx], _mean)))
+    return out
+
+
 def verdict(interval: dict, reference: str = "the teacher") -> str:
     """'within noise' when the paired interval of the difference holds zero, else above / below."""
     if interval["within_noise"]:
