@@ -1,33 +1,36 @@
-"""Per-category part-segmentation gap of students against the teacher (paired per shape, 3 seeds)."""
+"""Per-category part-segmentation gap of the students against the teacher, from published per-shape IoUs:
+`foundry.eval.paired.partseg_by_category`, the pairing `foundry compare` writes into compare.md."""
 import json
 
-import numpy as np
-def load(path):
-    r = json.load(open(path))["protocols"]["partseg"]
-    return np.array([r["details"][k]["shape_iou"] for k in ("0", "1", "2")]), np.array(r["details"]["0"]["shape_category"]), list(r["details"]["0"]["per_category_miou"])
-T, cats, names = load("docs/results/2026-12-04-study-shipped-test/evals/teacher-vits/results.json")
-models = {"s1": "docs/results/2026-12-04-study-shipped-test/evals/foundry-vits-s1/results.json",
-          "s2": "docs/results/2026-12-04-study-sweep-final-test/evals/foundry-vits-s2/results.json",
-          "s4": "docs/results/2026-12-04-study-shipped-test/evals/foundry-vits-s4/results.json",
-          "s8": "docs/results/2026-12-04-study-sweep-final-test/evals/foundry-vits-s8/results.json",
-          "s16": "docs/results/2026-12-04-study-shipped-test/evals/foundry-vits-s16/results.json",
-          "s32": "docs/results/2026-12-04-study-sweep-final-test/evals/foundry-vits-s32/results.json"}
-rows = {}
-for lab, p in models.items():
-    S, c2, _ = load(p)
-    assert (c2 == cats).all()
-    rows[lab] = 100 * (S - T).mean(0)
+from foundry.eval.paired import fmt_interval, partseg_by_category
+
+SHIPPED = "docs/results/2026-12-04-study-shipped-test/evals/"
+SWEEP = "docs/results/2026-12-04-study-sweep-final-test/evals/"
+MODELS = {"s1": SHIPPED, "s2": SWEEP, "s4": SHIPPED, "s8": SWEEP, "s16": SHIPPED, "s32": SWEEP}
+
+
+def partseg(path):
+    return json.load(open(path))["protocols"]["partseg"]
+
+
+teacher = partseg(SHIPPED + "teacher-vits/results.json")
+rows = {k: partseg_by_category(partseg(f"{d}foundry-vits-{k}/results.json"), teacher) for k, d in MODELS.items()}
+cats = list(rows["s16"])
 print("instance-mIoU difference to teacher-vits per KiCadPart test category (mean over 3 seeds, points)")
 print(f"{'category':16s} {'n':>3s} {'teacher':>7s} " + " ".join(f"{k:>6s}" for k in rows))
-for c in np.unique(cats):
-    idx = cats == c
-    print(f"{names[c]:16s} {idx.sum():3d} {100*T[:, idx].mean():7.1f} " + " ".join(f"{v[idx].mean():+6.2f}" for v in rows.values()))
-print(f"{'all':16s} {len(cats):3d} {100*T.mean():7.1f} " + " ".join(f"{v.mean():+6.2f}" for v in rows.values()))
-rng = np.random.default_rng(0)
-print("\ns16 per category, bootstrap over the category's shapes (2,000 resamples): difference [2.5%, 97.5%]")
-d = rows["s16"]
-for c in np.unique(cats):
-    idx = np.flatnonzero(cats == c)
-    boot = [d[rng.choice(idx, len(idx))].mean() for _ in range(2000)]
-    print(f"{names[c]:16s} {d[idx].mean():+6.2f} [{np.percentile(boot, 2.5):+.2f}, {np.percentile(boot, 97.5):+.2f}]"
-          f"  share of the gap {100 * d[idx].sum() / d.sum():5.1f}%")
+for c in cats:
+    n, t, _ = rows["s16"][c]
+    print(f"{c:16s} {n:3d} {t:7.1f} " + " ".join(f"{r[c][2]['difference']['estimate']:+6.2f}" for r in rows.values()))
+def overall(r):  # the instance mIoU difference over all shapes: the shape-weighted mean of the categories'
+    return sum(n * iv["difference"]["estimate"] for n, _, iv in r.values()) / sum(n for n, _, _ in r.values())
+
+
+n_all = sum(n for n, _, _ in rows["s16"].values())
+t_all = sum(n * t for n, t, _ in rows["s16"].values()) / n_all
+print(f"{'all':16s} {n_all:3d} {t_all:7.1f} " + " ".join(f"{overall(r):+6.2f}" for r in rows.values()))
+total = overall(rows["s16"]) * n_all
+print("\ns16 per category, paired bootstrap over the category's shapes (2,000 resamples): difference [2.5%, 97.5%]")
+for c in cats:
+    n, _, iv = rows["s16"][c]
+    share = 100 * n * iv["difference"]["estimate"] / total
+    print(f"{c:16s} {fmt_interval(iv['difference'], 2):>24s}  share of the gap {share:5.1f}%")

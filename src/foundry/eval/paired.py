@@ -110,11 +110,11 @@ def partseg_by_category(entry: dict, teacher_entry: dict) -> dict:
     either lacks the per-shape records. Where an overall part-segmentation gap lies (one category's
     fine parts, or every category a little) decides what a recipe has to change."""
     mine, theirs = item_scores(entry, "instance_miou"), item_scores(teacher_entry, "instance_miou")
-    details = [entry.get("details", {}).get(k, {}) for k in sorted(entry.get("details", {}), key=int)]
-    if mine is None or theirs is None or mine[0].shape != theirs[0].shape or not details:
+    if mine is None or theirs is None or mine[0].shape != theirs[0].shape:
         return {}
-    cats = np.asarray(details[0].get("shape_category", []))
-    names = list(details[0].get("per_category_miou", {}))  # the test categories by index, as named there
+    first = entry["details"][min(entry["details"], key=int)]  # item_scores found per-shape records in every seed
+    cats = np.asarray(first.get("shape_category", []))
+    names = list(first.get("per_category_miou", {}))  # the test categories by index, as named there
     present = np.unique(cats)
     if len(cats) != mine[0].shape[1] or len(names) != len(present):
         return {}
