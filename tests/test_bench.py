@@ -232,3 +232,45 @@ def test_scaling_ratios_without_a_teacher_use_the_first_model():
     tiny[0]["peak_extra_mb"] = 0.01  # a reference needing next to nothing: no memory ratio, not 100000%
     row = format_ratios(tiny).splitlines()[-1].split()
     assert row[2:] == ["50.0%", "-", "100.0%"]
+
+
+def test_paired_latency_interleaves_models_and_brackets_their_ratio():
+    from foundry.bench.paired import paired_latency, ratio_interval
+
+    calls = []
+
+    class Slow(torch.nn.Module):
+        def __init__(self, name, spin):
+            super().__init__()
+            self.name, self.spin = name, spin
+
+        def forward_features(self, x):
+            calls.append(self.name)
+            t = torch.zeros(())
+            for _ in range(self.spin):
+                t = t + x.sum()
+            return t
+
+    res = paired_latency({"a": Slow("a", 400), "b": Slow("b", 40)}, torch.ones(1, 8, 3), rounds=4, calls=2, warmup=1)
+    # warm-up, then per round one untimed + two timed calls each, the order reversed every round
+    rounds = calls[2:]
+    assert [rounds[i * 6] for i in range(4)] == ["a", "b", "a", "b"]
+    r = res["ratios"]["b"]
+    assert r["low"] <= r["median"] <= r["high"] and r["rounds"] == 4 and 0 < r["median"] < 1
+    assert len(res["models"]["a"]["round_medians_s"]) == 4
+    exact = ratio_interval([0.2, 0.2, 0.2])
+    assert exact["median"] == exact["low"] == exact["high"] == pytest.approx(0.2)
+
+
+def test_bench_paired_cli(tmp_path, capsys):
+    from foundry.cli import main
+
+    rc = main(["bench", "tiny", "foundry-tiny", "--paired", "--fast", "--points", "256", "--out", str(tmp_path)])
+    assert rc == 0
+    result = json.loads((tmp_path / "paired.json").read_text())
+    assert result["settings"]["batch"] == 1 and result["paired"]["points"] == 256
+    assert set(result["paired"]["ratios"]) == {"foundry-tiny"}
+    assert "ratio to tiny" in capsys.readouterr().out
+    assert main(["bench", "tiny", "foundry-tiny", "--paired", "--fast", "--out", str(tmp_path)]) == 2  # no overwrite
+    assert main(["bench", "tiny", "--paired", "--fast", "--out", str(tmp_path / "one")]) == 2
+    assert "at least two models" in capsys.readouterr().err

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import torch
 
+from ..bench.flops import random_cloud
 from ..bench.grouping import format_grouping, grouping_times
+from ..bench.paired import format_paired, paired_latency
 from ..bench.report import bench_models, format_report, machine_info
 from ..bench.scaling import format_ratios, format_scaling, merge_scaling_runs, plot_scaling, run_scaling
 from ..bench.stages import format_stages
@@ -74,6 +76,11 @@ def register(p):
                    help="combine scaling.json files of earlier --scaling runs into one table, JSON and PNG")
     p.add_argument("--grouping", action="store_true", help="grouping time (FPS + kNN), plain torch vs the automatic CPU backends, instead")
     p.add_argument("--groups", type=int, default=None, help="--grouping: fixed number of centres instead of N/ratio")
+    p.add_argument("--paired", action="store_true",
+                   help="batch-1 latency of MODELS interleaved in one process, round by round, with each model's "
+                        "ratio to the first and its 95%% interval over rounds, instead")
+    p.add_argument("--rounds", type=int, default=30, help="--paired: rounds (default 30)")
+    p.add_argument("--calls", type=int, default=10, help="--paired: timed calls per model and round (default 10)")
     p.add_argument("--out", default=None, help="output folder for JSON/PNG (default runs/bench/<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
 
@@ -103,6 +110,8 @@ def main(args):
         build_model(spec)
     if args.scaling:
         return _scaling(args, out_dir, device)
+    if args.paired:
+        return _paired(args, out_dir, device)
 
     warmup, runs, min_s = (1, 3, 0.0) if args.fast else (args.warmup, args.runs, args.min_seconds)
     result = bench_models(args.models, points=args.points, batch=args.batch, flops_batch=args.flops_batch,
@@ -120,6 +129,8 @@ def _check_outputs(args, out_dir: Path) -> None:
     """Refuse to replace earlier results in --out (unless --overwrite) or to write onto an input."""
     if args.grouping:
         names = ["grouping.json"]
+    elif args.paired:
+        names = ["paired.json"]
     elif args.merge_scaling or args.scaling:
         names = ["scaling.json", "scaling.png"]
     else:
@@ -139,6 +150,28 @@ def _grouping(args, out_dir, device):
     print(format_grouping(rows))
     write_json(out_dir / "grouping.json", {"settings": machine_info(args.threads, device), "grouping": rows})
     print(f"wrote {out_dir / 'grouping.json'}")
+    return 0
+
+
+def _paired(args, out_dir, device):
+    for value, flag in ((args.rounds, "--rounds"), (args.calls, "--calls")):
+        positive_int(value, flag)
+    if len(args.models) < 2 or args.rounds < 2:
+        raise FoundryInputError("--paired compares at least two models over at least 2 rounds, e.g. "
+                                "`foundry bench teacher-vits foundry-vits-s16 --paired --threads 2`")
+    warmup, rounds, calls = (1, 2, 2) if args.fast else (max(1, args.warmup), args.rounds, args.calls)
+    models = {spec: build_model(spec).to(device) for spec in args.models}
+    print(f"paired latency on {device}, {args.threads} thread(s), batch 1, {args.points} points: {rounds} rounds of "
+          f"{calls} calls per model")
+    result = paired_latency(models, random_cloud(1, args.points, 0, device), rounds=rounds, calls=calls,
+                            warmup=warmup, log=print)
+    settings = machine_info(args.threads, device)
+    settings.update(points=args.points, batch=1, timing="per round and model: median of `calls` timed calls after "
+                    "one untimed call; ratio per round to the first model; median over rounds, 95% percentile "
+                    "bootstrap interval over rounds")
+    print(format_paired(result))
+    write_json(out_dir / "paired.json", {"settings": settings, "paired": result})
+    print(f"wrote {out_dir / 'paired.json'}")
     return 0
 
 
