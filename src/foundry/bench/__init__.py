@@ -8,6 +8,7 @@
 - grouping.py  FPS + kNN time per FPS backend and cloud size.
 - scaling.py   cost versus input size (G = N/16 patches), teacher versus student, JSON + PNG.
 - report.py    several models side by side: one table, one JSON with the settings.
+- paired.py    batch-1 latency of several models interleaved in one process: ratios with intervals.
 - hooks.py     watches the grouping functions inside any model (for timing and stage attribution).
 """
 from .flops import STAGES, count_flops, model_macs, stage_costs
