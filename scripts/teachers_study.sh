@@ -19,6 +19,11 @@
 #   FEATURE_WEIGHT=2 bash scripts/teachers_study.sh distill TEACHER  # the pooled-feature loss at weight 2 (...-fw2)
 #   FEATURE_WEIGHT=2 bash scripts/teachers_study.sh fw-val TEACHER   # it beside the default run on validation, paired
 #   FEATURE_WEIGHT=2 bash scripts/teachers_study.sh fw-val-eval TEACHER teacher|base  # one of its models, another process
+#   PRECISION=32-true bash scripts/teachers_study.sh align TEACHER  # `foundry align` of its student onto the
+#                                                    # teacher's global feature (runs/.../STUDENT-fp32-align)
+#   PRECISION=32-true bash scripts/teachers_study.sh align-compare TEACHER val|test  # the aligned student paired
+#                                                    # with the unaligned one (the latter's and the teacher's evaluations
+#                                                    # copied from fw-val / compare, so only the aligned one is scored)
 #   bash scripts/teachers_study.sh floor-copy        # teacher-small's random floor into teacher-small-jepa's
 #                                                    # compare (same shape and seed: the same weights, checked)
 #   bash scripts/teachers_study.sh ship-student TEACHER     # the student into the package
@@ -137,6 +142,27 @@ info={'role': 'random-init floor', 'teacher': '$teacher', 'seed': 0})"
     foundry eval $model $PROTOCOLS --seeds 0 1 2 --split val --reference $(spec $teacher) --threads ${THREADS:-1} \
       --out $out/evals/$label --cache-dir $out/cache
     ;;
+  align)
+    teacher=${1:?teacher}; student=$(student_of $teacher); out=$RUNS/$student$PTAG-align/student.safetensors
+    [ -f $out ] && { echo "align: $out exists (finished)"; exit 0; }
+    mkdir -p $(dirname $out)
+    foundry align $(spec $RUNS/$student$PTAG/student.safetensors) --teacher $(spec $teacher) --threads ${THREADS:-1} \
+      --out $out
+    ;;
+  align-compare)
+    teacher=${1:?teacher}; split=${2:?val or test}; student=$(student_of $teacher); out=$RUNS/align-$split-$teacher$PTAG
+    case $split in
+      val) from=$RUNS/fw-val-$teacher$PTAG-fw2; base=$student$PTAG; floor="--no-random" ;;
+      test) from=$RUNS/compare-$teacher-test; base=$student; floor="" ;;
+      *) echo "align-compare: SPLIT is val or test" >&2; exit 2 ;;
+    esac
+    mkdir -p $out/evals $out/models
+    for label in $teacher $base random-init; do [ -d $from/evals/$label ] && cp -rn $from/evals/$label $out/evals/; done
+    [ -f $from/models/random-init.safetensors ] && cp -n $from/models/random-init.safetensors $out/models/
+    foundry compare --teacher $teacher=$(spec $teacher) --models $base=$(spec $RUNS/$student$PTAG/student.safetensors) \
+      $student$PTAG-align=$(spec $RUNS/$student$PTAG-align/student.safetensors) --pair-with $base \
+      $PROTOCOLS --seeds 0 1 2 --split $split $floor --threads ${THREADS:-1} --out $out
+    ;;
   floor-copy)
     split=${1:-test}; from=$RUNS/compare-teacher-small-$split; to=$RUNS/compare-teacher-small-jepa-$split
     python -c "import foundry, torch; from foundry.eval.compare import random_init_like as r; \
@@ -150,5 +176,5 @@ assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), 'floors
     teacher=${1:?teacher}; student=$(student_of $teacher)
     python scripts/ship_weights.py $RUNS/$student$STAG/student.safetensors $student --outliers 1
     ;;
-  *) echo "unknown step '$step' (pretrain-jepa ship-jepa distill compare eval fw-val fw-val-eval floor-copy ship-student)" >&2; exit 2 ;;
+  *) echo "unknown step '$step' (pretrain-jepa ship-jepa distill compare eval fw-val fw-val-eval align align-compare floor-copy ship-student)" >&2; exit 2 ;;
 esac

@@ -11,7 +11,7 @@ from .validation import FoundryInputError
 from .version import __version__
 
 # Order shown in `foundry --help`.
-COMMANDS = ["demo", "info", "check-data", "pretrain", "distill", "eval", "compare", "bench", "export", "models"]
+COMMANDS = ["demo", "info", "check-data", "pretrain", "distill", "align", "eval", "compare", "bench", "export", "models"]
 
 
 def _module_name(cmd: str) -> str:

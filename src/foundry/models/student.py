@@ -97,6 +97,17 @@ class CAU(nn.Module):
         return self.mlp(h), {x: self.layer_mlps[str(x)](h) for x in layers}
 
 
+class FeatureAlign(nn.Linear):
+    """Affine map of the pooled global feature onto the teacher's (config `feature_align`). Starts as the
+    identity; its weights are fitted by ridge regression after distillation (train/feature_align.py)."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim, dim)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(dim))
+            self.bias.zero_()
+
+
 class FoundryStudent(FoundryModel):
     """Student with the uniform model API (kind "student")."""
 
@@ -113,6 +124,7 @@ class FoundryStudent(FoundryModel):
         self.apply(_init_weights)
         if isinstance(self.dso, DSO):  # the random query init, not the Linear init
             self.dso.reset_queries()
+        self.feature_align = FeatureAlign(c.feature_dim) if c.feature_align else None
         self.merge_count = c.merge_count
         self.merge_threshold = c.merge_threshold
 
@@ -261,7 +273,8 @@ class FoundryStudent(FoundryModel):
 
     def forward_features(self, points: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
         tokens, _ = self.forward_tokens(points, num_groups)
-        return pool_tokens(tokens, self.config.teacher_pooling)
+        feature = pool_tokens(tokens, self.config.teacher_pooling)
+        return feature if self.feature_align is None else self.feature_align(feature)
 
     @property
     def token_dim(self) -> int:

@@ -60,6 +60,9 @@ class StudentConfig(ConfigFields):
     # CAU
     cau_hidden: int = 384
     cau_position: bool = False  # add the token's own position embedding before the CAU MLP
+    # an affine map on the pooled global feature, fitted after distillation in closed form onto the teacher's
+    # global features of the training clouds (`foundry align`, train/feature_align.py); tokens unchanged
+    feature_align: bool = False
     # Foundry-Gate
     gate: bool = False
     gate_hidden: int = 64
@@ -104,7 +107,8 @@ class StudentConfig(ConfigFields):
         return self.teacher_width if self.teacher_pooling in ("max", "mean") else 2 * self.teacher_width
 
     # fields added later are left out at their defaults (ConfigFields.to_dict)
-    LATER_FIELDS = (("dso_seeding", "dso_spatial_init"), ("teacher_depth",), ("extra_layers",), ("gate_training",))
+    LATER_FIELDS = (("dso_seeding", "dso_spatial_init"), ("teacher_depth",), ("extra_layers",), ("gate_training",),
+                    ("feature_align",))
 
 
 _S = dict(teacher_width=384, width=384, depth=4, heads=6, tokenizer="slim", tokenizer_hidden=(32, 64, 128), token_dim=384)
