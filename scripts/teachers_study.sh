@@ -20,7 +20,7 @@
 #   FEATURE_WEIGHT=2 bash scripts/teachers_study.sh fw-val TEACHER   # it beside the default run on validation, paired
 #   FEATURE_WEIGHT=2 bash scripts/teachers_study.sh fw-val-eval TEACHER teacher|base  # one of its models, another process
 #   PRECISION=32-true bash scripts/teachers_study.sh align TEACHER  # `foundry align` of its student onto the
-#                                                    # teacher's global feature (runs/.../STUDENT-fp32-align)
+#                                                    # teacher's global feature (runs/.../STUDENT-fp32-align-mn; ALIGN_DATA)
 #   PRECISION=32-true bash scripts/teachers_study.sh align-compare TEACHER val|test  # the aligned student paired
 #                                                    # with the unaligned one (the latter's and the teacher's evaluations
 #                                                    # copied from fw-val / compare, so only the aligned one is scored)
@@ -59,6 +59,9 @@ RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature
 # grouping's outlier filter off, also for a file that records it on (the shipped JEPA pair since 2026-12-07); the
 # same model fingerprint as the published evaluations, so they are reused
 spec() { if [ "$FOUNDRY_OUTLIER_FILTER" = 0 ]; then echo "$1@outliers=0"; else echo "$1"; fi; }
+align_tag() { case ${ALIGN_DATA:-mn} in mn) echo -align-mn ;; distill) echo -align ;;
+  *) echo "ALIGN_DATA is mn or distill" >&2; exit 2 ;; esac; }
+align_data() { [ "${ALIGN_DATA:-mn}" = mn ] && echo "--data modelnet10:train" || true; }
 resume_flag() { [ -f "$1" ] && echo "--resume" || true; }
 student_of() { case $1 in teacher-small) echo foundry-small-s16 ;; teacher-small-jepa) echo foundry-small-jepa-s16 ;;
   *) echo "unknown teacher $1 (teacher-small, teacher-small-jepa)" >&2; exit 2 ;; esac; }
@@ -143,14 +146,17 @@ info={'role': 'random-init floor', 'teacher': '$teacher', 'seed': 0})"
       --out $out/evals/$label --cache-dir $out/cache
     ;;
   align)
-    teacher=${1:?teacher}; student=$(student_of $teacher); out=$RUNS/$student$PTAG-align/student.safetensors
+    # ALIGN_DATA=mn (default): fit on ModelNet10 train, the classifier's domain (chosen on validation, its folder
+    # ...-align-mn); ALIGN_DATA=distill: on the distillation's clouds (the command's default; ...-align)
+    teacher=${1:?teacher}; student=$(student_of $teacher); out=$RUNS/$student$PTAG$(align_tag)/student.safetensors
     [ -f $out ] && { echo "align: $out exists (finished)"; exit 0; }
     mkdir -p $(dirname $out)
     foundry align $(spec $RUNS/$student$PTAG/student.safetensors) --teacher $(spec $teacher) --threads ${THREADS:-1} \
-      --out $out
+      $(align_data) --out $out
     ;;
   align-compare)
-    teacher=${1:?teacher}; split=${2:?val or test}; student=$(student_of $teacher); out=$RUNS/align-$split-$teacher$PTAG
+    # the aligned student beside the unaligned one, full protocols (val: its choice; test: reported only)
+    teacher=${1:?teacher}; split=${2:?val or test}; student=$(student_of $teacher); out=$RUNS/align-$split-$teacher$PTAG$(align_tag)
     case $split in
       val) from=$RUNS/fw-val-$teacher$PTAG-fw2; base=$student$PTAG; floor="--no-random" ;;
       test) from=$RUNS/compare-$teacher-test; base=$student; floor="" ;;
@@ -160,7 +166,7 @@ info={'role': 'random-init floor', 'teacher': '$teacher', 'seed': 0})"
     for label in $teacher $base random-init; do [ -d $from/evals/$label ] && cp -rn $from/evals/$label $out/evals/; done
     [ -f $from/models/random-init.safetensors ] && cp -n $from/models/random-init.safetensors $out/models/
     foundry compare --teacher $teacher=$(spec $teacher) --models $base=$(spec $RUNS/$student$PTAG/student.safetensors) \
-      $student$PTAG-align=$(spec $RUNS/$student$PTAG-align/student.safetensors) --pair-with $base \
+      $student$PTAG$(align_tag)=$(spec $RUNS/$student$PTAG$(align_tag)/student.safetensors) --pair-with $base \
       $PROTOCOLS --seeds 0 1 2 --split $split $floor --threads ${THREADS:-1} --out $out
     ;;
   floor-copy)
@@ -173,8 +179,10 @@ assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), 'floors
     cp -rn $from/evals/random-init $to/evals/
     ;;
   ship-student)
-    teacher=${1:?teacher}; student=$(student_of $teacher)
-    python scripts/ship_weights.py $RUNS/$student$STAG/student.safetensors $student --outliers 1
+    # SHIP_ALIGNED=1: the feature-aligned student (align, ALIGN_DATA's folder) instead of the distilled one
+    teacher=${1:?teacher}; student=$(student_of $teacher); src=$RUNS/$student$STAG/student.safetensors
+    [ "${SHIP_ALIGNED:-0}" = 1 ] && src=$RUNS/$student$STAG$(align_tag)/student.safetensors
+    python scripts/ship_weights.py $src $student --outliers 1
     ;;
   *) echo "unknown step '$step' (pretrain-jepa ship-jepa distill compare eval fw-val fw-val-eval align align-compare floor-copy ship-student)" >&2; exit 2 ;;
 esac
