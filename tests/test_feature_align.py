@@ -69,3 +69,15 @@ def test_align_command_writes_once(tmp_path, capsys):
     assert load_checkpoint(out).config.feature_align
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
     assert main(["align", "foundry-tiny", "--teacher", "tiny", "--out", str(tmp_path / "b.pt")]) == 2
+
+
+def test_distillation_refuses_to_continue_an_aligned_student(tmp_path):
+    from foundry.train.students import student_for_run
+    from foundry.validation import FoundryInputError
+
+    torch.manual_seed(0)
+    teacher, student = create_model("tiny").eval(), create_model("foundry-tiny").eval()
+    aligned, _ = align_features(student, teacher, data=["synthetic:8"], log=None)
+    path = save_checkpoint(aligned, tmp_path / "aligned.safetensors")
+    with pytest.raises(FoundryInputError, match="feature alignment"):
+        student_for_run(str(path), teacher, "tiny", {})

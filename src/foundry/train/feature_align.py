@@ -4,7 +4,8 @@ the teacher's, fitted in closed form.
 Distillation matches tokens (and, optionally, the pooled feature through a SmoothL1 term); the
 pooled feature of the student is then close to the teacher's but not equal, and a head a user fitted
 on the teacher's features reads it with a small systematic offset. A ridge regression of the teacher's
-global features on the student's, over the distillation's own unlabelled training clouds, removes
+global features on the student's, over unlabelled training clouds (by default the distillation's; the
+domain the heads serve does best, e.g. ModelNet10 train for a ModelNet classifier), removes
 the linear part of that offset: W = argmin |X W - Y|^2 + lam |W|^2 on centred features, with
 lam = alpha * trace(X^T X) / D (alpha relative to the features' scale, so one alpha fits any width).
 No labels are used. The map becomes the student's `feature_align` layer (config field of the same
@@ -33,7 +34,7 @@ def global_features(model, clouds, *, batch_size: int = 32, log=None) -> np.ndar
     with torch.no_grad():
         for i in range(0, len(clouds), batch_size):
             batch = torch.stack([torch.as_tensor(c) for c in clouds[i:i + batch_size]])
-            out.append(model.forward_features(batch).double().numpy())
+            out.append(model.forward_features(batch).double().cpu().numpy())
             if log and (i // batch_size) % 20 == 0:
                 log(f"  features {min(i + batch_size, len(clouds))}/{len(clouds)} ({time.time() - start:.0f} s)")
     return np.concatenate(out)

@@ -96,6 +96,9 @@ def student_for_run(student: str, teacher, teacher_name: str, overrides: dict, *
         overrides.setdefault("token_dim", tc.tokenizer_width or tc.width)
     torch.manual_seed(seed)
     model = build_student(student, teacher, teacher_name, overrides, extra_layers)
+    if getattr(model, "feature_align", None) is not None:  # training would leave the fitted map stale
+        raise FoundryInputError(f"{student} carries a fitted feature alignment (`foundry align`); continue the "
+                                "distillation from the student it was made from, then align again")
     check_compatible(teacher, model)
     if init_tokenizer or init_encoder != "none" or freeze_encoder:
         init_from_teacher(model, teacher, tokenizer=init_tokenizer or None,
