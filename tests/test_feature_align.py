@@ -8,7 +8,7 @@ import torch
 
 from foundry.api import create_model
 from foundry.models.checkpoint import load_checkpoint, save_checkpoint
-from foundry.train.feature_align import align_features, global_features, ridge_map
+from foundry.train.feature_align import align_features, global_features, ridge_map, without_alignment
 
 
 def test_ridge_map_recovers_an_affine_map():
@@ -43,6 +43,13 @@ def test_aligned_student_maps_its_feature_and_keeps_its_tokens(tmp_path):
     assert back.config.extra["feature_align"]["alpha"] == 1e-3
     with pytest.raises(Exception, match="already has"):
         align_features(aligned, teacher, data=["synthetic:8"], log=None)
+    again, _ = align_features(aligned, teacher, data=["synthetic:24"], alpha=1e-3, refit=True, log=None)
+    with torch.no_grad():  # refitting on the same clouds starts from the unaligned student: the same map
+        torch.testing.assert_close(again.forward_features(pts), aligned.forward_features(pts))
+    plain = without_alignment(aligned)
+    assert plain.feature_align is None and "feature_align" not in plain.config.to_dict()
+    with torch.no_grad():
+        torch.testing.assert_close(plain.forward_features(pts), raw)
 
 
 def test_identity_alignment_changes_nothing():

@@ -28,6 +28,8 @@ def register(p):
                    help="ridge strength relative to the features' scale (default 0.01, chosen on ModelNet10 val)")
     p.add_argument("--limit", type=int, default=None, help="fit on a seeded subset of N clouds")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and of each cloud's point subsample")
+    p.add_argument("--refit", action="store_true",
+                   help="the student is already aligned (e.g. a shipped one): fit the map again from its unaligned form")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never the input student)")
@@ -49,7 +51,7 @@ def main(args):
     start = time.time()
     student, teacher = resolve_model(args.student), resolve_model(args.teacher)
     aligned, report = align_features(student, teacher, data=data, alpha=alpha, seed=args.seed, limit=args.limit,
-                                     batch_size=args.batch_size)
+                                     batch_size=args.batch_size, refit=args.refit)
     report.update(student=str(args.student), teacher=str(args.teacher), wall_time_s=round(time.time() - start, 1),
                   threads=torch.get_num_threads())
     # the source's provenance kept (its distillation's command chain), this step appended

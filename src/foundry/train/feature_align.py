@@ -65,19 +65,32 @@ def _fit_clouds(data: list[str], num_points: int, seed: int, limit: int | None) 
     return clouds
 
 
+def without_alignment(student):
+    """A copy of an aligned student without its feature alignment: the distilled student it was made from
+    (its tokens are the same; its global feature the plain pooling again)."""
+    plain = copy.deepcopy(student)
+    plain.feature_align = None
+    extra = {k: v for k, v in plain.config.extra.items() if k != "feature_align"}
+    plain.config = plain.config.replace(feature_align=False, extra=extra)
+    return plain
+
+
 def align_features(student, teacher, *, data=("modelnet10:train", "kicadpart:train"), alpha: float = DEFAULT_ALPHA,
-                   seed: int = 0, limit: int | None = None, batch_size: int = 32, log=print):
+                   seed: int = 0, limit: int | None = None, batch_size: int = 32, refit: bool = False, log=print):
     """A copy of `student` with a `feature_align` layer fitted onto `teacher`'s global features over the
     unlabelled clouds of `data` (the distillation's defaults; `limit`: a seeded subset), and a report
-    (clouds, alpha, feature MSE to the teacher before and after on those clouds)."""
+    (clouds, alpha, feature MSE to the teacher before and after on those clouds). refit: an already aligned
+    student is aligned again from its unaligned form (`without_alignment`)."""
     if not isinstance(student, FoundryStudent):
         raise FoundryInputError(f"feature alignment applies to Foundry students, got a {type(student).__name__}")
     if student.feature_dim != teacher.feature_dim:
         raise FoundryInputError(f"the student's global feature is {student.feature_dim}-d and the teacher's "
                                 f"{teacher.feature_dim}-d: not the student of this teacher")
     if student.feature_align is not None:
-        raise FoundryInputError("this student already has a fitted feature alignment; align the student it was "
-                                "made from (its distillation's student.safetensors)")
+        if not refit:
+            raise FoundryInputError("this student already has a fitted feature alignment; pass refit=True "
+                                    "(`foundry align --refit`) to fit it again from the unaligned student")
+        student = without_alignment(student)
     clouds = _fit_clouds(list(data), student.config.num_points, seed, limit)
     if log:
         log(f"aligning on {len(clouds)} clouds of {', '.join(data)}, {student.config.num_points} points each")
