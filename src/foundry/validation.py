@@ -120,6 +120,14 @@ def parse_key_values(items, *, flag: str = "--set", key_form: str = "KEY") -> di
     return out
 
 
+def check_suffix(path, suffix: str, flag: str = "--out") -> Path:
+    """`path` as a Path, or FoundryInputError when it does not end in `suffix` (e.g. ".onnx")."""
+    path = Path(path)
+    if path.suffix != suffix:
+        raise FoundryInputError(f"{flag} must end in {suffix}, got {str(path)!r}")
+    return path
+
+
 def check_checkpoint_file(path, *, suffix: str) -> Path:
     """`path` as a Path when it names an existing, non-empty file; a FoundryInputError otherwise
     (`suffix`: the file a user should give instead of a folder, e.g. ".safetensors")."""

@@ -13,25 +13,14 @@ from __future__ import annotations
 
 import functools
 import statistics
-import time
 
 import numpy as np
 import torch
 
-from .latency import device_sync
+from .latency import device_sync, time_call
 
 N_BOOT = 2000
 BOOT_SEED = 0
-
-
-def _timed_median(fn, calls: int, sync) -> float:
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def ratio_interval(ratios: list[float], n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict:
@@ -67,8 +56,9 @@ def paired_latency(models: dict, points: torch.Tensor, *, rounds: int = 30, call
                 fns[name]()
         for r in range(rounds):
             for name in (names if r % 2 == 0 else names[::-1]):
-                fns[name]()  # one untimed call: the model's weights back in cache after the other's
-                per_round[name].append(_timed_median(fns[name], calls, sync))
+                # one untimed call (the model's weights back in cache after the other's), then `calls` timed
+                timed = time_call(fns[name], warmup=1, runs=calls, max_runs=calls, sync=sync)
+                per_round[name].append(timed["median_s"])
             if log and (r + 1) % max(1, rounds // 5) == 0:
                 log(f"  round {r + 1}/{rounds}")
     first = names[0]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 
@@ -10,7 +9,7 @@ from ..api import resolve_model
 from ..io import write_json
 from ..models.checkpoint import save_checkpoint
 from ..train.feature_align import DEFAULT_ALPHA, align_features
-from ..validation import FoundryInputError, check_output, positive_int
+from ..validation import check_output, check_suffix, positive_int
 
 HELP = ("fit an affine map from a distilled student's global feature to its teacher's on unlabelled training "
         "clouds (ridge regression), so heads fitted on the teacher read the student unchanged")
@@ -38,9 +37,7 @@ def register(p):
 def main(args):
     if args.threads is not None:
         torch.set_num_threads(positive_int(args.threads, "--threads"))
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        raise FoundryInputError(f"--out must end in .safetensors, got {str(out)!r}")
+    out = check_suffix(args.out, ".safetensors")
     if args.limit is not None:
         positive_int(args.limit, "--limit")
     positive_int(args.batch_size, "--batch-size")

@@ -3,7 +3,6 @@ optional int8."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
@@ -12,7 +11,7 @@ from ..bench.worker import build_model
 from ..export.onnx import export_onnx, quantize_int8, svm_fp32_vs_int8
 from ..export.profile import format_profile, profile_onnx
 from ..io import write_json
-from ..validation import FoundryInputError, check_output, positive_int
+from ..validation import FoundryInputError, check_output, check_suffix, positive_int
 
 HELP = "export a model to ONNX (dynamic batch), check it against PyTorch, optionally quantise to int8"
 
@@ -48,9 +47,7 @@ def register(p):
 
 def main(args):
     torch.set_num_threads(positive_int(args.threads, "--threads"))
-    out = Path(args.out)
-    if out.suffix != ".onnx":
-        raise FoundryInputError(f"--out must end in .onnx, got {str(out)!r}")
+    out = check_suffix(args.out, ".onnx")
     if args.points is not None:
         positive_int(args.points, "--points")
     outputs = [out, out.with_suffix(".json")] + ([out.with_suffix(".int8.onnx")] if args.int8 else [])

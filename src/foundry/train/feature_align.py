@@ -14,11 +14,11 @@ name); tokens, and so dense heads, are unchanged.
 from __future__ import annotations
 
 import copy
-import time
 
 import numpy as np
 import torch
 
+from ..eval.svm import extract_features
 from ..models.student import FeatureAlign, FoundryStudent
 from ..validation import FoundryInputError
 from .common import unlabelled_mix
@@ -27,17 +27,9 @@ DEFAULT_ALPHA = 0.01  # chosen on ModelNet10 val for foundry-small-jepa-s16 (doc
 
 
 def global_features(model, clouds, *, batch_size: int = 32, log=None) -> np.ndarray:
-    """(N, D) float64 `forward_features` of a list / array of (P, 3) clouds, no grad, eval mode."""
-    model.eval()
-    out = []
-    start = time.time()
-    with torch.no_grad():
-        for i in range(0, len(clouds), batch_size):
-            batch = torch.stack([torch.as_tensor(c) for c in clouds[i:i + batch_size]])
-            out.append(model.forward_features(batch).double().cpu().numpy())
-            if log and (i // batch_size) % 20 == 0:
-                log(f"  features {min(i + batch_size, len(clouds))}/{len(clouds)} ({time.time() - start:.0f} s)")
-    return np.concatenate(out)
+    """(N, D) float64 `forward_features` of a list / array of (P, 3) clouds (`eval.svm.extract_features`:
+    eval mode, no grad; a progress bar when `log` is given)."""
+    return extract_features(model, np.stack(clouds), batch_size=batch_size, progress=bool(log)).astype(np.float64)
 
 
 def ridge_map(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -97,17 +89,13 @@ def align_features(student, teacher, *, data=("modelnet10:train", "kicadpart:tra
     x = global_features(student, clouds, batch_size=batch_size, log=log)
     y = global_features(teacher, clouds, batch_size=batch_size, log=log)
     w, b = ridge_map(x, y, alpha)
+    report = {"clouds": len(clouds), "data": list(data), "alpha": float(alpha), "seed": int(seed),
+              "feature_mse_before": float(((x - y) ** 2).mean()),
+              "feature_mse_after": float(((x @ w + b - y) ** 2).mean())}
     aligned = copy.deepcopy(student)
-    aligned.config = aligned.config.replace(feature_align=True)
-    aligned.config.extra = {**aligned.config.extra, "feature_align": {
-        "data": list(data), "clouds": len(clouds), "alpha": float(alpha), "seed": int(seed)}}
+    aligned.config = aligned.config.replace(feature_align=True, extra={**aligned.config.extra, "feature_align": report})
     aligned.feature_align = FeatureAlign(student.feature_dim)
     with torch.no_grad():
         aligned.feature_align.weight.copy_(torch.from_numpy(w.T).float())
         aligned.feature_align.bias.copy_(torch.from_numpy(b).float())
-    mse_before = float(((x - y) ** 2).mean())
-    mse_after = float(((x @ w + b - y) ** 2).mean())
-    report = {"clouds": len(clouds), "data": list(data), "alpha": float(alpha), "seed": int(seed),
-              "feature_mse_before": mse_before, "feature_mse_after": mse_after}
-    aligned.config.extra["feature_align"].update(feature_mse_before=mse_before, feature_mse_after=mse_after)
     return aligned, report
