@@ -7,9 +7,8 @@
 #   bash scripts/method_study.sh cache                 # teacher token cache (once, ~6 min at 2 threads)
 #   bash scripts/method_study.sh matched [NAME ...]    # 15-epoch runs (~25-35 min each, 1 thread)
 #   bash scripts/method_study.sh eval-val | eval-test  # full protocols, 3 seeds, paired with the teacher
-#   bash scripts/method_study.sh matched-evals-val     # the finished matched runs scored one at a time (locks: two
-#                                                      # processes share them), for eval-SPLIT to reuse
-#   (PRECISION=32-true: matched, matched-evals-*, eval-* and vs-winner-* on the fp32 runs, named ...-seedN-fp32)
+#   (PRECISION=32-true: matched, eval-* and vs-winner-* on the fp32 runs, named ...-seedN-fp32; SETS=matched FLOOR=0
+#   ... evals-SPLIT scores the finished matched runs one at a time under locks, for eval-SPLIT to reuse)
 #   bash scripts/method_study.sh vs-winner-val | vs-winner-test  # eval-SPLIT again (evaluations reused) with every
 #                                                      # run also paired with $WINNER (compare --pair-with)
 #   bash scripts/method_study.sh evals-val | evals-test  # the same evaluations one model at a time (teacher, floor,
@@ -199,14 +198,6 @@ case $step in
   eval-val|eval-test)
     # (PRECISION=32-true: the fp32 runs, ...-seedN-fp32, into compare-fp32-SPLIT, the teacher's evaluation reused)
     compare_finished compare$PTAG ${step#eval-} $RUNS/matched/*-seed[0-9]$PTAG/
-    ;;
-  matched-evals-val|matched-evals-test)
-    # the finished matched runs scored one at a time under per-model locks into compare-SPLIT/evals (what eval-SPLIT
-    # reuses): run it after `matched` in each of two processes and they share the models
-    split=${step#matched-evals-}
-    for d in $RUNS/matched/*-seed[0-9]$PTAG/; do
-      [ -f $d/student.safetensors ] && evaluate_one $split $(basename $d) $d/student.safetensors || true
-    done
     ;;
   vs-winner-val|vs-winner-test)
     # eval-SPLIT again (every evaluation reused: seconds) with a second set of intervals against the winner
@@ -488,6 +479,6 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched matched-evals-val matched-evals-test eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test robust-density-val robust-density-test robust-seg-val robust-seg-test robust-narrow robust-narrow-val robust-narrow-test robust-ship-val robust-ship-test robust-severities-val robust-severities-test layers-val layers-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test robust-density-val robust-density-test robust-seg-val robust-seg-test robust-narrow robust-narrow-val robust-narrow-test robust-ship-val robust-ship-test robust-severities-val robust-severities-test layers-val layers-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
      exit 2 ;;
 esac
