@@ -86,6 +86,7 @@ EPOCHS=${EPOCHS:-15}
 # 7x slower, on CPUs without AVX512-BF16/AMX, e.g. the AMD EPYC of 2026-12-06: 5 against 35 clouds/s per thread)
 PRECISION=${PRECISION:-bf16-mixed}
 PTAG=""; [ $PRECISION = bf16-mixed ] || PTAG=-fp${PRECISION%%-*}
+MATCHED_RUNS="$RUNS/matched/*-seed[0-9]$PTAG/"  # the matched runs of this precision (a glob, expanded where used)
 RECIPE="--epochs $EPOCHS --batch-size 32 --lr 1e-3 --warmup-epochs 0.5 --feature-weight 0.5 --precision $PRECISION --views 1"
 ALL=(foundry-s16 fps-s16 foundry-s16-learned kmeans-s16 tome-s16)
 SHIPPED="foundry-vits-s16 foundry-vits-s4 foundry-vits-s1"
@@ -197,14 +198,15 @@ case $step in
     ;;
   eval-val|eval-test)
     # (PRECISION=32-true: the fp32 runs, ...-seedN-fp32, into compare-fp32-SPLIT, the teacher's evaluation reused)
-    compare_finished compare$PTAG ${step#eval-} $RUNS/matched/*-seed[0-9]$PTAG/
+    compare_finished compare$PTAG ${step#eval-} $MATCHED_RUNS
     ;;
   vs-winner-val|vs-winner-test)
     # eval-SPLIT again (every evaluation reused: seconds) with a second set of intervals against the winner
-    PAIR_WITH=${WINNER:-foundry-s16}-seed0$PTAG compare_finished compare$PTAG ${step#vs-winner-} $RUNS/matched/*-seed[0-9]$PTAG/
+    PAIR_WITH=${WINNER:-foundry-s16}-seed0$PTAG compare_finished compare$PTAG ${step#vs-winner-} $MATCHED_RUNS
     ;;
   evals-val|evals-test)
     split=${step#evals-}; dir=$RUNS/compare-$split; mkdir -p $dir/models
+    restore_published $dir/evals teacher-vits random-init  # REUSE_FROM="DIR ...": their published evaluations
     python -c "import foundry; from foundry.eval.compare import random_init_like as r; from pathlib import Path as P; \
 p = P('$dir/models/random-init.safetensors'); p.exists() or foundry.save(r(foundry.load('teacher-vits'), 0), p, \
 info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
