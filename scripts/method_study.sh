@@ -9,6 +9,9 @@
 #   bash scripts/method_study.sh eval-val | eval-test  # full protocols, 3 seeds, paired with the teacher
 #   (PRECISION=32-true: matched, eval-* and vs-winner-* on the fp32 runs, named ...-seedN-fp32; SETS=matched FLOOR=0
 #   ... evals-SPLIT scores the finished matched runs one at a time under locks, for eval-SPLIT to reuse)
+#   bash scripts/method_study.sh matched-seeds-val | matched-seeds-test  # the two best at training seeds 0 and 1
+#                                                      # (SEED=1 matched NAME, then evals-SPLIT): each recipe's runs
+#                                                      # pooled, paired with the teacher and with $WINNER
 #   bash scripts/method_study.sh vs-winner-val | vs-winner-test  # eval-SPLIT again (evaluations reused) with every
 #                                                      # run also paired with $WINNER (compare --pair-with)
 #   bash scripts/method_study.sh evals-val | evals-test  # the same evaluations one model at a time (teacher, floor,
@@ -466,21 +469,42 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
     foundry compare --teacher teacher-vits --models $SHIPPED -p svm -p fewshot -p partseg -p transfer -p fidelity \
       --seeds 0 1 2 --split $split --threads ${THREADS:-1} "${reuse[@]}" --out $RUNS/shipped-$split
     ;;
+  matched-seeds-val|matched-seeds-test)
+    # the two best at both training seeds (SEEDS, default "0 1"; TWO_BEST, default foundry-s16 fps-s16), every run
+    # of a recipe pooled in one paired bootstrap (scripts/training_seeds.py), from their evals-SPLIT evaluations
+    split=${step#matched-seeds-}; e=$RUNS/compare-$split/evals; out=$RUNS/matched-seeds$PTAG-$split
+    models=()
+    for s in ${TWO_BEST:-foundry-s16 fps-s16}; do
+      dirs=(); for k in ${SEEDS:-0 1}; do dirs+=($e/$s-seed$k$PTAG); done
+      models+=(--model "$s=$(IFS=,; echo "${dirs[*]}")")
+    done
+    floor=(); [ "${FLOOR:-1}" = 0 ] || floor=(--floor $e/random-init)
+    mkdir -p $out
+    python scripts/training_seeds.py --teacher $e/teacher-vits "${floor[@]}" "${models[@]}" \
+      --pair-with ${WINNER:-foundry-s16} --out $out/table.md
+    ;;
   publish)
     src=$RUNS/$1; dest=docs/results/${DATE:-$(date +%F)}-study-$1
-    [ -f $src/compare.json ] || { echo "no finished compare in $src" >&2; exit 1; }
+    [ -f $src/compare.json ] || [ -f $src/table.json ] || { echo "no finished compare or table in $src" >&2; exit 1; }
     [ -e $dest ] && { echo "$dest exists: not overwritten (DATE=YYYY-MM-DD to publish under another date)" >&2; exit 1; }
     mkdir -p $dest.tmp
-    cp $src/compare.md $src/compare.json $dest.tmp/; cp $src/*.png $dest.tmp/ 2>/dev/null || true
-    # every model of the compare, from wherever its evaluation lives (its own evals/, or a reused compare-SPLIT/evals)
-    python -c "import json, sys; [print(r['label'], r['eval_dir']) for r in json.load(open(sys.argv[1]))['rows'] if r.get('eval_dir')]" \
-      $src/compare.json | while read -r label e; do
+    cp $src/compare.md $src/compare.json $src/table.md $src/table.json $dest.tmp/ 2>/dev/null || true
+    cp $src/*.png $dest.tmp/ 2>/dev/null || true
+    # every model of the compare (or the table), from wherever its evaluation lives (its own evals/, or a reused
+    # compare-SPLIT/evals)
+    python -c "import json, sys, pathlib as P
+f = P.Path(sys.argv[1]) / 'compare.json'
+if f.exists(): [print(r['label'], r['eval_dir']) for r in json.load(open(f))['rows'] if r.get('eval_dir')]
+else:
+    t = json.load(open(P.Path(sys.argv[1]) / 'table.json'))
+    [print(P.Path(d).name, d) for d in [t['teacher'], t['floor']] + sum(t['recipes'].values(), []) if d]" \
+      $src | while read -r label e; do
       [ -f $e/results.json ] || continue
       mkdir -p $dest.tmp/evals/$label; cp $e/results.json $dest.tmp/evals/$label/
       [ -d $e/runs ] && cp -r $e/runs $dest.tmp/evals/$label/
     done
     mv $dest.tmp $dest && echo "[study] published $dest"
     ;;
-  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test robust-density-val robust-density-test robust-seg-val robust-seg-test robust-narrow robust-narrow-val robust-narrow-test robust-ship-val robust-ship-test robust-severities-val robust-severities-test layers-val layers-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
+  *) echo "unknown step $step (cache matched eval-val eval-test vs-winner-val vs-winner-test evals-val evals-test sweep sweep-val sweep-test narrow narrow-val narrow-test sweep-final-val sweep-final-test gate gate-val gate-test robust robust-val robust-test reship shipped-val shipped-test robust-shipped-val robust-shipped-test robust-density-val robust-density-test robust-seg-val robust-seg-test robust-narrow robust-narrow-val robust-narrow-test robust-ship-val robust-ship-test robust-severities-val robust-severities-test layers-val layers-test matched-seeds-val matched-seeds-test publish experts experts-val experts-test seed seed-val seed-test)" >&2
      exit 2 ;;
 esac

@@ -104,6 +104,24 @@ def paired_interval(model, teacher, floor=None, n_boot: int = N_BOOT, seed: int 
     return out
 
 
+def pooled_item_scores(entries: list[dict], metric: str):
+    """(scores (R, M), aggregate) of several runs of one recipe (e.g. its training seeds) on the same items:
+    each run's per-seed rows stacked, so the paired bootstrap over items averages the training seeds as
+    well as the evaluation seeds. None when a run lacks the records or the runs were scored on other items."""
+    found = [item_scores(e, metric) for e in entries]
+    if not found or any(f is None for f in found) or len({f[0].shape[1] for f in found}) != 1:
+        return None
+    return np.concatenate([f[0] for f in found]), found[0][1]
+
+
+def matched_rows(scores: np.ndarray, rows: int) -> np.ndarray:
+    """`scores` (S, M) tiled to `rows` rows, so that a single run pairs with a pooled one (R = k * S rows,
+    evaluation seed by evaluation seed); its mean is unchanged."""
+    if rows % scores.shape[0]:
+        raise ValueError(f"{rows} pooled rows are not a multiple of {scores.shape[0]} seeds")
+    return np.tile(scores, (rows // scores.shape[0], 1))
+
+
 def partseg_by_category(entry: dict, teacher_entry: dict) -> dict:
     """{category name: (number of shapes, teacher's mean shape IoU in %, paired interval of the model's
     instance mIoU over that category's shapes)} from two `partseg` entries of results.json, or {} when
