@@ -472,10 +472,11 @@ info={'role': 'random-init floor', 'teacher': 'teacher-vits', 'seed': 0})"
   matched-seeds-val|matched-seeds-test)
     # the two best at both training seeds (SEEDS, default "0 1"; TWO_BEST, default foundry-s16 fps-s16), every run
     # of a recipe pooled in one paired bootstrap (scripts/training_seeds.py), from their evals-SPLIT evaluations
-    split=${step#matched-seeds-}; e=$RUNS/compare-$split/evals; out=$RUNS/matched-seeds$PTAG-$split
+    split=${step#matched-seeds-}; e=$RUNS/compare-$split/evals; seeds=${SEEDS:-0 1}
+    out=$RUNS/matched-seeds$PTAG-$split$([ "$seeds" = "0 1" ] || echo "-seeds${seeds// /-}")  # ...-seeds0-1-2
     models=()
     for s in ${TWO_BEST:-foundry-s16 fps-s16}; do
-      dirs=(); for k in ${SEEDS:-0 1}; do dirs+=($e/$s-seed$k$PTAG); done
+      dirs=(); for k in $seeds; do dirs+=($e/$s-seed$k$PTAG); done
       models+=(--model "$s=$(IFS=,; echo "${dirs[*]}")")
     done
     floor=(); [ "${FLOOR:-1}" = 0 ] || floor=(--floor $e/random-init)
