@@ -9,7 +9,9 @@ and task: the score of each training seed (mean over its evaluation seeds), thei
 who retrains sees), and paired 95% intervals over the shared items with every run of the recipe pooled (all
 training x evaluation seeds in one bootstrap, `foundry.eval.paired.pooled_item_scores`): against the teacher
 (its runs tiled seed by seed), against `--pair-with` (training seed k paired with training seed k), and the share
-of the teacher's gain over the floor. Every run must have been scored with the teacher's settings on the same data
+of the teacher's gain over the floor. The pooled bootstrap resamples items only, so it does not hold the training
+seed's variance; with at least MIN_RUNS training seeds per recipe each difference also gets a two-level interval
+(items and training seeds resampled, `foundry.eval.paired.seed_and_item_interval`), the one to decide on. Every run must have been scored with the teacher's settings on the same data
 (checked from the results.json records); fidelity (no items) is given as mean +- std only.
 """
 from __future__ import annotations
@@ -20,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from foundry.eval.paired import fmt_interval, matched_rows, paired_interval, pooled_item_scores, verdict
+from foundry.eval.paired import (fmt_interval, item_scores, matched_rows, paired_interval, pooled_item_scores,
+                                 seed_and_item_interval, verdict)
 from foundry.validation import FoundryInputError
 
 TASKS = [("svm", "accuracy", "SVM"), ("fewshot", "acc_5w10s", "5w10s"), ("fewshot", "acc_5w20s", "5w20s"),
          ("fewshot", "acc_10w10s", "10w10s"), ("fewshot", "acc_10w20s", "10w20s"),
          ("partseg", "class_miou", "part cls mIoU"), ("partseg", "instance_miou", "part inst mIoU")]
 FIDELITY = [("cosine", "token cosine"), ("cka_tokens", "CKA tokens")]
+MIN_RUNS = 3  # training seeds per recipe for the two-level interval
 
 
 def load_results(folder: str | Path) -> dict:
@@ -78,10 +82,16 @@ def recipe_rows(name: str, runs: list[dict], teacher: dict, floor: dict | None,
             row["vs_teacher"] = paired_interval(
                 pooled, (matched_rows(teach[0], rows), teach[1]),
                 (matched_rows(fl[0], rows), fl[1]) if fl is not None and fl[0].shape[1] == teach[0].shape[1] else None)
+            per_run = [item_scores(r["protocols"][proto], metric)[0] for r in runs]
+            if len(runs) >= MIN_RUNS:
+                row["vs_teacher_seeds"] = seed_and_item_interval(per_run, [teach[0]], pooled[1])
             if other is not None:
                 theirs = pooled_item_scores([r["protocols"][proto] for r in other[1]], metric)
                 if theirs is not None and theirs[0].shape == pooled[0].shape:
                     row["vs_other"] = paired_interval(pooled, theirs)
+                    if len(runs) >= MIN_RUNS and len(other[1]) >= MIN_RUNS:
+                        row["vs_other_seeds"] = seed_and_item_interval(
+                            per_run, [item_scores(r["protocols"][proto], metric)[0] for r in other[1]], pooled[1])
         out.append(row)
     for key, title in FIDELITY:
         means = _seed_means(runs, "fidelity", key)
@@ -92,8 +102,11 @@ def recipe_rows(name: str, runs: list[dict], teacher: dict, floor: dict | None,
 
 
 def table(rows: list[dict], pair_with: str | None) -> str:
+    seeds = any("vs_teacher_seeds" in r for r in rows)
     head = ["recipe", "task", "teacher", "per training seed", "mean +- std", "- teacher [95%] (pooled)",
             "gain % [95%]"] + ([f"- {pair_with} [95%] (pooled)"] if pair_with else [])
+    if seeds:
+        head += ["- teacher [95%] (items + seeds)"] + ([f"- {pair_with} [95%] (items + seeds)"] if pair_with else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fid = any(r["teacher"] is None for r in rows)
     for r in rows:
@@ -106,6 +119,11 @@ def table(rows: list[dict], pair_with: str | None) -> str:
         if pair_with:
             vo = r.get("vs_other")
             cells.append(f"{fmt_interval(vo['difference'], 2)} {verdict(vo, pair_with)}" if vo else "-")
+        if seeds:
+            keys = ["vs_teacher_seeds"] + (["vs_other_seeds"] if pair_with else [])
+            for key, ref in zip(keys, ["the teacher", pair_with]):
+                iv = r.get(key)
+                cells.append(f"{fmt_interval(iv['difference'], 2)} {verdict(iv, ref)}" if iv else "-")
         lines.append("| " + " | ".join(cells) + " |")
     note = "\nFidelity against the teacher (1 = identical tokens): mean +- std over training seeds.\n" if fid else ""
     return "\n".join(lines) + "\n" + note

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from foundry.eval.paired import matched_rows, paired_interval, pooled_item_scores
+from foundry.eval.paired import matched_rows, paired_interval, pooled_item_scores, seed_and_item_interval
 from foundry.validation import FoundryInputError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "training_seeds.py"
@@ -62,3 +62,33 @@ def test_script_table_pairs_recipes_seed_by_seed(tmp_path, capsys):
     odd = _write(tmp_path / "odd", ["1110", "1110"], num_points=16)
     with pytest.raises(FoundryInputError, match="other settings"):
         training_seeds.main(["--teacher", t, "--model", "a=" + odd])
+
+
+def _mean(scores, idx=None):
+    return (scores if idx is None else scores[:, idx]).mean(axis=1)
+
+
+def test_two_level_interval_holds_the_training_seeds_spread():
+    rng = np.random.default_rng(0)
+    base = rng.random((3, 400)) < 0.8
+    # three training seeds that disagree by +-3 points; the items alone would call +3 certain
+    runs = [100.0 * (base | (rng.random((3, 400)) < shift)) for shift in (0.0, 0.15, 0.3)]
+    teacher = [100.0 * base]
+    iv = seed_and_item_interval(runs, teacher, _mean, n_boot=300)
+    pooled = paired_interval((np.concatenate(runs), _mean), (matched_rows(teacher[0], 9), _mean), n_boot=300)
+    width = lambda d: d["difference"]["high"] - d["difference"]["low"]  # noqa: E731
+    assert iv["difference"]["estimate"] == pytest.approx(pooled["difference"]["estimate"])
+    assert width(iv) > 2 * width(pooled)
+    assert iv["runs"] == [3, 1]
+
+
+def test_script_adds_the_two_level_column_from_three_seeds(tmp_path):
+    t = _write(tmp_path / "teacher", ["1111", "1110"])
+    a = [_write(tmp_path / f"a{k}", ["1110", "1100"]) for k in range(3)]
+    b = [_write(tmp_path / f"b{k}", [c, "1110"]) for k, c in enumerate(["1100", "1110", "1000"])]
+    out = tmp_path / "t.md"
+    training_seeds.main(["--teacher", t, "--model", "a=" + ",".join(a), "--model", "b=" + ",".join(b),
+                         "--pair-with", "a", "--out", str(out)])
+    assert "(items + seeds)" in out.read_text()
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert rows[1]["vs_other_seeds"]["runs"] == [3, 3]

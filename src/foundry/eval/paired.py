@@ -122,6 +122,33 @@ def matched_rows(scores: np.ndarray, rows: int) -> np.ndarray:
     return np.tile(scores, (rows // scores.shape[0], 1))
 
 
+def seed_and_item_interval(runs, others, aggregate, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict:
+    """The difference (mean over `runs`) - (mean over `others`) with a two-level bootstrap: each draw resamples
+    the items (shared by both sides, as in `paired_interval`) and, independently per side, the runs with
+    replacement. `runs` / `others`: lists of (S, M) item scores, one per training seed of a recipe (a teacher:
+    one run). Unlike `paired_interval` over pooled runs, its interval holds the training seed's variance too; with
+    few runs per side that part is coarse (three runs give ten distinct resamples), so read it as a floor on the
+    uncertainty, not an exact interval."""
+    rng = np.random.default_rng(seed)
+    items = runs[0].shape[1]
+    if any(r.shape[1] != items for r in list(runs) + list(others)):
+        raise ValueError("every run must be scored on the same items")
+
+    def run_values(group, idx):
+        return np.asarray([aggregate(r, idx).mean() for r in group])
+
+    est = run_values(runs, None).mean() - run_values(others, None).mean()
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, items, items)
+        mine, theirs = run_values(runs, idx), run_values(others, idx)
+        boots[b] = rng.choice(mine, mine.size).mean() - rng.choice(theirs, theirs.size).mean()
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"difference": {"estimate": float(est), "low": float(lo), "high": float(hi)},
+            "runs": [len(runs), len(others)], "items": int(items), "bootstrap": n_boot,
+            "within_noise": bool(lo <= 0.0 <= hi)}
+
+
 def partseg_by_category(entry: dict, teacher_entry: dict) -> dict:
     """{category name: (number of shapes, teacher's mean shape IoU in %, paired interval of the model's
     instance mIoU over that category's shapes)} from two `partseg` entries of results.json, or {} when
