@@ -11,7 +11,8 @@
 #   ... evals-SPLIT scores the finished matched runs one at a time under locks, for eval-SPLIT to reuse)
 #   bash scripts/method_study.sh matched-seeds-val | matched-seeds-test  # the two best at training seeds 0 and 1
 #                                                      # (SEED=1 matched NAME, then evals-SPLIT): each recipe's runs
-#                                                      # pooled, paired with the teacher and with $WINNER
+#                                                      # pooled, paired with the teacher and with $WINNER; SEEDS="0 1 2":
+#                                                      # three seeds, also items + seeds resampled (-seeds0-1-2 folder)
 #   bash scripts/method_study.sh vs-winner-val | vs-winner-test  # eval-SPLIT again (evaluations reused) with every
 #                                                      # run also paired with $WINNER (compare --pair-with)
 #   bash scripts/method_study.sh evals-val | evals-test  # the same evaluations one model at a time (teacher, floor,
